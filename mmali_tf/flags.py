@@ -1,0 +1,179 @@
+"""Every command-line flag of mmali_tf, defined once, with help text and validators.
+
+Entry points call one `define_*_flags()` function (training, evaluation, export, translation);
+each flag is defined only here. This module imports absl only (no TensorFlow), so the
+TensorFlow-free tools can use it too.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+DATASETS = ("digits", "mnist_svhn", "multimnist", "fashion_rotated", "features")
+MODELS = ("mmali", "mmali_joint", "mvae", "jmvae", "mmvae", "mmjsd", "mmjsd_ms",
+          "ci_mmvae", "cc_mmvae", "ci_mvae", "cc_mvae", "ci_jmvae", "cc_jmvae")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+class FlagUsageError(ValueError):
+    """A flag value a user got wrong; CLIs turn it into a one-line message and exit code 2."""
+
+
+def _defined(name: str) -> bool:
+    return name in FLAGS
+
+
+def define_train_flags() -> None:
+    """Flags of `python -m mmali_tf.train` (idempotent)."""
+    if _defined("run_dir"):
+        return
+    _define_run_flags()
+    _define_data_flags()
+    _define_network_flags()
+    _define_mmali_flags()
+    _define_vae_flags()
+    _define_cross_flag_validators()
+
+
+# ------------------------------------------------------------------------------------ run
+def _define_run_flags() -> None:
+    flags.DEFINE_string("run_dir", "runs/default", "Run directory: flags.txt, checkpoints/, "
+                        "tensorboard/, samples/, model.keras, train_log.csv. Rerunning the same "
+                        "command resumes from its last checkpoint.")
+    flags.DEFINE_enum("model", "mmali", MODELS, "Model to train.")
+    flags.DEFINE_integer("max_steps", 2000, "Total training iterations (each one full "
+                         "critic + generator update for mmALI).", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 64, "Global batch size of one draw (split over replicas).",
+                         lower_bound=2)
+    flags.DEFINE_integer("seed", 0, "Random seed of data order, initialisation and noise.",
+                         lower_bound=0)
+    flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_integer("num_cpu_replicas", 0, "With --strategy=mirrored and no GPU, split the "
+                         "CPU into this many logical devices (0: use the visible devices).",
+                         lower_bound=0)
+    flags.DEFINE_integer("checkpoint_every", 500, "Write a checkpoint every N steps.",
+                         lower_bound=1)
+    flags.DEFINE_integer("keep_checkpoints", 3, "How many checkpoints to keep.", lower_bound=1)
+    flags.DEFINE_integer("log_every", 100, "Steps per Keras 'epoch': progress bar, CSV and "
+                         "TensorBoard scalars are written at this cadence.", lower_bound=1)
+    flags.DEFINE_integer("sample_every", 1000, "Write sample grids every N steps (0: never).",
+                         lower_bound=0)
+    flags.DEFINE_boolean("jit_compile", True, "Compile train_step with XLA.")
+    flags.DEFINE_float("lr", 2e-4, "Learning rate of every optimizer.", lower_bound=0.0)
+    flags.DEFINE_float("beta1", 0.5, "Adam beta_1.", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_float("beta2", 0.999, "Adam beta_2.", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon (PyTorch default 1e-8).",
+                       lower_bound=0.0)
+    flags.DEFINE_boolean("amsgrad", False, "Use the AMSGrad variant of Adam (MMVAE).")
+    flags.DEFINE_float("ema_decay", 0.9999, "Decay of the EMA of encoder/decoder weights used "
+                       "for sampling, evaluation and export (0: no EMA).",
+                       lower_bound=0.0, upper_bound=0.999999)
+    flags.DEFINE_integer("ema_start", 50000, "EMA is a hard copy of the weights until this "
+                         "step, then decays.", lower_bound=0)
+
+
+# ------------------------------------------------------------------------------------ data
+def _define_data_flags() -> None:
+    flags.DEFINE_enum("dataset", "digits", DATASETS, "Paired multimodal dataset.")
+    flags.DEFINE_string("data_dir", "data", "Directory holding real dataset files (MNIST IDX, "
+                        "SVHN .mat, features .npz).")
+    flags.DEFINE_string("cache_dir", "", "Cache of rendered/derived datasets (default: "
+                        "$MMALI_CACHE or ~/.cache/mmali_tf).")
+    flags.DEFINE_boolean("use_tfds", False, "Read mnist / svhn_cropped from TensorFlow Datasets "
+                         "(already downloaded by the user) instead of local files.")
+    flags.DEFINE_integer("data_multiplication", 30, "dm: each instance is paired with dm random "
+                         "same-class instances of the other modalities.", lower_bound=1)
+    flags.DEFINE_integer("max_per_class", 10000, "max_d: at most this many instances per class "
+                         "enter the pairing.", lower_bound=1)
+    flags.DEFINE_float("percentage", 1.0, "Keep this fraction of each class before pairing "
+                       "(the paper's 20%% setting is 0.2).", lower_bound=1e-6, upper_bound=1.0)
+    flags.DEFINE_boolean("use_all", False, "Per-class count = percentage * class count instead "
+                         "of min(counts, max_per_class) (reference --use_all).")
+    flags.DEFINE_integer("num_views", 2, "multimnist: number of rotated views (0, 90, 180, 270 "
+                         "degrees).", lower_bound=2, upper_bound=4)
+    flags.DEFINE_enum("base_set", "digits", ("mnist", "fashion", "digits"),
+                      "multimnist: base image set of the rotated views.")
+    flags.DEFINE_string("features_file", "", "features: .npz with arrays <modality>_train, "
+                        "<modality>_test and label_train, label_test.")
+    flags.DEFINE_integer("digits_print_per_class", 400, "digits: rendered `print` instances per "
+                         "class (train + test).", lower_bound=20)
+    flags.DEFINE_enum("unpaired", "shuffle", ("shuffle", "pool"), "Negatives of the joint critic "
+                      "and unimodal critic terms: 'shuffle' reshuffles the paired batch (as "
+                      "released), 'pool' draws from per-modality pools that include unpaired "
+                      "examples (our extension).")
+
+
+# ------------------------------------------------------------------------------------ networks
+def _define_network_flags() -> None:
+    flags.DEFINE_integer("latent_dim", 20, "Per-modality latent size d = style + content.",
+                         lower_bound=1)
+    flags.DEFINE_integer("style_dim", 10, "Private style size d_s (first d_s entries of z); "
+                         "0 for models without a style subspace.", lower_bound=0)
+    flags.DEFINE_enum("init", "normal", ("normal", "torch"), "Weight init: N(0, 0.02) with zero "
+                      "bias (mmALI) or PyTorch's default kaiming-uniform (VAE baselines).")
+
+
+# ------------------------------------------------------------------------------------ mmALI
+def _define_mmali_flags() -> None:
+    flags.DEFINE_float("lambda_unimodal", 1.0, "lambda_u: weight of the unimodal and cross "
+                       "terms of the generator loss.", lower_bound=0.0)
+    flags.DEFINE_float("lambda_x_rec", 0.0, "Weight of x reconstruction terms.", lower_bound=0.0)
+    flags.DEFINE_float("lambda_s_rec", 0.0, "Weight of style re-encoding terms.", lower_bound=0.0)
+    flags.DEFINE_float("lambda_c_rec", 0.0, "Weight of content re-encoding terms.",
+                       lower_bound=0.0)
+    flags.DEFINE_boolean("joint_rec", False, "Use the joint (geometric-mean) reconstruction "
+                         "terms instead of the unimodal ones for x and c.")
+    flags.DEFINE_boolean("deterministic", False, "Deterministic encoders (no posterior noise).")
+    flags.DEFINE_integer("dis_iter", 1, "Critic updates per iteration.", lower_bound=1,
+                         upper_bound=10)
+    flags.DEFINE_integer("gen_iter", 1, "Generator updates per iteration.", lower_bound=1,
+                         upper_bound=10)
+    flags.DEFINE_boolean("spectral_norm", True, "Spectral normalisation in every critic layer.")
+
+
+# ------------------------------------------------------------------------------------ VAEs
+def _define_vae_flags() -> None:
+    flags.DEFINE_float("beta", 1.0, "Weight of the KL / JS regulariser.", lower_bound=0.0)
+    flags.DEFINE_integer("kl_anneal_steps", 0, "Linear KL warm-up length in steps (0: none).",
+                         lower_bound=0)
+    flags.DEFINE_float("jmvae_alpha", 0.1, "JMVAE-kl: weight of KL(q(z|X) || q(z|x_m)).",
+                       lower_bound=0.0)
+    flags.DEFINE_integer("num_importance_samples", 30, "K: importance samples per encoder.",
+                         lower_bound=1)
+    flags.DEFINE_enum("objective", "dreg", ("dreg", "iwae", "elbo"), "MMVAE objective / "
+                      "gradient estimator.")
+    flags.DEFINE_enum("posterior", "laplace", ("laplace", "normal"), "MMVAE posterior and "
+                      "prior family.")
+    flags.DEFINE_boolean("learn_prior", True, "MMVAE: learn the prior's scales.")
+    flags.DEFINE_float("gamma", 2.0, "Contrastive models: weight of the positive term "
+                       "(must be > 1; gamma=1 collapses).", lower_bound=0.0)
+    flags.DEFINE_integer("num_negatives", 5, "Contrastive models: in-batch negatives N.",
+                         lower_bound=1)
+    flags.DEFINE_enum("negative_estimator", "iwae", ("iwae", "cubo"), "Contrastive models: "
+                      "estimator of the negative term (cI: iwae, cC: cubo).")
+    flags.DEFINE_float("beta_style", 1.0, "mmJSD-MS: weight of the style KL terms.",
+                       lower_bound=0.0)
+    flags.DEFINE_float("beta_content", 1.0, "mmJSD-MS: weight of the content JS term.",
+                       lower_bound=0.0)
+    flags.DEFINE_boolean("stratified", False, "mmJSD: decode z from every expert for every "
+                         "datapoint instead of mixture component selection.")
+
+
+# ------------------------------------------------------------------------------------ rules
+def _define_cross_flag_validators() -> None:
+    flags.register_multi_flags_validator(
+        ["style_dim", "latent_dim"], lambda f: f["style_dim"] < f["latent_dim"],
+        message="--style_dim must be smaller than --latent_dim (the content part needs >= 1 "
+                "dimension)")
+    flags.register_multi_flags_validator(
+        ["ema_start", "ema_decay"], lambda f: f["ema_decay"] == 0.0 or f["ema_decay"] > 0.5,
+        message="--ema_decay must be 0 (off) or in (0.5, 1)")
+    flags.register_multi_flags_validator(
+        ["deterministic", "joint_rec"], lambda f: not (f["deterministic"] and f["joint_rec"]),
+        message="--joint_rec needs stochastic encoders; it cannot be used with --deterministic")
+    flags.register_multi_flags_validator(
+        ["dataset", "features_file"],
+        lambda f: f["dataset"] != "features" or bool(f["features_file"]),
+        message="--dataset=features needs --features_file=<path to .npz>")

@@ -1,0 +1,138 @@
+"""Latent layout (style/content split) and Gaussian posterior algebra.
+
+Every model keeps a per-modality latent `z_m = [s_m | c]`: `style_dim` private style entries
+first, then `content_dim` content entries shared across modalities (the reference mmALI order).
+Posterior fusion acts on the content part only, so it is the same for models with and without
+a style subspace. These functions are used by the models *and* traced into the exported ONNX
+graphs, so they are plain TensorFlow ops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import tensorflow as tf
+
+FUSION_METHODS = ("poe", "moe_mean", "geometric")
+FAMILIES = ("normal", "laplace")
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentLayout:
+    """Per-modality latent `[style (style_dim) | content (content_dim)]`."""
+
+    style_dim: int
+    content_dim: int
+
+    def __post_init__(self) -> None:
+        if self.style_dim < 0 or self.content_dim < 1:
+            raise ValueError(
+                f"LatentLayout needs style_dim >= 0 and content_dim >= 1, got "
+                f"style_dim={self.style_dim}, content_dim={self.content_dim}")
+
+    @property
+    def latent_dim(self) -> int:
+        return self.style_dim + self.content_dim
+
+    def split(self, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(style, content) of a latent (..., latent_dim)."""
+        return z[..., : self.style_dim], z[..., self.style_dim:]
+
+    def join(self, style: tf.Tensor, content: tf.Tensor) -> tf.Tensor:
+        """Inverse of `split`."""
+        return tf.concat([style, content], axis=-1)
+
+    def content(self, z: tf.Tensor) -> tf.Tensor:
+        return z[..., self.style_dim:]
+
+    def style(self, z: tf.Tensor) -> tf.Tensor:
+        return z[..., : self.style_dim]
+
+    def to_dict(self) -> dict[str, int]:
+        return {"style_dim": self.style_dim, "content_dim": self.content_dim,
+                "latent_dim": self.latent_dim, "order": "style_then_content"}
+
+
+def scale_from_logvar(logvar: tf.Tensor, family: str = "normal") -> tf.Tensor:
+    """Scale parameter of a `family` distribution with variance exp(logvar).
+
+    Normal: sigma = exp(logvar / 2). Laplace: b = sqrt(var / 2).
+    """
+    if family == "normal":
+        return tf.exp(0.5 * logvar)
+    if family == "laplace":
+        return tf.exp(0.5 * logvar) * (1.0 / math.sqrt(2.0))
+    raise ValueError(f"unknown posterior family {family!r}; expected one of {FAMILIES}")
+
+
+def reparameterize(mean: tf.Tensor, logvar: tf.Tensor, noise: tf.Tensor,
+                   family: str = "normal") -> tf.Tensor:
+    """Sample `mean + scale * noise`; `noise` is standard Normal or standard Laplace(0, 1)."""
+    return mean + scale_from_logvar(logvar, family) * noise
+
+
+def product_of_experts(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor],
+                       prior_expert: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """Gaussian product of experts, computed in log-variance space.
+
+    logvar = -logsumexp_i(-logvar_i); mean = sum_i softmax_i(-logvar_i) * mean_i.
+    With `prior_expert`, a N(0, I) expert (mean 0, logvar 0) joins the product (MVAE).
+    """
+    means, logvars = list(means), list(logvars)
+    if prior_expert:
+        means.append(tf.zeros_like(means[0]))
+        logvars.append(tf.zeros_like(logvars[0]))
+    neg = tf.stack([-lv for lv in logvars], axis=0)
+    weights = tf.nn.softmax(neg, axis=0)
+    mean = tf.reduce_sum(weights * tf.stack(means, axis=0), axis=0)
+    logvar = -tf.reduce_logsumexp(neg, axis=0)
+    return mean, logvar
+
+
+def geometric_mean(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor],
+                   prior_expert: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """Geometric mean of Gaussian experts ("average=True" in the mmALI code).
+
+    Same mean as the product of experts; the precision is the experts' *average* precision,
+    i.e. logvar = logvar_PoE + log K.
+    """
+    mean, logvar = product_of_experts(means, logvars, prior_expert)
+    k = len(means) + (1 if prior_expert else 0)
+    return mean, logvar + math.log(k)
+
+
+def moe_moment_match(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor],
+                     prior_expert: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """Gaussian matching the first two moments of the uniform mixture of the experts.
+
+    mean = avg_i mean_i; var = avg_i (var_i + mean_i^2) - mean^2.
+    """
+    means, logvars = list(means), list(logvars)
+    if prior_expert:
+        means.append(tf.zeros_like(means[0]))
+        logvars.append(tf.zeros_like(logvars[0]))
+    mu = tf.stack(means, axis=0)
+    var = tf.exp(tf.stack(logvars, axis=0))
+    mean = tf.reduce_mean(mu, axis=0)
+    second = tf.reduce_mean(var + tf.square(mu), axis=0)
+    return mean, tf.math.log(tf.maximum(second - tf.square(mean), 1e-12))
+
+
+_FUSERS = {"poe": product_of_experts, "moe_mean": moe_moment_match, "geometric": geometric_mean}
+
+
+def fuse(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor], method: str,
+         prior_expert: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """Fuse unimodal Gaussian posteriors with `method` in FUSION_METHODS."""
+    if method not in _FUSERS:
+        raise ValueError(f"unknown fusion method {method!r}; expected one of {FUSION_METHODS}")
+    if not means:
+        raise ValueError("fuse needs at least one expert")
+    return _FUSERS[method](means, logvars, prior_expert)
+
+
+def gaussian_kl_standard(mean: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) summed over the last axis."""
+    return 0.5 * tf.reduce_sum(tf.exp(logvar) + tf.square(mean) - 1.0 - logvar, axis=-1)

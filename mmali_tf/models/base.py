@@ -1,0 +1,218 @@
+"""MultimodalModel: the shared inference interface every model implements.
+
+Evaluation and ONNX export use only what is defined here:
+
+* `encode(modality, x) -> (mean, logvar)`   (deterministic encoders: logvar is None)
+* `decode(modality, z) -> x`                 (mean of p(x|z), in the modality's value range)
+* `fuse({modality: (mean, logvar)}, method) -> (mean, logvar)` of the shared *content* code
+* `sample_prior(n) -> {modality: z}`         (shared content, independent styles)
+* `layout`, `modalities`, `specs`, `posterior_family`, `prior_params()`
+* `generator_variables` / `critic_variables`; EMA copies of the encoders and decoders that
+  inference uses by default when EMA is on.
+
+A subclass builds `self.encoders` / `self.decoders` (dicts of Keras models keyed by modality,
+encoders output the raw parameter vector), implements `train_step`, and may override
+`params_from_encoder_output` (e.g. Laplace posteriors) and `prior_params`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+from mmali_tf import latent as latent_lib
+from mmali_tf.data.specs import ModalitySpec
+from mmali_tf.ema import WeightEMA
+
+Params = tuple[tf.Tensor, "tf.Tensor | None"]
+
+
+def _as_specs(specs: Sequence[ModalitySpec | Mapping[str, Any]]) -> tuple[ModalitySpec, ...]:
+    return tuple(s if isinstance(s, ModalitySpec) else ModalitySpec.from_dict(dict(s))
+                 for s in specs)
+
+
+class MultimodalModel(keras.Model):
+    """Base class: networks per modality, EMA copies, and the inference interface.
+
+    Args:
+      specs: modality specs in model order.
+      config: flat dict of hyper-parameters (the resolved training flags); kept verbatim so the
+        model can be rebuilt from `get_config()` and recorded in exported manifests.
+    """
+
+    #: name in the model registry (`mmali_tf.models.build`).
+    registry_name: str = ""
+    #: how many paired batches of `batch_size` one `train_step` consumes (mmALI: 4).
+    draws_per_step: int = 1
+    #: family of the posterior q(z|x) and of the prior: "normal" or "laplace".
+    posterior_family: str = "normal"
+    #: fusion used for synergy by default, and whether a N(0, I) expert joins the product.
+    default_fusion: str = "geometric"
+    prior_expert: bool = False
+    #: True when encoders output a point code (mmALI `--deterministic`).
+    deterministic: bool = False
+
+    def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
+                 config: Mapping[str, Any], **kwargs: Any) -> None:
+        kwargs.setdefault("name", self.registry_name or "multimodal_model")
+        super().__init__(**kwargs)
+        self.specs = _as_specs(specs)
+        self.config = dict(config)
+        self.modalities = tuple(s.name for s in self.specs)
+        style_dim = int(self.config.get("style_dim", 0))
+        latent_dim = int(self.config.get("latent_dim", 20))
+        self.layout = latent_lib.LatentLayout(style_dim, latent_dim - style_dim)
+        self.seed_generator = keras.random.SeedGenerator(int(self.config.get("seed", 0)))
+        self.encoders: dict[str, keras.Model] = {}
+        self.decoders: dict[str, keras.Model] = {}
+        self.build_networks()
+        self.ema = None
+        if float(self.config.get("ema_decay", 0.0)) > 0.0:
+            self.ema = WeightEMA(self.encoders, self.decoders,
+                                 decay=float(self.config["ema_decay"]),
+                                 start_step=int(self.config.get("ema_start", 0)))
+
+    # ----------------------------------------------------------------- subclass hooks
+    def build_networks(self) -> None:
+        """Create `self.encoders`, `self.decoders` and any critics (every subclass defines it)."""
+        raise TypeError(f"{type(self).__name__} does not define build_networks()")
+
+    def params_from_encoder_output(self, raw: tf.Tensor) -> Params:
+        """Map an encoder's raw output to (mean, logvar); default `[mean | logvar]` halves."""
+        if self.deterministic:
+            return raw, None
+        d = self.layout.latent_dim
+        return raw[:, :d], raw[:, d:]
+
+    def prior_params(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """(mean, logvar) of the prior over one modality's latent, shape (latent_dim,)."""
+        d = self.layout.latent_dim
+        return tf.zeros([d]), tf.zeros([d])
+
+    # ----------------------------------------------------------------- networks
+    def _nets(self, ema: bool | None) -> tuple[Mapping[str, keras.Model], Mapping[str, keras.Model]]:
+        use_ema = self.ema is not None if ema is None else ema
+        if use_ema:
+            if self.ema is None:
+                raise ValueError("this model was trained without EMA (--ema_decay=0); use ema=False")
+            return self.ema.encoders, self.ema.decoders
+        return self.encoders, self.decoders
+
+    @property
+    def generator_variables(self) -> list[keras.Variable]:
+        """Trainable variables of all encoders and decoders (fixed order)."""
+        out = []
+        for m in self.modalities:
+            out += self.encoders[m].trainable_variables
+        for m in self.modalities:
+            out += self.decoders[m].trainable_variables
+        return out
+
+    @property
+    def critic_variables(self) -> list[keras.Variable]:
+        """Trainable variables of the critics; empty for likelihood-based models."""
+        return []
+
+    # ----------------------------------------------------------------- inference interface
+    def _check_modality(self, modality: str) -> None:
+        if modality not in self.modalities:
+            raise ValueError(f"unknown modality {modality!r}; this model has {self.modalities}")
+
+    def encode(self, modality: str, x: tf.Tensor, ema: bool | None = None) -> Params:
+        """Posterior parameters (mean, logvar) of q(z | x_modality); logvar None if deterministic."""
+        self._check_modality(modality)
+        encoders, _ = self._nets(ema)
+        return self.params_from_encoder_output(encoders[modality](x, training=False))
+
+    def decode(self, modality: str, z: tf.Tensor, ema: bool | None = None) -> tf.Tensor:
+        """Mean of p(x_modality | z), in the modality's value range."""
+        self._check_modality(modality)
+        _, decoders = self._nets(ema)
+        return decoders[modality](z, training=False)
+
+    def fuse(self, params_by_modality: Mapping[str, Params],
+             method: str | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """Joint posterior over the *content* code of any subset of modalities."""
+        method = method or self.default_fusion
+        if not params_by_modality:
+            raise ValueError("fuse needs the posterior of at least one modality")
+        means, logvars = [], []
+        for m, (mean, logvar) in params_by_modality.items():
+            self._check_modality(m)
+            if logvar is None:
+                raise ValueError("fuse needs stochastic encoders (logvar); this model is deterministic")
+            means.append(self.layout.content(mean))
+            logvars.append(self.layout.content(logvar))
+        return latent_lib.fuse(means, logvars, method, prior_expert=self.prior_expert)
+
+    def sample_noise(self, shape: Sequence[int], seed: Any = None) -> tf.Tensor:
+        """Standard noise of the posterior family (Normal(0,1) or Laplace(0,1))."""
+        seed = self.seed_generator if seed is None else seed
+        if self.posterior_family == "laplace":
+            u = keras.random.uniform(shape, minval=-0.5 + 1e-7, maxval=0.5, seed=seed)
+            return -tf.sign(u) * tf.math.log1p(-2.0 * tf.abs(u))
+        return keras.random.normal(shape, seed=seed)
+
+    def sample_posterior(self, mean: tf.Tensor, logvar: tf.Tensor | None,
+                         seed: Any = None) -> tf.Tensor:
+        """One reparameterised sample of q(z|x) (the mean itself when deterministic)."""
+        if logvar is None:
+            return mean
+        noise = self.sample_noise(tf.shape(mean), seed)
+        return latent_lib.reparameterize(mean, logvar, noise, self.posterior_family)
+
+    def sample_prior(self, n: int, seed: Any = None) -> dict[str, tf.Tensor]:
+        """Prior latents per modality: one shared content code, independent style codes."""
+        mean, logvar = self.prior_params()
+        s, c = self.layout.style_dim, self.layout.content_dim
+        content = self.sample_noise([n, c], seed)
+        out = {}
+        for m in self.modalities:
+            noise = tf.concat([self.sample_noise([n, s], seed), content], axis=-1)
+            out[m] = latent_lib.reparameterize(mean, logvar, noise, self.posterior_family)
+        return out
+
+    # ----------------------------------------------------------------- Keras plumbing
+    def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
+        """Reconstruct every modality from its own posterior mean (also builds the model)."""
+        out = {}
+        for m in self.modalities:
+            raw = self.encoders[m](inputs[m], training=training)
+            mean, _ = self.params_from_encoder_output(raw)
+            out[m] = self.decoders[m](mean, training=training)
+        return out
+
+    def build_from_specs(self) -> None:
+        """Build every sub-network and the wrapper by calling it on a zero batch."""
+        self({s.name: tf.zeros((1,) + s.shape) for s in self.specs})
+
+    def update_ema(self) -> None:
+        """EMA update after the generator step (no-op without EMA).
+
+        Subclasses keep the optimizer of the encoders/decoders in `self.g_optimizer`; its
+        iteration count after the step is the 1-based training step.
+        """
+        if self.ema is not None:
+            self.ema.update(self.g_optimizer.iterations, self.encoders, self.decoders)
+
+    def distribute_scale(self, loss: tf.Tensor) -> tf.Tensor:
+        """Divide a hand-written mean loss by the replica count before taking gradients."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
+
+    def get_config(self) -> dict[str, Any]:
+        return {"specs": [s.to_dict() for s in self.specs], "config": dict(self.config),
+                "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "MultimodalModel":
+        return cls(config["specs"], config["config"], name=config.get("name"))
+
+    def get_compile_config(self) -> dict[str, Any]:
+        return {"jit_compile": bool(getattr(self, "_jit_requested", False))}
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        self.compile(jit_compile=bool(config.get("jit_compile", False)))
