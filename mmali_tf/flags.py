@@ -25,16 +25,26 @@ def _defined(name: str) -> bool:
     return name in FLAGS
 
 
+_TRAIN_FLAG_NAMES: list[str] = []
+
+
+def train_flag_names() -> tuple[str, ...]:
+    """Names of the flags `define_train_flags()` defined, in definition order."""
+    return tuple(_TRAIN_FLAG_NAMES)
+
+
 def define_train_flags() -> None:
     """Flags of `python -m mmali_tf.train` (idempotent)."""
     if _defined("run_dir"):
         return
+    before = set(FLAGS)
     _define_run_flags()
     _define_data_flags()
     _define_network_flags()
     _define_mmali_flags()
     _define_vae_flags()
     _define_cross_flag_validators()
+    _TRAIN_FLAG_NAMES.extend(name for name in FLAGS if name not in before)
 
 
 # ------------------------------------------------------------------------------------ run
@@ -177,3 +187,54 @@ def _define_cross_flag_validators() -> None:
         ["dataset", "features_file"],
         lambda f: f["dataset"] != "features" or bool(f["features_file"]),
         message="--dataset=features needs --features_file=<path to .npz>")
+    flags.register_multi_flags_validator(
+        ["strategy", "num_cpu_replicas"],
+        lambda f: f["num_cpu_replicas"] == 0 or f["strategy"] == "mirrored",
+        message="--num_cpu_replicas needs --strategy=mirrored")
+
+
+# ------------------------------------------------------------------------------------ evaluation
+def define_eval_flags() -> None:
+    """Flags of `python -m mmali_tf.evaluate` (idempotent).
+
+    Also defines the training flags, whose `--run_dir`, `--seed` and `--cache_dir` evaluation
+    shares (so either entry point can be set up first in one process).
+    """
+    define_train_flags()
+    if _defined("protocol"):
+        return
+    flags.DEFINE_enum("protocol", "clean", ("clean", "reference"), "Evaluation protocol: "
+                      "'clean' selects probe and classifier epochs on a validation split of "
+                      "train with deterministic classifiers; 'reference' reproduces the released "
+                      "code (best test epoch, MNIST classifier dropout always on).")
+    flags.DEFINE_integer("num_samples", 10000, "Prior samples for joint coherence, and at most "
+                         "this many seeded pairs of the split for cross/synergy coherence, "
+                         "the joint latent probe and CCA.", lower_bound=1)
+    flags.DEFINE_enum("split", "test", ("test", "train"), "Split evaluated.")
+    flags.DEFINE_enum("weights", "ema", ("ema", "raw"), "Evaluate the EMA networks (falls back to "
+                      "raw when the run has no EMA) or the raw ones.")
+    flags.DEFINE_integer("eval_step", None, "Checkpoint step to evaluate (default: latest).",
+                         lower_bound=0)
+    flags.DEFINE_integer("eval_batch_size", 256, "Batch size of evaluation passes.",
+                         lower_bound=1)
+    flags.DEFINE_integer("probe_epochs", 30, "Epochs of each latent linear probe.", lower_bound=1)
+    flags.DEFINE_integer("classifier_epochs", 10, "Epochs of each coherence classifier (trained "
+                         "once per dataset and cached).", lower_bound=1)
+    flags.DEFINE_float("classifier_threshold", 0.95, "Coherence is marked unreliable when a "
+                       "classifier's test accuracy is below this.", lower_bound=0.0,
+                       upper_bound=1.0)
+    flags.DEFINE_integer("iwae_samples", 100, "K: importance samples per item of the test "
+                         "log-likelihoods of likelihood-based models (papers: 1000).",
+                         lower_bound=1)
+    flags.DEFINE_integer("ll_items", 500, "Seeded test pairs scored by the log-likelihoods "
+                         "(0: skip log-likelihoods).", lower_bound=0)
+    flags.DEFINE_integer("cca_dim", 40, "k: CCA dimensions of the correlation score of vector "
+                         "modalities.", lower_bound=1)
+
+
+def define_compare_flags() -> None:
+    """Flags of `tools/compare_runs.py` (idempotent)."""
+    if _defined("compare_out"):
+        return
+    flags.DEFINE_string("compare_out", "compare", "Output prefix: writes <prefix>.md and "
+                        "<prefix>.png.")

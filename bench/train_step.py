@@ -1,0 +1,168 @@
+"""Training-step benchmark: median ms per full iteration of any registered model.
+
+    python bench/train_step.py [--models mmali,mmali_joint] [--steps 20] [--jit on,off]
+                               [--setups mnist_svhn,digits] [--profile]
+
+One iteration is one `train_step` (for mmALI: critic + generator update + EMA) on random data
+of `batch_size * model.draws_per_step` rows. Setups:
+
+* `mnist_svhn`: mnist (28,28,1) mnist_mlp + svhn (32,32,3) svhn_conv, hyper-parameters from
+  configs/mnist_svhn_mmali.cfg, batch 64;
+* `digits`: hand (28,28,1) + print (32,32,3), hyper-parameters and batch from
+  configs/digits_mmali.cfg.
+
+Non-mmALI models read the same files (flags they do not use are ignored). `--profile` times the
+critic and generator updates of adversarial models separately and the forward pass of every
+critic sub-network at the row counts one step uses. Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from mmali_tf import flags as mflags  # noqa: E402
+from mmali_tf import models  # noqa: E402
+from mmali_tf.data.specs import ModalitySpec  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETUPS = {
+    "mnist_svhn": ("configs/mnist_svhn_mmali.cfg",
+                   (ModalitySpec("mnist", (28, 28, 1), "image", "mnist_mlp"),
+                    ModalitySpec("svhn", (32, 32, 3), "image", "svhn_conv")), 64),
+    "digits": ("configs/digits_mmali.cfg",
+               (ModalitySpec("hand", (28, 28, 1), "image", "mnist_mlp"),
+                ModalitySpec("print", (32, 32, 3), "image", "svhn_conv")), None),
+}
+
+
+def config_from_flagfile(path: str) -> dict:
+    """Every training flag's value after parsing `--flagfile=path` (defaults otherwise)."""
+    mflags.define_train_flags()
+    flag_values = mflags.FLAGS
+    flag_values.unparse_flags()
+    flag_values(["bench"] + ([f"--flagfile={path}"] if os.path.exists(path) else []))
+    return {f.name: f.value for f in flag_values.get_flags_for_module(mflags)}
+
+
+def random_batch(specs, rows: int, seed: int = 0) -> dict[str, tf.Tensor]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in specs:
+        for key in (s.name, f"{s.name}_unpaired"):
+            out[key] = tf.constant(rng.random((rows,) + s.shape, dtype=np.float32))
+    out["label"] = tf.constant(rng.integers(0, 10, rows, dtype=np.int32))
+    return out
+
+
+def median_ms(fn, args, steps: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        _block(fn(*args))
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        _block(fn(*args))
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _block(out) -> None:
+    for v in tf.nest.flatten(out):
+        if hasattr(v, "numpy"):
+            v.numpy()
+
+
+def make_model(name: str, specs, config: dict, jit: bool):
+    model = models.build(name, specs, config)
+    model.build_from_specs()
+    model.compile(jit_compile=jit)
+    return model
+
+
+def bench_step(name: str, setup: str, steps: int, jit: bool) -> tuple[float, int]:
+    cfg_file, specs, batch = SETUPS[setup]
+    config = config_from_flagfile(os.path.join(ROOT, cfg_file))
+    batch = batch or int(config["batch_size"])
+    model = make_model(name, specs, config, jit)
+    data = random_batch(specs, batch * model.draws_per_step)
+    step = tf.function(model.train_step, jit_compile=jit, reduce_retracing=True)
+    return median_ms(step, (data,), steps), batch
+
+
+def profile(name: str, setup: str, steps: int, jit: bool) -> list[tuple[str, float]]:
+    """(what, median ms) of the critic/generator updates and of each critic sub-network."""
+    cfg_file, specs, batch = SETUPS[setup]
+    config = config_from_flagfile(os.path.join(ROOT, cfg_file))
+    batch = batch or int(config["batch_size"])
+    model = make_model(name, specs, config, jit)
+    if not hasattr(model, "critic_losses"):
+        return []
+    k = model.draws_per_update
+    chunks = model._chunks(random_batch(specs, batch * model.draws_per_step))  # noqa: SLF001
+    rows = []
+    for what, fn, variables, opt in (
+            ("critic update", model.critic_losses, model.critic_variables, model.d_optimizer),
+            ("generator update", model.generator_losses, model.generator_variables,
+             model.g_optimizer)):
+        upd = tf.function(lambda *b, fn=fn, v=variables, o=opt: model._update(fn, b, v, o),  # noqa: SLF001
+                          jit_compile=jit)
+        rows.append((what, median_ms(upd, chunks[:k], steps)))
+    critics = {}
+    for attr in ("critics_a", "critics_b"):
+        for m, net in getattr(model, attr, {}).items():
+            critics[f"{attr[-1].upper()}_{m}"] = net
+    for label, net in critics.items():
+        x_net, head = net.get_layer("x_features"), net.get_layer("head")
+        spec = next(s for s in specs if net.name.startswith(s.name))
+        x = tf.zeros((3 * batch,) + spec.shape)
+        f = x_net(x)
+        z = tf.zeros((3 * batch, model.layout.latent_dim))
+        fwd = tf.function(lambda a, b, x_net=x_net, head=head:
+                          head([x_net(a, training=True), b], training=True), jit_compile=jit)
+        rows.append((f"{label} forward, {3 * batch} rows (features {f.shape[-1]})",
+                     median_ms(fwd, (x, z), steps)))
+    return rows
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="mmali,mmali_joint")
+    p.add_argument("--setups", default="mnist_svhn,digits")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--jit", default="on,off", help="comma list of on/off")
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args(argv)
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    jits = [j.strip() == "on" for j in args.jit.split(",") if j.strip()]
+    print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs, median of {args.steps} steps\n")
+    print("| model | setup | batch | jit | ms / iteration |")
+    print("|---|---|---|---|---|")
+    for name in args.models.split(","):
+        for setup in args.setups.split(","):
+            for jit in jits:
+                ms, batch = bench_step(name, setup, args.steps, jit)
+                print(f"| {name} | {setup} | {batch} | {'on' if jit else 'off'} | {ms:.1f} |",
+                      flush=True)
+    if args.profile:
+        for name in args.models.split(","):
+            for jit in jits:
+                rows = profile(name, "mnist_svhn", args.steps, jit)
+                if rows:
+                    print(f"\n{name}, mnist_svhn, jit {'on' if jit else 'off'}\n")
+                    print("| part | ms |\n|---|---|")
+                    for what, ms in rows:
+                        print(f"| {what} | {ms:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

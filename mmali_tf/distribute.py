@@ -1,0 +1,66 @@
+"""tf.distribute strategy creation for `--strategy=default|mirrored|multi_worker`.
+
+`make_strategy` must run before TensorFlow initialises its devices (before any op runs):
+splitting the CPU into logical devices for `--num_cpu_replicas` is impossible afterwards.
+Models are built, compiled (which builds every optimizer) and fitted inside
+`strategy.scope()`; the training pipeline is batched with the global batch size
+(`--batch_size` * the model's draws per step) and `fit()` splits it over the replicas.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from mmali_tf.flags import STRATEGIES, FlagUsageError
+
+
+def split_cpu(num_devices: int) -> list[str]:
+    """Split the first physical CPU into `num_devices` logical CPUs; returns their names.
+
+    Raises FlagUsageError if TensorFlow already initialised its devices.
+    """
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)])
+    except RuntimeError as error:
+        current = len(tf.config.list_logical_devices("CPU"))
+        if current == num_devices:
+            return [d.name for d in tf.config.list_logical_devices("CPU")]
+        raise FlagUsageError(
+            f"--num_cpu_replicas={num_devices}: TensorFlow already initialised {current} CPU "
+            f"device(s); the split must happen before any TensorFlow op runs ({error})") from None
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def make_strategy(name: str, num_cpu_replicas: int = 0) -> tf.distribute.Strategy:
+    """The tf.distribute strategy for `--strategy=name`.
+
+    `mirrored` uses every visible GPU; without GPUs it uses `num_cpu_replicas` logical CPU
+    devices (split here) or the single CPU. `multi_worker` reads the cluster from TF_CONFIG.
+    """
+    if name not in STRATEGIES:
+        raise FlagUsageError(f"--strategy={name}: expected one of {', '.join(STRATEGIES)}")
+    if num_cpu_replicas and name != "mirrored":
+        raise FlagUsageError(f"--num_cpu_replicas={num_cpu_replicas} needs --strategy=mirrored")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        if num_cpu_replicas:
+            print(f"note: {len(gpus)} GPU(s) visible; --num_cpu_replicas={num_cpu_replicas} "
+                  "is ignored", flush=True)
+        return tf.distribute.MirroredStrategy()
+    if num_cpu_replicas > 1:
+        return tf.distribute.MirroredStrategy(split_cpu(num_cpu_replicas))
+    return tf.distribute.MirroredStrategy(["/cpu:0"])
+
+
+def check_global_batch(strategy: tf.distribute.Strategy, batch_size: int) -> None:
+    """Raise FlagUsageError unless every replica gets the same whole share of a draw."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise FlagUsageError(f"--batch_size={batch_size}: must be divisible by the "
+                             f"{replicas} replicas of the strategy")

@@ -1,0 +1,186 @@
+"""Evaluate a trained run: `python -m mmali_tf.evaluate --run_dir=runs/x [--protocol=clean]`.
+
+Writes `run_dir/eval/metrics.json` (schema in `mmali_tf.metrics.report`), `report.md`,
+`cross_generation.png` and `cross_confusion.png`. `evaluate_model` is the programmatic core
+(any MultimodalModel + PairedDataset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Any, Mapping, Sequence
+
+from absl import app, flags
+
+from mmali_tf import cli
+from mmali_tf import flags as flags_lib
+
+FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass
+class EvalOptions:
+    """Evaluation settings (the evaluation flags)."""
+
+    protocol: str = "clean"
+    num_samples: int = 10000
+    split: str = "test"
+    weights: str = "ema"
+    seed: int = 0
+    batch_size: int = 256
+    probe_epochs: int = 30
+    classifier_epochs: int = 10
+    classifier_threshold: float = 0.95
+    iwae_samples: int = 100
+    ll_items: int = 500
+    cca_dim: int = 40
+    cache_dir: str = ""
+    verbose: bool = False
+
+    @classmethod
+    def from_flags(cls) -> "EvalOptions":
+        return cls(protocol=FLAGS.protocol, num_samples=FLAGS.num_samples, split=FLAGS.split,
+                   weights=FLAGS.weights, seed=FLAGS.seed, batch_size=FLAGS.eval_batch_size,
+                   probe_epochs=FLAGS.probe_epochs, classifier_epochs=FLAGS.classifier_epochs,
+                   classifier_threshold=FLAGS.classifier_threshold,
+                   iwae_samples=FLAGS.iwae_samples, ll_items=FLAGS.ll_items,
+                   cca_dim=FLAGS.cca_dim, cache_dir=FLAGS.cache_dir, verbose=True)
+
+
+def coherence_classifiers(ds: Any, opts: EvalOptions) -> tuple[dict[str, Any], dict[str, float]]:
+    """Cached (or freshly trained) classifier per modality and their test accuracies."""
+    from mmali_tf.metrics import classifiers as clf_lib
+
+    out, acc = {}, {}
+    for spec in ds.specs:
+        clf, cached = clf_lib.load_or_train(
+            spec, ds.train.instances[spec.name], ds.train.labels[spec.name],
+            ds.test.instances[spec.name], ds.test.labels[spec.name], ds.name, opts.protocol,
+            opts.cache_dir, opts.classifier_epochs, 256, opts.seed, ds.num_classes, opts.verbose)
+        if opts.verbose:
+            print(f"classifier {spec.name}: test accuracy {clf.test_accuracy:.4f} "
+                  f"({'cached' if cached else 'trained'})", flush=True)
+        out[spec.name], acc[spec.name] = clf, clf.test_accuracy
+    return out, acc
+
+
+def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = None,
+                   classifiers: Mapping[str, Any] | None = None,
+                   classifier_accuracy: Mapping[str, float] | None = None
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """All metrics of `model` on `ds`; returns (metrics dict, figure material).
+
+    `classifiers` (with their accuracies) replace the cached digit classifiers when given.
+    """
+    import keras
+    import numpy as np
+
+    from mmali_tf.latent import FUSION_METHODS
+    from mmali_tf.metrics import cca, coherence, latent_accuracy, likelihood
+    from mmali_tf.metrics.common import InferenceView, check_protocol, sample_rows
+
+    check_protocol(opts.protocol)
+    keras.utils.set_random_seed(opts.seed)
+    view = InferenceView.of(model, opts.weights)
+    notes = []
+    if opts.weights == "ema" and not view.ema:
+        notes.append("the run has no EMA networks (--ema_decay=0); raw weights were evaluated")
+    if classifiers is None:
+        classifiers, classifier_accuracy = coherence_classifiers(ds, opts)
+    weak = {m: a for m, a in classifier_accuracy.items() if a < opts.classifier_threshold}
+    if weak:
+        notes.append("coherence is UNRELIABLE: classifier test accuracy below "
+                     f"{opts.classifier_threshold:.2f} for " +
+                     ", ".join(f"{m} ({a:.3f})" for m, a in weak.items()))
+    split = ds.split(opts.split)
+    rows = sample_rows(split.num_pairs, opts.num_samples, opts.seed)
+    metrics: dict[str, Any] = {
+        "latent_accuracy": latent_accuracy.latent_accuracy(
+            view, ds, opts.split, opts.protocol, opts.probe_epochs, opts.num_samples,
+            opts.batch_size, opts.seed, opts.verbose),
+        "joint_coherence": {"all": coherence.joint_coherence(
+            view, classifiers, opts.num_samples, opts.batch_size, opts.seed,
+            shared_z=opts.protocol == "reference", verbose=opts.verbose)},
+        "classifier_accuracy": dict(classifier_accuracy)}
+    methods = FUSION_METHODS if view.stochastic else ()
+    if not view.stochastic:
+        notes.append("deterministic encoders: no fused posterior, so no synergy coherence or "
+                     "joint latent probe")
+    cross, confusion, synergy = coherence.conditional_coherence(
+        view, classifiers, ds, opts.split, rows, opts.batch_size, opts.seed, methods,
+        opts.verbose)
+    metrics["cross_coherence"], metrics["synergy_coherence"] = cross, synergy
+    meta = {"protocol": opts.protocol, "dataset": ds.name, "model": model.config.get("model",
+            model.name), "step": step, "weights": view.weights, "seed": opts.seed,
+            "split": opts.split, "num_pairs": int(len(rows)),
+            "num_prior_samples": opts.num_samples, "probe_epochs": opts.probe_epochs,
+            "classifier_epochs": opts.classifier_epochs,
+            "classifier_threshold": opts.classifier_threshold,
+            "coherence_reliable": not weak, "default_fusion": view.default_fusion}
+    likelihood_based = view.stochastic and (hasattr(model, "log_likelihood_estimate")
+                                            or not model.critic_variables)
+    if likelihood_based and opts.ll_items > 0:
+        ll_rows = sample_rows(split.num_pairs, opts.ll_items, opts.seed + 2)
+        metrics["log_likelihood"] = likelihood.log_likelihoods(
+            view, ds, opts.split, ll_rows, opts.iwae_samples, opts.seed,
+            mixture=view.default_fusion == "moe_mean", verbose=opts.verbose)
+        meta.update(iwae_samples=opts.iwae_samples, ll_items=int(len(ll_rows)))
+    vectors = [s.name for s in ds.specs if s.kind == "vector"]
+    if len(vectors) >= 2:
+        metrics["cca_correlation"] = cca.cca_correlations(
+            view, ds, vectors[0], vectors[1], opts.split, rows, opts.cca_dim, opts.batch_size,
+            opts.seed, opts.num_samples, per_batch_mean=opts.protocol == "reference")
+        meta["cca_modalities"] = vectors[:2]
+    meta["notes"] = notes
+    metrics["meta"] = meta
+    figures = {"confusion": {k: np.asarray(v) for k, v in confusion.items()},
+               "generations": {k: v for k, v in coherence.cross_generations(
+                   view, ds, opts.split, opts.seed).items()
+                   if all(ds.spec(m).kind == "image" for m in k.split("->"))}}
+    return metrics, figures
+
+
+def write_outputs(out_dir: str, metrics: Mapping[str, Any], figures: Mapping[str, Any]) -> None:
+    """metrics.json (validated), report.md and the PNG figures, each written atomically."""
+    from mmali_tf.metrics import report
+
+    report.validate_metrics(metrics)
+    report.write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    report.write_text(os.path.join(out_dir, "report.md"), report.render_report(metrics))
+    report.confusion_figure(figures["confusion"], os.path.join(out_dir, "cross_confusion.png"))
+    if figures["generations"]:
+        report.cross_grid_figure(figures["generations"],
+                                 os.path.join(out_dir, "cross_generation.png"))
+
+
+def main(argv: Sequence[str]) -> None:
+    """absl main: load the run and its dataset, evaluate, write run_dir/eval/."""
+    cli.reject_positional(argv)
+    opts = EvalOptions.from_flags()
+    with cli.user_errors():
+        if not os.path.isdir(FLAGS.run_dir):
+            raise FileNotFoundError(f"--run_dir={FLAGS.run_dir}: no such directory")
+        from mmali_tf import data
+        from mmali_tf.run_dir import load_trained
+
+        trained = load_trained(FLAGS.run_dir, FLAGS.eval_step)
+        ds = data.load(trained.dataset_name, trained.config)
+        if not opts.cache_dir:
+            opts.cache_dir = str(trained.config.get("cache_dir", ""))
+    metrics, figures = evaluate_model(trained.model, ds, opts, step=trained.step)
+    out_dir = os.path.join(FLAGS.run_dir, "eval")
+    write_outputs(out_dir, metrics, figures)
+    print(f"Wrote {out_dir}/metrics.json, report.md and figures "
+          f"(protocol {opts.protocol}, step {trained.step})", flush=True)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """Console script `mmali-evaluate`."""
+    flags_lib.define_eval_flags()
+    app.run(main, argv=list(argv) if argv is not None else sys.argv, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    run()

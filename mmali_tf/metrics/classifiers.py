@@ -1,0 +1,199 @@
+"""Pre-trained per-modality digit classifiers used to score coherence.
+
+Architectures follow the reference evaluation code (SPEC_MMALI 7.2): an MNIST-style CNN for
+`mnist_mlp` modalities, the SVHN-style CNN for `svhn_conv` modalities and an MLP for vectors.
+Each network is split into `features` and a linear `head`; the dropout between them is the
+one the reference MNIST classifier applies functionally (always on) -- the `reference`
+protocol reproduces that, `clean` switches it off.
+
+A classifier is trained once per (dataset contents, modality, protocol, epochs, seed) and
+cached with `mmali_tf.data.cache` (an `.npz` of weights plus a JSON sidecar holding its sha256);
+a corrupt cache entry is retrained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmali_tf.data.specs import ModalitySpec
+from mmali_tf.metrics.common import check_protocol, instance_batches
+from mmali_tf.data.cache import cache_root, cached_arrays
+
+ARCH_VERSION = 1
+VAL_FRACTION = 0.1
+HEAD_DROPOUT = 0.5
+
+
+def _conv_block(x: Any, filters: int, padding: str) -> Any:
+    x = keras.layers.Conv2D(filters, 4, strides=2, padding=padding)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+    x = keras.layers.Dropout(0.5)(x)
+    return keras.layers.ReLU()(x)
+
+
+def build_networks(spec: ModalitySpec, num_classes: int) -> tuple[keras.Model, keras.Model, bool]:
+    """(features, head, head_dropout) for a modality; head_dropout: dropout sits before the head."""
+    inp = keras.Input(spec.shape)
+    if spec.network == "mnist_mlp":
+        x = keras.layers.Conv2D(10, 5)(inp)
+        x = keras.layers.ReLU()(keras.layers.MaxPooling2D(2)(x))
+        x = keras.layers.SpatialDropout2D(0.5)(keras.layers.Conv2D(20, 5)(x))
+        x = keras.layers.ReLU()(keras.layers.MaxPooling2D(2)(x))
+        x = keras.layers.Dense(50, activation="relu")(keras.layers.Flatten()(x))
+        dropout = True
+    elif spec.network == "svhn_conv":
+        x = inp
+        for filters in (32, 64, 64):
+            x = _conv_block(x, filters, "same")
+        x = keras.layers.Flatten()(_conv_block(x, 128, "valid"))
+        dropout = False
+    else:
+        x = keras.layers.Dense(256, activation="relu")(inp)
+        x = keras.layers.Dense(128, activation="relu")(x)
+        dropout = True
+    features = keras.Model(inp, x, name=f"clf_features_{spec.name}")
+    head_in = keras.Input(features.output.shape[1:])
+    head = keras.Model(head_in, keras.layers.Dense(num_classes)(head_in), name=f"clf_head_{spec.name}")
+    return features, head, dropout
+
+
+@dataclasses.dataclass
+class DigitClassifier:
+    """A trained classifier of one modality.
+
+    Attributes:
+      always_on_dropout: dropout rate applied before the head at prediction time (the
+        reference MNIST classifier's quirk; 0 under the clean protocol).
+      test_accuracy: accuracy on the dataset's test instances, in the protocol's mode.
+    """
+
+    modality: str
+    features: keras.Model
+    head: keras.Model
+    always_on_dropout: float
+    test_accuracy: float = float("nan")
+
+    def logits(self, x: Any, seed: Any = None) -> tf.Tensor:
+        h = self.features(tf.convert_to_tensor(x, tf.float32), training=False)
+        if self.always_on_dropout > 0.0:
+            h = keras.random.dropout(h, self.always_on_dropout, seed=seed)
+        return self.head(h, training=False)
+
+    def predict(self, x: Any, seed: Any = None) -> np.ndarray:
+        """Predicted class of a batch of model-range inputs."""
+        return np.argmax(self.logits(x, seed).numpy(), axis=-1).astype(np.int32)
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray, seed: Any = None,
+                 batch_size: int = 512) -> float:
+        preds = np.concatenate([self.predict(b, seed) for b in instance_batches(x, batch_size)])
+        return float(np.mean(preds == y))
+
+
+def _fingerprint(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()
+
+
+def _train(spec: ModalitySpec, x: np.ndarray, y: np.ndarray, x_sel: np.ndarray,
+           y_sel: np.ndarray, protocol: str, epochs: int, batch_size: int, seed: int,
+           num_classes: int, verbose: bool) -> DigitClassifier:
+    keras.utils.set_random_seed(seed)
+    features, head, dropout = build_networks(spec, num_classes)
+    inp = keras.Input(spec.shape)
+    h = features(inp)
+    if dropout:
+        h = keras.layers.Dropout(HEAD_DROPOUT)(h)
+    net = keras.Model(inp, head(h))
+    net.compile(keras.optimizers.Adam(1e-3),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    data = (tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
+            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size)
+            .map(lambda a, b: (tf.cast(a, tf.float32) / 255.0 if a.dtype == tf.uint8 else a, b)))
+    clf = DigitClassifier(spec.name, features, head,
+                          HEAD_DROPOUT if (protocol == "reference" and spec.network == "mnist_mlp")
+                          else 0.0)
+    sel_seed = keras.random.SeedGenerator(seed)
+    best, best_weights = -1.0, None
+    for epoch in range(epochs):
+        net.fit(data, epochs=1, verbose=0)
+        acc = clf.accuracy(x_sel, y_sel, sel_seed)
+        if verbose:
+            print(f"  classifier {spec.name}: epoch {epoch + 1}/{epochs} selection accuracy "
+                  f"{acc:.4f}", flush=True)
+        if acc > best:
+            best, best_weights = acc, net.get_weights()
+    net.set_weights(best_weights)
+    return clf
+
+
+def train_classifier(spec: ModalitySpec, x_train: np.ndarray, y_train: np.ndarray,
+                     x_test: np.ndarray, y_test: np.ndarray, protocol: str = "clean",
+                     epochs: int = 10, batch_size: int = 256, seed: int = 0,
+                     num_classes: int = 10, verbose: bool = False) -> DigitClassifier:
+    """Train a classifier, keeping its best epoch.
+
+    `clean` selects the epoch on a validation split carved from train (VAL_FRACTION, seeded);
+    `reference` selects it on test accuracy, as the released code does.
+    """
+    check_protocol(protocol)
+    if protocol == "clean":
+        order = np.random.default_rng(seed).permutation(len(x_train))
+        n_val = max(1, int(round(VAL_FRACTION * len(x_train))))
+        val, tr = np.sort(order[:n_val]), np.sort(order[n_val:])
+        x_fit, y_fit, x_sel, y_sel = x_train[tr], y_train[tr], x_train[val], y_train[val]
+    else:
+        x_fit, y_fit, x_sel, y_sel = x_train, y_train, x_test, y_test
+    clf = _train(spec, x_fit, y_fit, x_sel, y_sel, protocol, epochs, batch_size, seed,
+                 num_classes, verbose)
+    clf.test_accuracy = clf.accuracy(x_test, y_test, keras.random.SeedGenerator(seed + 1))
+    return clf
+
+
+def load_or_train(spec: ModalitySpec, x_train: np.ndarray, y_train: np.ndarray,
+                  x_test: np.ndarray, y_test: np.ndarray, dataset: str, protocol: str = "clean",
+                  cache_dir: str = "", epochs: int = 10, batch_size: int = 256, seed: int = 0,
+                  num_classes: int = 10, verbose: bool = False) -> tuple[DigitClassifier, bool]:
+    """Cached classifier for this data and setting, trained on a miss or a corrupt entry.
+
+    The entry (weights + test accuracy) lives in `<cache>/classifiers/` as a checksummed
+    `.npz` (`mmali_tf.data.cache.cached_arrays`). Returns (classifier, loaded_from_cache).
+    """
+    check_protocol(protocol)
+    params = {"data": _fingerprint(x_train, y_train, x_test, y_test), "spec": spec.to_dict(),
+              "arch": ARCH_VERSION, "protocol": protocol, "epochs": epochs,
+              "batch_size": batch_size, "seed": seed, "num_classes": num_classes}
+    trained: list[DigitClassifier] = []
+
+    def build() -> dict[str, np.ndarray]:
+        clf = train_classifier(spec, x_train, y_train, x_test, y_test, protocol, epochs,
+                               batch_size, seed, num_classes, verbose)
+        trained.append(clf)
+        weights = clf.features.get_weights() + clf.head.get_weights()
+        arrays = {f"w{i:03d}": w for i, w in enumerate(weights)}
+        arrays["test_accuracy"] = np.float64(clf.test_accuracy)
+        arrays["always_on_dropout"] = np.float64(clf.always_on_dropout)
+        return arrays
+
+    root = os.path.join(cache_root({"cache_dir": cache_dir}), "classifiers")
+    arrays = cached_arrays(root, f"{dataset}-{spec.name}-{protocol}", params, build)
+    if trained:
+        return trained[0], False
+    features, head, _ = build_networks(spec, num_classes)
+    weights = [arrays[k] for k in sorted(arrays) if k.startswith("w")]
+    n = len(features.get_weights())
+    features.set_weights(weights[:n])
+    head.set_weights(weights[n:])
+    return DigitClassifier(spec.name, features, head, float(arrays["always_on_dropout"]),
+                           float(arrays["test_accuracy"])), True

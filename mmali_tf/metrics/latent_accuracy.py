@@ -1,0 +1,187 @@
+"""Latent linear-probe accuracy (SPEC_MMALI 7.1, SPEC_BASELINES 7.1; paper Tables 2 and 3).
+
+A linear softmax classifier (Adam lr 1e-3, batch 256) is trained on *sampled* posterior codes
+(fresh noise every epoch, as the reference does) of each modality's instances, and of the fused
+posterior of training pairs. Codes are probed whole ("both"), as content only and as style only.
+
+Protocols: `clean` selects the epoch on a validation split carved from train and reports its
+test accuracy; `reference` reports the best test accuracy over the epochs (test selection, as
+released).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from mmali_tf.data.specs import PairedDataset
+from mmali_tf.metrics.common import (InferenceView, check_protocol, instance_batches,
+                                     paired_batches, progress, sample_rows, seed_stream, tick)
+
+VAL_FRACTION = 0.1
+Sampler = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
+
+
+@dataclasses.dataclass
+class CodeSet:
+    """Posterior parameters of a set of examples with their labels (logvar None: point codes)."""
+
+    mean: np.ndarray
+    logvar: np.ndarray | None
+    labels: np.ndarray
+
+    def take(self, idx: np.ndarray) -> "CodeSet":
+        return CodeSet(self.mean[idx], None if self.logvar is None else self.logvar[idx],
+                       self.labels[idx])
+
+    def columns(self, cols: slice) -> "CodeSet":
+        return CodeSet(self.mean[:, cols], None if self.logvar is None else self.logvar[:, cols],
+                       self.labels)
+
+    def draw(self, sampler: Sampler | None) -> np.ndarray:
+        if sampler is None or self.logvar is None:
+            return self.mean
+        return sampler(self.mean, self.logvar)
+
+
+class _Adam:
+    def __init__(self, shapes: list[tuple[int, ...]], lr: float = 1e-3) -> None:
+        self.lr, self.t = lr, 0
+        self.m = [np.zeros(s) for s in shapes]
+        self.v = [np.zeros(s) for s in shapes]
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        self.t += 1
+        b1, b2 = 0.9, 0.999
+        for p, g, m, v in zip(params, grads, self.m, self.v):
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            p -= self.lr * (m / (1 - b1 ** self.t)) / (np.sqrt(v / (1 - b2 ** self.t)) + 1e-8)
+
+
+def _accuracy(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.argmax(x @ w + b, axis=1) == y))
+
+
+def fit_probe(train: CodeSet, test: CodeSet, protocol: str = "clean", epochs: int = 30,
+              batch_size: int = 256, seed: int = 0, num_classes: int = 10,
+              sampler: Sampler | None = None) -> float:
+    """Test accuracy of a linear probe on (sampled) codes under `protocol`.
+
+    Args:
+      train, test: codes; `sampler(mean, logvar)` draws a code sample (None: use means).
+      protocol: `clean` (epoch picked on a validation split of train) or `reference` (best
+        test accuracy over the epochs).
+    """
+    check_protocol(protocol)
+    if epochs < 1 or len(train.labels) < 2 or len(test.labels) < 1:
+        raise ValueError(f"fit_probe needs epochs >= 1, >= 2 training and >= 1 test codes; got "
+                         f"epochs={epochs}, {len(train.labels)} train, {len(test.labels)} test")
+    rng = np.random.default_rng(seed)
+    if protocol == "clean":
+        order = rng.permutation(len(train.labels))
+        n_val = max(1, int(round(VAL_FRACTION * len(order))))
+        train, select = train.take(np.sort(order[n_val:])), train.take(np.sort(order[:n_val]))
+    else:
+        select = test
+    dim = train.mean.shape[1]
+    # PyTorch's Linear default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    bound = 1.0 / np.sqrt(max(dim, 1))
+    w = rng.uniform(-bound, bound, (dim, num_classes))
+    b = rng.uniform(-bound, bound, (num_classes,))
+    opt = _Adam([w.shape, b.shape])
+    best_sel, best_test = -1.0, 0.0
+    onehot = np.eye(num_classes)
+    for _ in range(epochs):
+        x = train.draw(sampler).astype(np.float64)
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            logits = x[idx] @ w + b
+            logits -= logits.max(axis=1, keepdims=True)
+            p = np.exp(logits)
+            p /= p.sum(axis=1, keepdims=True)
+            g = (p - onehot[train.labels[idx]]) / len(idx)
+            opt.step([w, b], [x[idx].T @ g, g.sum(axis=0)])
+        x_test = test.draw(sampler)
+        test_acc = _accuracy(w, b, x_test, test.labels)
+        sel_acc = test_acc if protocol == "reference" else _accuracy(
+            w, b, select.draw(sampler), select.labels)
+        if sel_acc > best_sel:
+            best_sel, best_test = sel_acc, test_acc
+    return best_test
+
+
+def encode_codes(view: InferenceView, modality: str, x: np.ndarray, labels: np.ndarray,
+                 batch_size: int = 256) -> CodeSet:
+    """Posterior parameters of every instance in `x` under `modality`'s encoder."""
+    means, logvars = [], []
+    for batch in instance_batches(x, batch_size):
+        mean, logvar = view.unimodal(modality, view.encode(modality, batch))
+        means.append(np.asarray(mean))
+        logvars.append(None if logvar is None else np.asarray(logvar))
+    return CodeSet(np.concatenate(means), None if logvars[0] is None else np.concatenate(logvars),
+                   np.asarray(labels))
+
+
+def fused_codes(view: InferenceView, ds: PairedDataset, split: str, rows: np.ndarray,
+                batch_size: int = 256, method: str | None = None) -> CodeSet:
+    """Fused content posterior (all modalities, `method` or the model's default) of pair rows."""
+    means, logvars, labels = [], [], []
+    for batch in paired_batches(ds.split(split), view.modalities, rows, batch_size):
+        mean, logvar = view.fuse({m: view.encode(m, batch[m]) for m in view.modalities}, method)
+        means.append(np.asarray(mean))
+        logvars.append(np.asarray(logvar))
+        labels.append(batch["label"])
+    return CodeSet(np.concatenate(means), np.concatenate(logvars), np.concatenate(labels))
+
+
+def code_parts(style_dim: int) -> dict[str, slice]:
+    """Column slices of the probed code parts (Table 3: Both / Content / Style)."""
+    if style_dim == 0:
+        return {"both": slice(None)}
+    return {"both": slice(None), "content": slice(style_dim, None), "style": slice(0, style_dim)}
+
+
+def latent_accuracy(view: InferenceView, ds: PairedDataset, split: str = "test",
+                    protocol: str = "clean", epochs: int = 30, max_pairs: int = 10000,
+                    batch_size: int = 256, seed: int = 0,
+                    verbose: bool = False) -> dict[str, dict[str, float]]:
+    """Probe accuracy per modality and code part, and of the fused posterior's content.
+
+    Unimodal probes train on every train instance of the modality and test on `split`; the
+    joint probe uses up to `max_pairs` seeded pairs of each split (stochastic models only).
+    Returns `{modality: {part: acc}, "joint": {"content": acc}}`.
+    """
+    check_protocol(protocol)
+    gen = seed_stream(seed, 1)
+
+    def sampler(mean: np.ndarray, logvar: np.ndarray | None) -> np.ndarray:
+        return np.asarray(view.sample(mean, logvar, gen))
+
+    parts = code_parts(view.layout.style_dim)
+    bar = progress(len(view.modalities) * len(parts) + int(view.stochastic),
+                   "latent probes", verbose, unit="probe")
+    out: dict[str, dict[str, float]] = {}
+    train_split, test_split = ds.train, ds.split(split)
+    for m in view.modalities:
+        tr = encode_codes(view, m, train_split.instances[m], train_split.labels[m], batch_size)
+        te = encode_codes(view, m, test_split.instances[m], test_split.labels[m], batch_size)
+        out[m] = {}
+        for part, cols in parts.items():
+            out[m][part] = fit_probe(tr.columns(cols), te.columns(cols), protocol, epochs,
+                                     batch_size, seed, ds.num_classes, sampler)
+            tick(bar, 1)
+    if view.stochastic:
+        tr = fused_codes(view, ds, "train", sample_rows(ds.train.num_pairs, max_pairs, seed),
+                         batch_size)
+        te = fused_codes(view, ds, split, sample_rows(test_split.num_pairs, max_pairs, seed + 1),
+                         batch_size)
+        out["joint"] = {"content": fit_probe(tr, te, protocol, epochs, batch_size, seed,
+                                             ds.num_classes, sampler)}
+        tick(bar, 1)
+    return out

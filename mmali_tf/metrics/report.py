@@ -1,0 +1,160 @@
+"""metrics.json schema, markdown reports and PNG figures (no TensorFlow).
+
+`metrics.json` top-level keys: `latent_accuracy`, `joint_coherence`, `cross_coherence`,
+`synergy_coherence`, `classifier_accuracy` (fractions in [0, 1]), optional `log_likelihood`
+(nats), optional `cca_correlation` (cosines in [-1, 1]) and `meta`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Any, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mmali_tf.data.cache import atomic_write_bytes  # noqa: E402
+
+FRACTION_KEYS = ("latent_accuracy", "joint_coherence", "cross_coherence", "synergy_coherence",
+                 "classifier_accuracy")
+OPTIONAL_KEYS = {"log_likelihood": (-math.inf, 0.0), "cca_correlation": (-1.0, 1.0)}
+
+
+def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(tree, Mapping):
+        out = []
+        for k, v in tree.items():
+            out += _leaves(v, f"{prefix}/{k}" if prefix else str(k))
+        return out
+    return [(prefix, tree)]
+
+
+def validate_metrics(metrics: Mapping[str, Any]) -> None:
+    """Raise ValueError unless `metrics` follows the metrics.json schema."""
+    allowed = set(FRACTION_KEYS) | set(OPTIONAL_KEYS) | {"meta"}
+    unknown = set(metrics) - allowed
+    missing = (set(FRACTION_KEYS) | {"meta"}) - set(metrics)
+    if unknown or missing:
+        raise ValueError(f"metrics keys: unknown {sorted(unknown)}, missing {sorted(missing)}")
+    for key in set(metrics) - {"meta"}:
+        lo, hi = OPTIONAL_KEYS.get(key, (0.0, 1.0))
+        for name, value in _leaves(metrics[key], key):
+            if not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
+                raise ValueError(f"metrics value {name}={value!r} is not a number in [{lo}, {hi}]")
+
+
+def write_json(path: str, data: Mapping[str, Any]) -> None:
+    """Atomically write JSON (sorted keys, indented)."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100.0 * float(v):.2f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def render_report(metrics: Mapping[str, Any]) -> str:
+    """report.md: metadata, then one markdown table per metric family (percentages)."""
+    meta = metrics["meta"]
+    lines = [f"# Evaluation of `{meta.get('model')}` on `{meta.get('dataset')}`", "",
+             f"protocol **{meta.get('protocol')}**, checkpoint step {meta.get('step')}, "
+             f"{meta.get('weights')} weights, split {meta.get('split')}, seed {meta.get('seed')}; "
+             f"{meta.get('num_pairs')} test pairs, {meta.get('num_prior_samples')} prior samples. "
+             "Values in %.", ""]
+    for note in meta.get("notes", []):
+        lines.append(f"> **Note:** {note}")
+    lat = metrics["latent_accuracy"]
+    parts = sorted({p for v in lat.values() for p in v})
+    lines += ["", "## Latent linear probe", ""]
+    lines += _table(["code"] + parts, [[src] + [_pct(v.get(p)) for p in parts]
+                                       for src, v in lat.items()])
+    lines += ["", "## Coherence", ""]
+    rows = [["joint (prior)", _pct(metrics["joint_coherence"].get("all"))]]
+    rows += [[f"cross {k}", _pct(v)] for k, v in metrics["cross_coherence"].items()]
+    rows += [[f"synergy {f} -> {m}", _pct(v)]
+             for f, per in metrics["synergy_coherence"].items() for m, v in per.items()]
+    lines += _table(["metric", "coherence"], rows)
+    lines += ["", "## Classifiers (test accuracy)", ""]
+    lines += _table(["modality", "accuracy"],
+                    [[m, _pct(v)] for m, v in metrics["classifier_accuracy"].items()])
+    if "log_likelihood" in metrics:
+        lines += ["", f"## Log-likelihoods (IWAE, K={meta.get('iwae_samples')}, nats)", ""]
+        lines += _table(["term", "log p"], [[f"log p({k.replace('|', ' | ')})", f"{v:.2f}"]
+                                            for k, v in metrics["log_likelihood"].items()])
+    if "cca_correlation" in metrics:
+        lines += ["", "## CCA correlation", ""]
+        lines += _table(["pairing", "correlation"],
+                        [[k, f"{v:.3f}"] for k, v in metrics["cca_correlation"].items()])
+    return "\n".join(lines) + "\n"
+
+
+def save_figure(fig: Any, path: str) -> None:
+    """Atomically save a matplotlib figure as PNG and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _show(ax: Any, img: np.ndarray) -> None:
+    img = np.clip(np.asarray(img, np.float32), 0.0, 1.0)
+    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0.0, vmax=1.0)
+    ax.axis("off")
+
+
+def cross_grid_figure(generations: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str) -> None:
+    """Two rows per ordered image pair "a->b": source examples, then their translations."""
+    n = max(len(src) for src, _ in generations.values())
+    fig, axes = plt.subplots(2 * len(generations), n, figsize=(n, 2 * len(generations)),
+                             squeeze=False)
+    for r, (key, (src, gen)) in enumerate(generations.items()):
+        for c in range(n):
+            for row, imgs in ((2 * r, src), (2 * r + 1, gen)):
+                axes[row, c].axis("off")
+                if c < len(imgs):
+                    _show(axes[row, c], imgs[c])
+        axes[2 * r, 0].set_title(key, fontsize=8, loc="left")
+    save_figure(fig, path)
+
+
+def confusion_figure(confusion: Mapping[str, np.ndarray], path: str) -> None:
+    """Row-normalised confusion matrix (true class x classifier prediction) per ordered pair."""
+    fig, axes = plt.subplots(1, len(confusion), figsize=(4 * len(confusion), 4), squeeze=False)
+    for ax, (key, counts) in zip(axes[0], confusion.items()):
+        counts = np.asarray(counts, np.float64)
+        ax.imshow(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1), vmin=0, vmax=1,
+                  cmap="viridis")
+        ax.set_title(f"cross {key}")
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+    save_figure(fig, path)
+
+
+def bar_chart(columns: Sequence[str], values: Mapping[str, Sequence[float | None]],
+              path: str, ylabel: str = "%") -> None:
+    """Grouped bars: one group per column, one bar per series (missing values skipped)."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(columns)), 4))
+    width = 0.8 / max(len(values), 1)
+    for i, (name, vals) in enumerate(values.items()):
+        xs = [j + i * width for j, v in enumerate(vals) if v is not None]
+        ax.bar(xs, [v for v in vals if v is not None], width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(columns))])
+    ax.set_xticklabels(columns, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    save_figure(fig, path)
+
+
+def write_text(path: str, text: str) -> None:
+    """Atomically write a text file."""
+    atomic_write_bytes(path, text.encode())
+

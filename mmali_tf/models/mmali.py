@@ -1,0 +1,356 @@
+"""mmALI with factorised discriminators (SPEC_MMALI section 3), for M >= 2 modalities.
+
+`AdversarialModel` holds what every mmALI variant shares: Gaussian (or `--deterministic`)
+encoders and decoders, the two Adam optimizers (`d_optimizer` for critics, `g_optimizer` for
+encoders+decoders), loss trackers, and a `train_step` that runs `dis_iter` critic updates and
+`gen_iter` generator updates followed by the EMA update. `MMALI` adds the factorised critics
+A_k ((M+1)-way), B_k (binary) and J (joint data critic) and the losses of SPEC 3.3 / 3.4.
+
+Deviation from the reference, same math: the reference runs every critic once per (x, z) group,
+so every call advances the spectral-norm power iteration. Here each critic's x-feature
+sub-network runs once on the concatenation of all x it scores in a step (shuffled B_k fakes
+and J negatives are permutations of those features; the cross terms of the G-step reuse the
+q-side logits, which have identical inputs), and its head runs once on all (features, z)
+rows. So each SN layer does one power iteration per critic per D-step and per G-step instead
+of one per group. sigma converges to the same value; only the (tiny) transient differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import keras
+import tensorflow as tf
+
+from mmali_tf import latent as latent_lib
+from mmali_tf import networks
+from mmali_tf.models import mmali_losses as L
+from mmali_tf.models.base import MultimodalModel
+from mmali_tf.models.optimizers import attach_optimizers
+
+Batch = Mapping[str, tf.Tensor]
+sg = tf.stop_gradient
+
+
+class AdversarialModel(MultimodalModel):
+    """Shared generator side, optimizers, trackers and update loop of the mmALI models.
+
+    Subclasses define `build_critics()`, `loss_term_names()` (the tracker names, in order),
+    `critic_losses(*batches)` and `generator_losses(*batches)` returning `{name: scalar}`, and
+    `draws_per_update` (paired batches consumed by one critic or one generator update).
+    """
+
+    draws_per_update: int = 2
+
+    def build_networks(self) -> None:
+        self.deterministic = bool(self.config.get("deterministic", False))
+        if self.deterministic and self.config.get("joint_rec", False):
+            raise ValueError("--joint_rec needs stochastic encoders; it cannot be used with "
+                             "--deterministic")
+        self.dis_iter = int(self.config.get("dis_iter", 1))
+        self.gen_iter = int(self.config.get("gen_iter", 1))
+        if self.dis_iter < 1 or self.gen_iter < 1:
+            raise ValueError(f"dis_iter and gen_iter must be >= 1, got {self.dis_iter}, "
+                             f"{self.gen_iter}")
+        self.draws_per_step = self.draws_per_update * (self.dis_iter + self.gen_iter)
+        self.unpaired_pool = self.config.get("unpaired", "shuffle") == "pool"
+        init = self.config.get("init", "normal")
+        d = self.layout.latent_dim
+        out_dim = d if self.deterministic else 2 * d
+        for s in self.specs:
+            self.encoders[s.name] = networks.build_encoder(s, out_dim, init=init)
+            self.decoders[s.name] = networks.build_decoder(s, d, init=init)
+        self.build_critics()
+        self.trackers = {n: keras.metrics.Mean(name=n)
+                         for n in ("d_loss", "g_loss", *self.loss_term_names())}
+
+    def build_critics(self) -> None:
+        raise TypeError(f"{type(self).__name__} does not define build_critics()")
+
+    def loss_term_names(self) -> list[str]:
+        raise TypeError(f"{type(self).__name__} does not define loss_term_names()")
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return list(self.trackers.values())
+
+    # ----------------------------------------------------------------- optimizers
+    def compile(self, d_optimizer: keras.optimizers.Optimizer | None = None,
+                g_optimizer: keras.optimizers.Optimizer | None = None,
+                jit_compile: bool = False, **kwargs: Any) -> None:
+        """Create (or take) and build both Adams on their fixed variable lists."""
+        attach_optimizers(self, self.config,
+                          {"d_optimizer": lambda: self.critic_variables,
+                           "g_optimizer": lambda: self.generator_variables},
+                          {"d_optimizer": d_optimizer, "g_optimizer": g_optimizer})
+        self._jit_requested = bool(jit_compile)
+        super().compile(optimizer=None, jit_compile=bool(jit_compile), **kwargs)
+
+    # ----------------------------------------------------------------- helpers
+    def encode_sample(self, modality: str, x: tf.Tensor):
+        """(sample, mean, logvar) of q(z|x) with the training-mode encoder."""
+        mean, logvar = self.params_from_encoder_output(
+            self.encoders[modality](x, training=True))
+        return self.sample_posterior(mean, logvar), mean, logvar
+
+    def decode_train(self, modality: str, z: tf.Tensor) -> tf.Tensor:
+        return self.decoders[modality](z, training=True)
+
+    def prior_full(self, n: int) -> dict[str, tf.Tensor]:
+        """Independent full prior latents per modality (batches A and C)."""
+        return {m: self.sample_noise([n, self.layout.latent_dim]) for m in self.modalities}
+
+    def permutation(self, n: int) -> tf.Tensor:
+        """A uniformly random permutation of range(n) (XLA-compatible)."""
+        return tf.argsort(keras.random.uniform([n], seed=self.seed_generator))
+
+    def unimodal_x(self, batch: Batch, modality: str) -> tf.Tensor:
+        """x of a unimodal critic term: the unpaired pool with `--unpaired=pool`."""
+        return batch[f"{modality}_unpaired"] if self.unpaired_pool else batch[modality]
+
+    def _chunks(self, data: Batch) -> list[dict[str, tf.Tensor]]:
+        keys = [k for k in data if k != "label"]
+        parts = {k: tf.split(data[k], self.draws_per_step, axis=0) for k in keys}
+        return [{k: parts[k][i] for k in keys} for i in range(self.draws_per_step)]
+
+    def _update(self, loss_fn, batches, variables, optimizer) -> dict[str, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            terms = loss_fn(*batches)
+            total = tf.add_n(list(terms.values()))
+            scaled = self.distribute_scale(total)
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply(grads, variables)
+        return {**terms, "total": total}
+
+    # ----------------------------------------------------------------- training
+    def train_step(self, data: Batch) -> dict[str, tf.Tensor]:
+        if isinstance(data, tuple):
+            data = data[0]
+        chunks = self._chunks(data)
+        k = self.draws_per_update
+        steps = [("d_loss", self.critic_losses, self.critic_variables, self.d_optimizer)] * \
+            self.dis_iter + \
+            [("g_loss", self.generator_losses, self.generator_variables, self.g_optimizer)] * \
+            self.gen_iter
+        for i, (total_name, fn, variables, opt) in enumerate(steps):
+            terms = self._update(fn, chunks[i * k:(i + 1) * k], variables, opt)
+            self.trackers[total_name].update_state(terms.pop("total"))
+            for name, value in terms.items():
+                self.trackers[name].update_state(value)
+        if self.ema is not None:
+            # 1-based iteration = generator updates so far / gen_iter (update_ema for gen_iter 1)
+            self.ema.update(self.g_optimizer.iterations // self.gen_iter,
+                            self.encoders, self.decoders)
+        return {name: t.result() for name, t in self.trackers.items()}
+
+
+@keras.saving.register_keras_serializable(package="mmali")
+class MMALI(AdversarialModel):
+    """Factorised-discriminator mmALI (registry name "mmali")."""
+
+    registry_name = "mmali"
+
+    def build_critics(self) -> None:
+        if len(self.specs) < 2:
+            raise ValueError(f"mmali needs at least 2 modalities, got {len(self.specs)}")
+        m_count, d = len(self.specs), self.layout.latent_dim
+        sn = bool(self.config.get("spectral_norm", True))
+        self.critics_a = {s.name: networks.build_xz_critic(s, d, m_count + 1, spectral_norm=sn)
+                          for s in self.specs}
+        self.critics_b = {s.name: networks.build_xz_critic(s, d, 1, spectral_norm=sn)
+                          for s in self.specs}
+        self.joint_critic = networks.build_joint_critic(list(self.specs), spectral_norm=sn)
+        self.w = 2.0 / (m_count + 1)
+        self.lambda_u = float(self.config.get("lambda_unimodal", 1.0))
+        self.lambda_x = float(self.config.get("lambda_x_rec", 0.0))
+        self.lambda_s = float(self.config.get("lambda_s_rec", 0.0))
+        self.lambda_c = float(self.config.get("lambda_c_rec", 0.0))
+        self.joint_rec = bool(self.config.get("joint_rec", False))
+
+    @property
+    def critic_variables(self) -> list[keras.Variable]:
+        out = []
+        for nets in (self.critics_a, self.critics_b):
+            for m in self.modalities:
+                out += nets[m].trainable_variables
+        return out + self.joint_critic.trainable_variables
+
+    def _cross_pairs(self):
+        mods = self.modalities
+        return [(k, j) for k in range(len(mods)) for j in range(len(mods)) if j != k]
+
+    def loss_term_names(self) -> list[str]:
+        mods, names = self.modalities, []
+        for m in mods:
+            names += [f"d_{m}_c0", f"d_{m}_c1", f"d_{m}_b"]
+        names.append("d_joint")
+        names += [f"d_{mods[k]}_cross_{mods[j]}" for k, j in self._cross_pairs()]
+        for m in mods:
+            if self.lambda_u > 0:
+                names += [f"g_{m}_c0", f"g_{m}_c1"]
+            if self.lambda_x > 0 and not self.joint_rec:
+                names.append(f"g_{m}_x_rec")
+            if self.lambda_c > 0 and not self.joint_rec:
+                names.append(f"g_{m}_c_rec")
+            if self.lambda_s > 0 and self.layout.style_dim > 0:
+                names.append(f"g_{m}_s_rec")
+        names += [f"g_joint_q_{m}" for m in mods] + ["g_joint_p"]
+        if self.lambda_u > 0:
+            names += [f"g_{mods[k]}_cross_{mods[j]}" for k, j in self._cross_pairs()]
+        if self.joint_rec and self.lambda_c > 0:
+            names.append("g_joint_c_rec")
+        if self.joint_rec and self.lambda_x > 0:
+            names += [f"g_{m}_joint_x_rec" for m in mods]
+        return names
+
+    # ----------------------------------------------------------------- critic pieces
+    @staticmethod
+    def _score(critic: keras.Model, feats: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
+        return critic.get_layer("head")([feats, z], training=True)
+
+    @staticmethod
+    def _features(critic: keras.Model, xs: list[tf.Tensor]) -> list[tf.Tensor]:
+        """x-features of several x batches in one pass, split back per batch."""
+        sizes = [x.shape[0] if x.shape[0] is not None else tf.shape(x)[0] for x in xs]
+        feats = critic.get_layer("x_features")(tf.concat(xs, 0), training=True)
+        return tf.split(feats, sizes, axis=0)
+
+    def _joint_scores(self, xs_real: list[tf.Tensor], xs_other: list[tf.Tensor] | None,
+                      perms: list[tf.Tensor] | None) -> tuple[tf.Tensor, tf.Tensor]:
+        """J on the real tuple and on a second tuple (given x, or branch features permuted)."""
+        feats_real, feats_other = [], []
+        for i, x in enumerate(xs_real):
+            branch = self.joint_critic.get_layer(f"branch_{i}")
+            if xs_other is None:
+                f = branch(x, training=True)
+                feats_real.append(f)
+                feats_other.append(tf.gather(f, perms[i]))
+            else:
+                f_real, f_other = tf.split(branch(tf.concat([x, xs_other[i]], 0), training=True),
+                                           2, axis=0)
+                feats_real.append(f_real)
+                feats_other.append(f_other)
+        logits = self.joint_critic.get_layer("combine")(
+            [tf.concat([a, b], 0) for a, b in zip(feats_real, feats_other)], training=True)
+        return tf.split(logits, 2, axis=0)
+
+    # ----------------------------------------------------------------- D-step (SPEC 3.3)
+    def critic_losses(self, batch_a: Batch, batch_b: Batch) -> dict[str, tf.Tensor]:
+        mods, lay = self.modalities, self.layout
+        n = tf.shape(batch_a[mods[0]])[0]
+        xa = {m: self.unimodal_x(batch_a, m) for m in mods}
+        za = self.prior_full(n)
+        ea = {m: sg(self.encode_sample(m, xa[m])[0]) for m in mods}
+        ga = {m: sg(self.decode_train(m, za[m])) for m in mods}
+        eb = {m: sg(self.encode_sample(m, batch_b[m])[0]) for m in mods}
+        terms = {}
+        for k, m in enumerate(mods):
+            crit_a = self.critics_a[m]
+            f_x, f_g, f_b = self._features(crit_a, [xa[m], ga[m], batch_b[m]])
+            others = [j for j in range(len(mods)) if j != k]
+            z_cross = [lay.join(lay.style(eb[m]), lay.content(eb[mods[j]])) for j in others]
+            logits = self._score(crit_a, tf.concat([f_x, f_g] + [f_b] * len(others), 0),
+                                 tf.concat([ea[m], za[m]] + z_cross, 0))
+            groups = tf.split(logits, 2 + len(others), axis=0)
+            terms[f"d_{m}_c0"] = L.ce(groups[0], 0)
+            terms[f"d_{m}_c1"] = L.ce(groups[1], 1)
+            for g, j in zip(groups[2:], others):
+                terms[f"d_{m}_cross_{mods[j]}"] = L.ce(g, L.cross_class(k, j, len(mods)))
+            crit_b = self.critics_b[m]
+            f = crit_b.get_layer("x_features")(xa[m], training=True)
+            perm = self.permutation(n)
+            z_fake = lay.join(tf.gather(lay.style(ea[m]), perm),
+                              self.sample_noise([n, lay.content_dim]))
+            real, fake = tf.split(self._score(crit_b, tf.concat([f, tf.gather(f, perm)], 0),
+                                              tf.concat([ea[m], z_fake], 0)), 2, axis=0)
+            terms[f"d_{m}_b"] = L.bce_real(real) + L.bce_fake(fake)
+        xb = [batch_b[m] for m in mods]
+        if self.unpaired_pool:
+            real, fake = self._joint_scores(xb, [batch_b[f"{m}_unpaired"] for m in mods], None)
+        else:
+            real, fake = self._joint_scores(xb, None, [self.permutation(n) for _ in mods])
+        terms["d_joint"] = L.bce_real(real) + L.bce_fake(fake)
+        return terms
+
+    # ----------------------------------------------------------------- G-step (SPEC 3.4)
+    def generator_losses(self, batch_c: Batch, batch_d: Batch) -> dict[str, tf.Tensor]:
+        terms = self._unimodal_generator_terms(batch_c)
+        terms.update(self._joint_generator_terms(batch_d))
+        return terms
+
+    def _unimodal_generator_terms(self, batch: Batch) -> dict[str, tf.Tensor]:
+        lay, terms = self.layout, {}
+        n = tf.shape(batch[self.modalities[0]])[0]
+        z = self.prior_full(n)
+        for m, spec in zip(self.modalities, self.specs):
+            x = self.unimodal_x(batch, m)
+            e = self.encode_sample(m, x)[0]
+            g = self.decode_train(m, z[m])
+            if self.lambda_u > 0:
+                crit = self.critics_a[m]
+                f_x, f_g = self._features(crit, [x, g])
+                q, p = tf.split(self._score(crit, tf.concat([f_x, f_g], 0),
+                                            tf.concat([e, z[m]], 0)), 2, axis=0)
+                terms[f"g_{m}_c0"] = self.lambda_u * self.w * L.ns(q, 0)
+                terms[f"g_{m}_c1"] = self.lambda_u * self.w * L.ns(p, 1)
+            if self.lambda_x > 0 and not self.joint_rec:
+                terms[f"g_{m}_x_rec"] = spec.recon_weight * self.lambda_x * L.mse(
+                    self.decode_train(m, e), x)
+            want_c = self.lambda_c > 0 and not self.joint_rec
+            want_s = self.lambda_s > 0 and lay.style_dim > 0
+            if want_c or want_s:
+                z_re = self.encode_sample(m, g)[0]
+                if want_c:
+                    terms[f"g_{m}_c_rec"] = self.lambda_c * L.mse(lay.content(z_re),
+                                                                  lay.content(z[m]))
+                if want_s:
+                    terms[f"g_{m}_s_rec"] = self.lambda_s * L.mse(lay.style(z_re),
+                                                                  lay.style(z[m]))
+        return terms
+
+    def _joint_generator_terms(self, batch: Batch) -> dict[str, tf.Tensor]:
+        mods, lay, big_m = self.modalities, self.layout, len(self.modalities)
+        n = tf.shape(batch[mods[0]])[0]
+        z = self.sample_prior(n)
+        enc = {m: self.encode_sample(m, batch[m]) for m in mods}
+        e = {m: enc[m][0] for m in mods}
+        x_gen = {m: self.decode_train(m, z[m]) for m in mods}
+        a_q, b_q, a_p, b_p = {}, {}, [], []
+        for m in mods:
+            z_q = [lay.join(lay.style(e[m]), lay.content(e[src])) for src in mods]
+            z_all = tf.concat(z_q + [z[m]], 0)
+            for crit, q_out, p_out in ((self.critics_a[m], a_q, a_p),
+                                       (self.critics_b[m], b_q, b_p)):
+                f_x, f_g = self._features(crit, [batch[m], x_gen[m]])
+                logits = tf.split(self._score(crit, tf.concat([f_x] * big_m + [f_g], 0), z_all),
+                                  big_m + 1, axis=0)
+                q_out[m] = logits[:big_m]
+                p_out.append(logits[big_m])
+        j_real, j_gen = self._joint_scores([batch[m] for m in mods],
+                                           [x_gen[m] for m in mods], None)
+        terms = {}
+        for i, src in enumerate(mods):
+            lam = L.joint_logits([a_q[m][i] for m in mods], [b_q[m][i] for m in mods], j_real)
+            terms[f"g_joint_q_{src}"] = self.w * L.ns(lam, i)
+        terms["g_joint_p"] = self.w * L.ns(L.joint_logits(a_p, b_p, j_gen), big_m)
+        if self.lambda_u > 0:
+            for k, j in self._cross_pairs():
+                terms[f"g_{mods[k]}_cross_{mods[j]}"] = self.lambda_u * self.w * L.ns(
+                    a_q[mods[k]][j], L.cross_class(k, j, big_m))
+        if self.joint_rec and self.lambda_c > 0:
+            params = [self.params_from_encoder_output(
+                self.encoders[m](x_gen[m], training=True)) for m in mods]
+            c_rec = lay.content(self._fused_sample(params))
+            terms["g_joint_c_rec"] = self.lambda_c * L.mse(c_rec, lay.content(z[mods[0]]))
+        if self.joint_rec and self.lambda_x > 0:
+            c_bar = lay.content(self._fused_sample([enc[m][1:] for m in mods]))
+            for m, spec in zip(mods, self.specs):
+                x_rec = self.decode_train(m, lay.join(lay.style(e[m]), c_bar))
+                terms[f"g_{m}_joint_x_rec"] = spec.recon_weight * self.lambda_x * L.mse(
+                    x_rec, batch[m])
+        return terms
+
+    def _fused_sample(self, params) -> tf.Tensor:
+        """One sample of the geometric-mean joint posterior over all d dimensions (SPEC 4)."""
+        mean, logvar = latent_lib.geometric_mean([p[0] for p in params], [p[1] for p in params])
+        return self.sample_posterior(mean, logvar)

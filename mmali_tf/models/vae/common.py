@@ -1,0 +1,183 @@
+"""`VAEModel`: what every multimodal VAE baseline shares on top of `MultimodalModel`.
+
+Networks (one encoder with a `[mean | scale-parameter]` head and one decoder per modality),
+posterior parameterisations, likelihood weights lambda_m, batched decoding, the optimizer
+(`g_optimizer`, Adam with the run's flags), trackers and a `train_step` that minimises
+`objective(batch)` (subclasses with special gradient estimators override `compute_gradients`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmali_tf import latent as latent_lib
+from mmali_tf.data.specs import ModalitySpec
+from mmali_tf.models.base import MultimodalModel, Params
+from mmali_tf.models.optimizers import attach_optimizers
+from mmali_tf.models.vae import distributions as dists
+from mmali_tf.models.vae import objectives as obj
+from mmali_tf.networks import build_decoder, build_encoder
+
+Batch = Mapping[str, tf.Tensor]
+#: logvar clamp of Gaussian experts (SPEC_BASELINES pitfall 3: PoE precision blow-up).
+LOGVAR_CLIP = 10.0
+
+
+def likelihood_weights(specs: Sequence[ModalitySpec]) -> dict[str, float]:
+    """lambda_m per modality: the specs' `likelihood_weight` when a dataset sets any of them,
+    else, for all-image datasets, prod(largest shape) / prod(shape) (MMVAE: 3072/784 = 3.918)."""
+    given = {s.name: float(s.likelihood_weight) for s in specs}
+    if any(w != 1.0 for w in given.values()) or any(s.kind != "image" for s in specs):
+        return given
+    largest = max(s.size for s in specs)
+    return {s.name: largest / s.size for s in specs}
+
+
+class VAEModel(MultimodalModel):
+    """Base of MVAE, JMVAE, MMVAE, mmJSD and their contrastive variants.
+
+    Subclasses set `scale_parameterisation` ("logvar": encoder head is the log-variance,
+    clipped to +-10; "softmax": Laplace b = D softmax(h) + 1e-6; "softplus": Normal
+    sigma = softplus(h) + 1e-6), `uses_style`, `batch_reduction` and implement
+    `loss_term_names()` and `objective(batch) -> (loss, {term: value})`.
+    """
+
+    scale_parameterisation: str = "logvar"
+    uses_style: bool = False
+    batch_reduction: str = "mean"
+
+    def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
+                 config: Mapping[str, Any], **kwargs: Any) -> None:
+        name = config.get("model", self.registry_name)
+        style = int(config.get("style_dim", 0))
+        if self.uses_style and style <= 0:
+            raise ValueError(f"model {name!r} needs a style subspace: set --style_dim > 0")
+        if not self.uses_style and style != 0:
+            raise ValueError(f"model {name!r} has no style subspace: set --style_dim=0 "
+                             f"(got {style})")
+        super().__init__(specs, config, **kwargs)
+        self.lambdas = likelihood_weights(self.specs)
+        self.beta = float(self.config.get("beta", 1.0))
+        self.kl_anneal_steps = int(self.config.get("kl_anneal_steps", 0))
+        self.trackers = {n: keras.metrics.Mean(name=n)
+                         for n in ("loss", *self.loss_term_names())}
+
+    # ----------------------------------------------------------------- networks
+    def build_networks(self) -> None:
+        init = str(self.config.get("init", "torch"))
+        d = self.layout.latent_dim
+        for s in self.specs:
+            self.encoders[s.name] = build_encoder(s, 2 * d, init=init)
+            self.decoders[s.name] = build_decoder(s, d, init=init)
+        self.build_extra_networks()
+
+    def build_extra_networks(self) -> None:
+        """Hook for joint encoders and prior variables (default: nothing)."""
+
+    @property
+    def extra_variables(self) -> list[keras.Variable]:
+        """Trainable variables outside the encoders/decoders (learned prior, joint encoder)."""
+        return []
+
+    @property
+    def generator_variables(self) -> list[keras.Variable]:
+        return super().generator_variables + self.extra_variables
+
+    def params_from_encoder_output(self, raw: tf.Tensor) -> Params:
+        d = self.layout.latent_dim
+        mean, h = raw[:, :d], raw[:, d:]
+        if self.scale_parameterisation == "softmax":
+            return mean, dists.laplace_logvar(dists.softmax_scale(h))
+        if self.scale_parameterisation == "softplus":
+            return mean, 2.0 * tf.math.log(tf.nn.softplus(h) + 1e-6)
+        return mean, tf.clip_by_value(h, -LOGVAR_CLIP, LOGVAR_CLIP)
+
+    # ----------------------------------------------------------------- training helpers
+    def encode_train(self, modality: str, x: tf.Tensor) -> Params:
+        return self.params_from_encoder_output(self.encoders[modality](x, training=True))
+
+    def decode_many(self, modality: str, z: tf.Tensor) -> tf.Tensor:
+        """Decode latents of any leading shape (..., D) in ONE decoder call -> (..., *shape)."""
+        lead = tf.shape(z)[:-1]
+        flat = tf.reshape(z, [-1, self.layout.latent_dim])
+        out = self.decoders[modality](flat, training=True)
+        shape = self.specs[self.modalities.index(modality)].shape
+        return tf.reshape(out, tf.concat([lead, list(shape)], axis=0))
+
+    def log_lik(self, modality: str, mean: tf.Tensor, x: tf.Tensor,
+                weighted: bool = True) -> tf.Tensor:
+        """lambda_m log p(x_m | z) summed over the event dims (x broadcasts over leading axes)."""
+        spec = self.specs[self.modalities.index(modality)]
+        ll = dists.log_likelihood(spec, mean, x)
+        return self.lambdas[modality] * ll if weighted else ll
+
+    def sample_k(self, mean: tf.Tensor, logvar: tf.Tensor, k: int) -> tf.Tensor:
+        """k reparameterised samples (k, *mean.shape) of the posterior family."""
+        noise = self.sample_noise(tf.concat([[k], tf.shape(mean)], axis=0))
+        scale = latent_lib.scale_from_logvar(logvar, self.posterior_family)
+        return mean[None] + scale[None] * noise
+
+    def reduce_batch(self, x: tf.Tensor) -> tf.Tensor:
+        """Batch reduction of a per-datapoint loss (mean, or sum for MMVAE-style models)."""
+        return tf.reduce_sum(x) if self.batch_reduction == "sum" else tf.reduce_mean(x)
+
+    def anneal_factor(self) -> tf.Tensor:
+        """Linear warm-up factor min(1, (step + 1) / kl_anneal_steps) at the current step."""
+        opt = getattr(self, "g_optimizer", None)
+        step = opt.iterations if opt is not None else tf.constant(0, tf.int64)
+        return obj.kl_anneal(step, self.kl_anneal_steps)
+
+    def kl_weight(self) -> tf.Tensor:
+        """beta times the warm-up factor at the current step."""
+        return self.beta * self.anneal_factor()
+
+    # ----------------------------------------------------------------- Keras plumbing
+    def loss_term_names(self) -> list[str]:
+        """Names of the logged terms besides "loss" (every subclass defines them)."""
+        raise TypeError(f"{type(self).__name__} does not define loss_term_names()")
+
+    def objective(self, batch: Batch) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """(loss to minimise, logged terms) of one batch (every subclass defines it)."""
+        raise TypeError(f"{type(self).__name__} does not define objective()")
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return list(self.trackers.values())
+
+    def compile(self, g_optimizer: keras.optimizers.Optimizer | None = None,
+                jit_compile: bool = False, **kwargs: Any) -> None:
+        """Build `g_optimizer` (Adam from the flags unless given) on the fixed variable list."""
+        attach_optimizers(self, self.config, {"g_optimizer": lambda: self.generator_variables},
+                          {"g_optimizer": g_optimizer})
+        self._jit_requested = bool(jit_compile)
+        super().compile(optimizer=None, jit_compile=bool(jit_compile), **kwargs)
+
+    def compute_gradients(self, batch: Batch) -> tuple[list[tf.Tensor], tf.Tensor,
+                                                        dict[str, tf.Tensor]]:
+        """(gradients of the loss w.r.t. `generator_variables`, loss, logged terms)."""
+        variables = self.generator_variables
+        with tf.GradientTape() as tape:
+            loss, terms = self.objective(batch)
+            scaled = self.distribute_scale(loss)
+        return tape.gradient(scaled, variables), loss, terms
+
+    def train_step(self, data: Batch) -> dict[str, tf.Tensor]:
+        if isinstance(data, tuple):
+            data = data[0]
+        batch = {m: tf.cast(data[m], tf.float32) for m in self.modalities}
+        grads, loss, terms = self.compute_gradients(batch)
+        self.g_optimizer.apply(grads, self.generator_variables)
+        self.update_ema()
+        self.trackers["loss"].update_state(loss)
+        for name, value in terms.items():
+            self.trackers[name].update_state(value)
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def evaluate_objective(self, batch: Batch) -> dict[str, float]:
+        """Loss terms of one batch without updating anything (numpy floats; tests, tools)."""
+        loss, terms = self.objective({m: tf.cast(batch[m], tf.float32) for m in self.modalities})
+        return {"loss": float(loss), **{k: float(np.asarray(v)) for k, v in terms.items()}}

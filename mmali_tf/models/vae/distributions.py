@@ -1,0 +1,64 @@
+"""Parameters -> `tfp.distributions` objects for the VAE baselines (used only inside losses).
+
+Networks output plain parameter tensors; these helpers turn them into TFP distributions
+inside `train_step` (never `tfp.layers`, ECOSYSTEM section 3). Latent distributions are
+described by `(mean, logvar)` everywhere in the library; for a Laplace that is
+`logvar = log(2 b^2)` (its variance), so `b = sqrt(exp(logvar) / 2)`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from mmali_tf import latent as latent_lib
+from mmali_tf.data.specs import ModalitySpec
+
+tfd = tfp.distributions
+
+#: clamp of image likelihood means (MMVAE clamps sigmoid outputs to [1e-6, 1 - 1e-6]).
+MEAN_EPS = 1e-6
+
+
+def posterior(mean: tf.Tensor, logvar: tf.Tensor, family: str) -> tfd.Distribution:
+    """Diagonal Normal or Laplace over the last axis with variance exp(logvar)."""
+    scale = latent_lib.scale_from_logvar(logvar, family)
+    base = tfd.Laplace(mean, scale) if family == "laplace" else tfd.Normal(mean, scale)
+    return tfd.Independent(base, reinterpreted_batch_ndims=1)
+
+
+def laplace_logvar(scale: tf.Tensor) -> tf.Tensor:
+    """log-variance log(2 b^2) of a Laplace with scale b."""
+    return math.log(2.0) + 2.0 * tf.math.log(scale)
+
+
+def softmax_scale(h: tf.Tensor) -> tf.Tensor:
+    """MMVAE's Laplace scale constraint b = D * softmax(h) + 1e-6 (scales sum to ~D)."""
+    d = float(h.shape[-1])
+    return d * tf.nn.softmax(h, axis=-1) + 1e-6
+
+
+def likelihood(spec: ModalitySpec, mean: tf.Tensor) -> tfd.Distribution:
+    """p(x | z) of one modality given the decoder mean (..., *spec.shape).
+
+    laplace / normal: fixed `spec.likelihood_scale`; image means are clamped to
+    [1e-6, 1 - 1e-6]. bernoulli: probabilities = clamped mean (continuous targets give
+    -sigmoid cross-entropy).
+    """
+    ndims = len(spec.shape)
+    if spec.kind == "image" or spec.likelihood == "bernoulli":
+        mean = tf.clip_by_value(mean, MEAN_EPS, 1.0 - MEAN_EPS)
+    if spec.likelihood == "laplace":
+        base = tfd.Laplace(mean, spec.likelihood_scale)
+    elif spec.likelihood == "normal":
+        base = tfd.Normal(mean, spec.likelihood_scale)
+    else:
+        base = tfd.Bernoulli(probs=mean, dtype=mean.dtype)
+    return tfd.Independent(base, reinterpreted_batch_ndims=ndims)
+
+
+def log_likelihood(spec: ModalitySpec, mean: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """log p(x | z) summed over the event dims; `x` (B, ...) broadcasts against (..., B, ...)."""
+    return likelihood(spec, mean).log_prob(x)

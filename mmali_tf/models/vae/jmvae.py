@@ -1,0 +1,80 @@
+"""JMVAE-kl (Suzuki et al. 2017) with a joint encoder (SPEC_BASELINES 4.2).
+
+Maximise  E_{q(z|X)}[sum_m lambda_m log p(x_m|z)] - a_t [beta KL(q(z|X) || N(0,I))
+          + alpha sum_m KL(q(z|X) || q_m(z|x_m))],
+one sample z ~ q(z|X), batch mean; a_t = min(1, (step+1)/A) warm-up (`--kl_anneal_steps`).
+Unimodal encoders learn only through the alpha-KL terms; decoders only see joint samples.
+
+Decisions recorded: alpha = `--jmvae_alpha` (0.1, SPEC 11.3); Laplace(0.75) image likelihoods
+with lambda = 3.918 for MNIST (SPEC 11.2); joint encoder = contrastive-paper Table 4 network
+for two images, per-modality-feature MLP otherwise (`mmali_tf.networks.joint_encoder`).
+Inference: `encode(m, x)` is the unimodal q_m; `encode_joint(xs)` is the model's own synergy
+posterior q(z|X) (the raw joint encoder; it has no EMA copy); `fuse` (subsets, M > 2) = PoE
+of the unimodal experts without a prior expert (MultiVae convention).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+from mmali_tf import latent as latent_lib
+from mmali_tf.models.base import Params
+from mmali_tf.models.vae import objectives as obj
+from mmali_tf.models.vae.common import Batch, VAEModel
+from mmali_tf.networks.joint_encoder import build_joint_encoder
+
+
+@keras.saving.register_keras_serializable(package="mmali")
+class JMVAE(VAEModel):
+    """JMVAE-kl (registry name "jmvae")."""
+
+    registry_name = "jmvae"
+    posterior_family = "normal"
+    default_fusion = "poe"
+    prior_expert = False
+
+    def build_extra_networks(self) -> None:
+        self.alpha = float(self.config.get("jmvae_alpha", 0.1))
+        self.joint_encoder = build_joint_encoder(
+            self.specs, 2 * self.layout.latent_dim, init=str(self.config.get("init", "torch")))
+
+    @property
+    def extra_variables(self) -> list[keras.Variable]:
+        return list(self.joint_encoder.trainable_variables)
+
+    def loss_term_names(self) -> list[str]:
+        return ["recon", "kl", "kl_unimodal"]
+
+    def joint_params(self, xs: Sequence[tf.Tensor], training: bool = True) -> Params:
+        return self.params_from_encoder_output(self.joint_encoder(list(xs), training=training))
+
+    def encode_joint(self, xs: Mapping[str, tf.Tensor] | Sequence[tf.Tensor]) -> Params:
+        """(mean, logvar) of the joint posterior q(z | x_1..x_M); xs keyed by modality or in
+        modality order (every modality is required)."""
+        if isinstance(xs, Mapping):
+            missing = [m for m in self.modalities if m not in xs]
+            if missing:
+                raise ValueError(f"encode_joint needs every modality; missing {missing}")
+            xs = [xs[m] for m in self.modalities]
+        return self.joint_params(xs, training=False)
+
+    def native(self, batch: Batch):
+        """Per-datapoint loss (B,), logged terms and the cache (unused by JMVAE negatives)."""
+        mu, lv = self.joint_params([batch[m] for m in self.modalities])
+        z = mu + latent_lib.scale_from_logvar(lv) * self.sample_noise(tf.shape(mu))
+        rec = tf.add_n([self.log_lik(m, self.decode_many(m, z), batch[m])
+                        for m in self.modalities])
+        kl = latent_lib.gaussian_kl_standard(mu, lv)
+        kl_uni = tf.add_n([obj.gaussian_kl(mu, lv, *self.encode_train(m, batch[m]))
+                           for m in self.modalities])
+        loss = -rec + self.anneal_factor() * (self.beta * kl + self.alpha * kl_uni)
+        terms = {"recon": -tf.reduce_mean(rec), "kl": tf.reduce_mean(kl),
+                 "kl_unimodal": tf.reduce_mean(kl_uni)}
+        return loss, terms, {}
+
+    def objective(self, batch: Batch):
+        loss, terms, _ = self.native(batch)
+        return self.reduce_batch(loss), terms

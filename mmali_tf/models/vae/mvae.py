@@ -1,0 +1,73 @@
+"""MVAE (Wu & Goodman 2018): Gaussian product of experts with a prior expert (SPEC_BASELINES 4.1).
+
+For every subset S of modalities the joint posterior is q_S = PoE(N(0,I), {q_m : m in S}) and
+  ELBO_S = sum_{m in S} lambda_m E_{q_S}[log p(x_m|z)] - beta_t KL(q_S || N(0, I))
+(only the modalities in S are reconstructed). The loss is
+  -[ELBO_{1..M} + sum_m ELBO_{m} + ELBO_{S_1}]   (S_1 a random subset, only when M > 2),
+one reparameterised sample per term, batch mean. beta_t = beta min(1, (step+1)/A) with
+A = `--kl_anneal_steps` ([DECISION] SPEC pitfall 11: keep A <= 1/4 of training; configs use
+A = max_steps/4).
+
+Decisions recorded (SPEC_BASELINES 2.2, 11.2): Laplace(0.75) image likelihoods with
+lambda = prod(largest shape)/prod(shape) (3.918 for MNIST) by default, Bernoulli via the
+dataset's `likelihood`; M > 2 uses one random subset per step (each modality kept with
+probability 1/2, at least one). Inference: `fuse` = PoE *with* the prior expert
+(`default_fusion = "poe"`, `prior_expert = True`); decode posterior means.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmali_tf import latent as latent_lib
+from mmali_tf.models.vae import objectives as obj
+from mmali_tf.models.vae.common import Batch, VAEModel
+
+
+@keras.saving.register_keras_serializable(package="mmali")
+class MVAE(VAEModel):
+    """Multimodal VAE with a PoE joint posterior (registry name "mvae")."""
+
+    registry_name = "mvae"
+    posterior_family = "normal"
+    default_fusion = "poe"
+    prior_expert = True
+
+    def loss_term_names(self) -> list[str]:
+        return ["recon", "kl"]
+
+    def subset_masks(self) -> tf.Tensor:
+        """(T, M) 0/1 subsets: the joint, every single modality, and (M > 2) one random one."""
+        m = len(self.modalities)
+        fixed = tf.constant(np.concatenate([np.ones((1, m)), np.eye(m)]), tf.float32)
+        if m <= 2:
+            return fixed
+        u = keras.random.uniform((1, m), seed=self.seed_generator)
+        rand = tf.maximum(tf.cast(u < 0.5, tf.float32),
+                          tf.one_hot(tf.argmin(u, axis=-1), m, dtype=tf.float32))
+        return tf.concat([fixed, rand], axis=0)
+
+    def encode_all(self, batch: Batch) -> tuple[tf.Tensor, tf.Tensor]:
+        """Stacked unimodal expert parameters (M, B, D)."""
+        params = [self.encode_train(m, batch[m]) for m in self.modalities]
+        return tf.stack([p[0] for p in params]), tf.stack([p[1] for p in params])
+
+    def native(self, batch: Batch):
+        """Per-datapoint loss (B,), logged terms and the cache (expert parameters)."""
+        means, logvars = self.encode_all(batch)
+        masks = self.subset_masks()
+        mu, lv = obj.masked_product_of_experts(means, logvars, masks, prior_expert=True)
+        z = mu + latent_lib.scale_from_logvar(lv) * self.sample_noise(tf.shape(mu))
+        rec = tf.add_n([masks[:, i, None] * self.log_lik(m, self.decode_many(m, z), batch[m])
+                        for i, m in enumerate(self.modalities)])              # (T, B)
+        kl = latent_lib.gaussian_kl_standard(mu, lv)                           # (T, B)
+        loss = -tf.reduce_sum(rec - self.kl_weight() * kl, axis=0)
+        terms = {"recon": -tf.reduce_mean(tf.reduce_sum(rec, 0)),
+                 "kl": tf.reduce_mean(tf.reduce_sum(kl, 0))}
+        return loss, terms, {"means": means, "logvars": logvars}
+
+    def objective(self, batch: Batch):
+        loss, terms, _ = self.native(batch)
+        return self.reduce_batch(loss), terms

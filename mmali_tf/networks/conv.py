@@ -1,0 +1,60 @@
+"""`svhn_conv` family: the SVHN convnets of SPEC_MMALI 2.2 / SPEC_BASELINES 3.2 (NHWC, 32x32xC).
+
+Stride-2 4x4 convolutions with 'same' padding equal PyTorch's padding 1 at these sizes; the
+4x4 stride-1 layers are 'valid' (4x4 <-> 1x1).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from mmali_tf.networks.init import conv2d, conv2d_transpose
+from mmali_tf.networks.spectral_norm import critic_conv2d
+
+SIZE = 32
+CHANNELS = (32, 64, 128)
+CRITIC_FEATURES = 256
+
+
+def check_spec(spec) -> None:
+    """The stack maps 32x32 to 1x1, so images must be (32, 32, C)."""
+    if len(spec.shape) != 3 or spec.shape[:2] != (SIZE, SIZE):
+        raise ValueError(f"modality {spec.name!r}: network 'svhn_conv' needs shape "
+                         f"({SIZE}, {SIZE}, C), got {spec.shape}")
+
+
+def encoder(x, out_dim: int, init: str):
+    """3 x (Conv 4x4 s2 same ReLU: 32, 64, 128) -> Conv 4x4 valid out_dim -> flatten."""
+    h = x
+    for filters in CHANNELS:
+        h = conv2d(h, filters, 4, 2, "same", init, "relu")
+    return keras.layers.Flatten()(conv2d(h, out_dim, 4, 1, "valid", init))
+
+
+def decoder(z, shape: tuple[int, ...], init: str):
+    """(1,1,d) -> ConvT 4x4 valid 128 ReLU -> ConvT 4x4 s2 same 64, 32 ReLU -> C (linear)."""
+    h = keras.layers.Reshape((1, 1, int(z.shape[-1])))(z)
+    h = conv2d_transpose(h, CHANNELS[-1], 4, 1, "valid", init, "relu")
+    for filters in CHANNELS[-2::-1]:
+        h = conv2d_transpose(h, filters, 4, 2, "same", init, "relu")
+    return conv2d_transpose(h, shape[-1], 4, 2, "same", init)
+
+
+def critic_x_features(x, spectral_norm: bool):
+    """SN-Conv 32, 64, 128 (4x4 s2 same) -> SN-Conv 256 (4x4 valid), LReLU each -> flatten."""
+    h = x
+    for filters in CHANNELS:
+        h = critic_conv2d(h, filters, 4, 2, "same", spectral_norm)
+    h = critic_conv2d(h, CRITIC_FEATURES, 4, 1, "valid", spectral_norm)
+    return keras.layers.Flatten()(h)
+
+
+def critic_z_widths(spec) -> tuple[int, ...]:
+    return (CRITIC_FEATURES, CRITIC_FEATURES)
+
+
+def critic_head_widths(spec) -> tuple[int, ...]:
+    return (1024, 1024)
+
+
+joint_branch = critic_x_features

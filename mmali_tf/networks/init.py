@@ -1,0 +1,59 @@
+"""Weight initialisation schemes and the generator-side layer helpers that apply them.
+
+`normal` (mmALI, SPEC_MMALI 1): every Dense/Conv2D/Conv2DTranspose kernel ~ N(0, 0.02^2) and
+zero bias. `torch` (VAE baselines, SPEC_BASELINES 3.10): PyTorch's default kaiming-uniform
+(a = sqrt(5)), i.e. kernel and bias ~ U(+-1/sqrt(fan_in)) with PyTorch's fan_in (for a
+transposed convolution that is `out_channels * kh * kw`, which is also what Keras computes
+from a Conv2DTranspose kernel).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+INITS = ("normal", "torch")
+NORMAL_STDDEV = 0.02
+
+
+def check_init(init: str) -> str:
+    """Return `init` if it names a known scheme, else raise ValueError."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
+    return init
+
+
+def initializers(init: str, fan_in: int) -> dict:
+    """Fresh `kernel_initializer` / `bias_initializer` keyword arguments for one layer."""
+    check_init(init)
+    if init == "normal":
+        return dict(kernel_initializer=keras.initializers.RandomNormal(0.0, NORMAL_STDDEV),
+                    bias_initializer=keras.initializers.Zeros())
+    bound = 1.0 / math.sqrt(fan_in)
+    return dict(kernel_initializer=keras.initializers.VarianceScaling(
+                    scale=1.0 / 3.0, mode="fan_in", distribution="uniform"),
+                bias_initializer=keras.initializers.RandomUniform(-bound, bound))
+
+
+def dense(x, units: int, init: str, activation: str | None = None):
+    """Apply a Dense layer initialised with `init` (fan_in = last input dimension)."""
+    return keras.layers.Dense(units, activation=activation,
+                              **initializers(init, int(x.shape[-1])))(x)
+
+
+def conv2d(x, filters: int, kernel_size: int, strides: int, padding: str, init: str,
+           activation: str | None = None):
+    """Apply an NHWC Conv2D initialised with `init` (fan_in = kh * kw * in_channels)."""
+    fan_in = kernel_size * kernel_size * int(x.shape[-1])
+    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
+                               activation=activation, **initializers(init, fan_in))(x)
+
+
+def conv2d_transpose(x, filters: int, kernel_size: int, strides: int, padding: str, init: str,
+                     activation: str | None = None):
+    """Apply an NHWC Conv2DTranspose initialised with `init` (fan_in = kh * kw * filters)."""
+    fan_in = kernel_size * kernel_size * filters
+    return keras.layers.Conv2DTranspose(filters, kernel_size, strides=strides, padding=padding,
+                                        activation=activation,
+                                        **initializers(init, fan_in))(x)

@@ -1,0 +1,286 @@
+"""Run directory: layout, atomic writes, flag compatibility, checkpoints, resume, reloading.
+
+```
+run_dir/
+  flags.txt                 resolved mmali_tf training flags, one --name=value per line
+                            (`--flagfile=run_dir/flags.txt` replays the run)
+  run.json                  typed copy of those flags + modality specs (used by load_trained)
+  checkpoints/ckpt-<step>.* tf.train.CheckpointManager (model, EMA, critics, RNG, optimizers, step)
+  tensorboard/              scalars and sample images
+  samples/step_XXXXXXX_<modality>.png
+  train_log.csv             one row per --log_every steps
+  model.keras               final model (written at the end)
+```
+
+Every file is written to a temporary name in the same directory and moved into place with
+`os.replace`, so a crash never leaves a half-written file under a final name. Checkpoints get
+the same guarantee from TensorFlow: the data is written to `<prefix>_temp/` and merged, and only
+afterwards does the manager atomically rewrite its `checkpoint` state file, so the state never
+names a partial checkpoint (tests/test_run_dir.py simulates both crash points).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any, Iterator, Mapping, Sequence
+
+#: Flags that change the variables (or the data identity) of a run; a run directory trained
+#: with other values cannot be resumed.
+SHAPE_FLAGS = ("model", "dataset", "base_set", "num_views", "features_file", "latent_dim",
+               "style_dim", "deterministic", "spectral_norm", "amsgrad", "learn_prior",
+               "posterior")
+#: Flags compared only by whether they are zero (EMA clones exist iff ema_decay > 0).
+_ON_OFF_FLAGS = ("ema_decay",)
+
+
+# ----------------------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path next to `path` (same suffix); on success move it onto `path`."""
+    directory, name = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    stem, suffix = os.path.splitext(name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write `text` to `path` atomically (temporary file + rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# ----------------------------------------------------------------------------- flags.txt
+def _flag_value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def format_flags(values: Mapping[str, Any]) -> str:
+    """`--name=value` lines (booleans as true/false, list flags repeated) for a flagfile."""
+    lines = []
+    for name, value in values.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        lines += [f"--{name}={_flag_value_text(v)}" for v in items]
+    return "\n".join(lines) + "\n"
+
+
+def parse_flags_text(text: str) -> dict[str, str]:
+    """Inverse of `format_flags` as strings: {name: value text} (repeated flags joined by ',')."""
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("--") or "=" not in line:
+            continue
+        name, value = line[2:].split("=", 1)
+        out.setdefault(name, []).append(value)
+    return {k: ",".join(v) for k, v in out.items()}
+
+
+def incompatible_flags(old: Mapping[str, str], new: Mapping[str, Any]) -> list[str]:
+    """Names of shape/identity flags whose values differ between a run's flags and `new`."""
+    diff = []
+    for name in SHAPE_FLAGS:
+        if name in old and name in new and old[name] != _flag_value_text(new[name]):
+            diff.append(name)
+    for name in _ON_OFF_FLAGS:
+        if name in old and name in new and (float(old[name]) > 0) != (float(new[name]) > 0):
+            diff.append(name)
+    return diff
+
+
+# ----------------------------------------------------------------------------- layout
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    """Paths of one run directory (see the module docstring)."""
+
+    root: str
+
+    @property
+    def flags_txt(self) -> str:
+        return os.path.join(self.root, "flags.txt")
+
+    @property
+    def run_json(self) -> str:
+        return os.path.join(self.root, "run.json")
+
+    @property
+    def checkpoints(self) -> str:
+        return os.path.join(self.root, "checkpoints")
+
+    @property
+    def tensorboard(self) -> str:
+        return os.path.join(self.root, "tensorboard")
+
+    @property
+    def samples(self) -> str:
+        return os.path.join(self.root, "samples")
+
+    @property
+    def train_log(self) -> str:
+        return os.path.join(self.root, "train_log.csv")
+
+    @property
+    def model_keras(self) -> str:
+        return os.path.join(self.root, "model.keras")
+
+    def sample_path(self, step: int, modality: str) -> str:
+        return os.path.join(self.samples, f"step_{step:07d}_{modality}.png")
+
+    def read_flags(self) -> dict[str, str] | None:
+        """The recorded flags as strings, or None for a fresh directory."""
+        if not os.path.exists(self.flags_txt):
+            return None
+        with open(self.flags_txt, encoding="utf-8") as f:
+            return parse_flags_text(f.read())
+
+
+def prepare(root: str, config: Mapping[str, Any]) -> RunDir:
+    """Check that `root` can host a run with `config` and create its sub-directories.
+
+    Raises ValueError naming the differing flags when `root` holds a run whose model, dataset
+    or variable shapes differ; nothing is written in that case.
+    """
+    run = RunDir(root)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise ValueError(f"--run_dir={root}: exists and is not a directory")
+    old = run.read_flags()
+    if old is not None:
+        diff = incompatible_flags(old, config)
+        if diff:
+            changes = ", ".join(f"--{n}={old[n]} (now {_flag_value_text(config[n])})"
+                                for n in diff)
+            raise ValueError(f"--run_dir={root} holds a run with different {changes}; use a "
+                             "new --run_dir or the recorded values")
+    for d in (run.root, run.checkpoints, run.tensorboard, run.samples):
+        os.makedirs(d, exist_ok=True)
+    return run
+
+
+def write_run_files(run: RunDir, config: Mapping[str, Any], specs: Sequence[Any]) -> None:
+    """Write flags.txt and run.json (typed flags + modality specs), both atomically."""
+    atomic_write_text(run.flags_txt, format_flags(config))
+    record = {"config": dict(config), "specs": [s.to_dict() for s in specs]}
+    atomic_write_text(run.run_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def model_optimizers(model: Any) -> list[tuple[str, Any]]:
+    """(attribute name, optimizer) of every *built* Keras optimizer the model holds, sorted."""
+    import keras
+
+    found = [(name, obj) for name, obj in vars(model).items()
+             if isinstance(obj, keras.optimizers.Optimizer) and obj.built]
+    return sorted(found, key=lambda item: item[0])
+
+
+class TrainingCheckpoint:
+    """`tf.train.CheckpointManager` over explicit variable lists (Keras 3 models are not tracked
+    by `tf.train.Checkpoint` directly): `model.variables` (networks, EMA clones, critics, RNG
+    state, spectral-norm vectors), every built optimizer's variables and an int64 step.
+
+    Create it inside the strategy scope, after the model is built and compiled. With
+    `optimizers=False` (inference), optimizer state in the files is ignored.
+    """
+
+    def __init__(self, directory: str, model: Any, keep: int = 3,
+                 optimizers: bool = True) -> None:
+        import tensorflow as tf
+
+        self.directory = directory
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
+        objects: dict[str, Any] = {"model_variables": list(model.variables)}
+        if optimizers:
+            objects["optimizers"] = {name: list(opt.variables)
+                                     for name, opt in model_optimizers(model)}
+        self._partial = not optimizers
+        self.checkpoint = tf.train.Checkpoint(step=self.step, **objects)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep,
+                                                  checkpoint_name="ckpt")
+
+    @property
+    def latest(self) -> str | None:
+        """Path prefix of the newest complete checkpoint, or None."""
+        return self.manager.latest_checkpoint
+
+    def path_for_step(self, step: int) -> str:
+        """Path prefix of the kept checkpoint written at `step` (ValueError if none)."""
+        kept = {int(p.rsplit("-", 1)[1]): p for p in self.manager.checkpoints}
+        if int(step) not in kept:
+            raise ValueError(f"no checkpoint for step {step} in {self.directory}; kept steps: "
+                             f"{sorted(kept) or 'none'}")
+        return kept[int(step)]
+
+    def restore(self, path: str) -> int:
+        """Restore `path` into the variables; returns its step. ValueError if it does not fit."""
+        import tensorflow as tf
+
+        try:
+            status = self.checkpoint.read(path)
+            if self._partial:
+                status.expect_partial()
+            status.assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ValueError(f"checkpoint {path} does not fit this model ({first[:300]}); was "
+                             "it written with other model flags?") from None
+        return int(self.step.numpy())
+
+    def save(self, step: int) -> str:
+        """Write checkpoint `ckpt-<step>` (data first, then the manager's state, atomically)."""
+        self.step.assign(int(step))
+        return self.manager.save(checkpoint_number=int(step))
+
+
+# ----------------------------------------------------------------------------- reloading
+@dataclasses.dataclass
+class TrainedRun:
+    """A trained model restored from a run directory."""
+
+    model: Any
+    config: dict[str, Any]
+    step: int
+    dataset_name: str
+    checkpoint_path: str
+
+
+def load_trained(run_dir: str, step: int | None = None) -> TrainedRun:
+    """Rebuild the model recorded in `run_dir` and restore its latest (or step `step`) checkpoint.
+
+    Inference uses the EMA networks by default when the run trained with EMA
+    (`model.encode(..., ema=False)` selects the raw ones).
+    """
+    from mmali_tf import models
+    from mmali_tf.data.specs import ModalitySpec
+
+    run = RunDir(run_dir)
+    if not os.path.exists(run.run_json):
+        raise FileNotFoundError(f"--run_dir={run_dir}: no run.json; not a training run "
+                                "directory (train with python -m mmali_tf.train first)")
+    with open(run.run_json, encoding="utf-8") as f:
+        record = json.load(f)
+    config = dict(record["config"])
+    specs = [ModalitySpec.from_dict(d) for d in record["specs"]]
+    model = models.build(config["model"], specs, config)
+    model.build_from_specs()
+    ckpt = TrainingCheckpoint(run.checkpoints, model, optimizers=False)
+    path = ckpt.latest if step is None else ckpt.path_for_step(step)
+    if path is None:
+        raise FileNotFoundError(f"--run_dir={run_dir}: no checkpoint in {run.checkpoints}")
+    restored = ckpt.restore(path)
+    return TrainedRun(model=model, config=config, step=restored,
+                      dataset_name=str(config["dataset"]), checkpoint_path=path)
