@@ -38,7 +38,8 @@ CONVENTIONS = {
     "generate": "z_m = prior_mean + prior_scale * [style_noise_m | content_noise] for every "
                 "modality m (one shared content code)",
     "fuse": "mask[:, k] = 1 marks modality k (in `modalities` order) as present; rows need at "
-            "least one present modality (an empty row yields NaN); absent inputs are ignored",
+            "least one present modality (an empty row yields zeros); absent inputs are ignored but must "
+            "be finite (feed zeros)",
 }
 
 

@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import onnx
 import tensorflow as tf
@@ -122,7 +122,8 @@ class _Graphs:
             present = tf.cast(args[-1] > 0.5, tf.int32)
             code = tf.reduce_sum(present * tf.constant(bits, tf.int32), axis=-1, keepdims=True)
             shape = tf.shape(self.layout.content(args[0]))
-            mean = logvar = tf.fill(shape, float("nan"))
+            # tf2onnx may lower tf.where to `c * a + (1 - c) * b`: every candidate must be finite
+            mean = logvar = tf.zeros(shape)
             for subset in subsets:
                 f_mean, f_logvar = self.model.fuse({m: params[m] for m in subset}, method)
                 selected = tf.equal(code, sum(2 ** mods.index(m) for m in subset))
@@ -253,10 +254,22 @@ def _core_manifest(model: Any, opset: int, weights: str, training_flags: Mapping
     }
 
 
+def check_export_args(model: Any, out_dir: str | os.PathLike, opset: int, weights: str,
+                      overwrite: bool = False) -> None:
+    """Raise a one-line ValueError for arguments `export_bundle` would reject."""
+    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise ValueError(f"opset={opset} is not supported; expected {MIN_OPSET}..{MAX_OPSET} "
+                         f"(tf2onnx 1.17 stops at {MAX_OPSET})")
+    _check_weights(model, weights)
+    if Path(out_dir).exists() and not overwrite:
+        raise ValueError(f"bundle directory {str(out_dir)!r} already exists; choose another "
+                         f"path or overwrite it explicitly")
+
+
 def export_bundle(model: Any, out_dir: str | os.PathLike, opset: int = 17, weights: str = "ema",
                   training_flags: Mapping[str, Any] | None = None,
                   checkpoint_step: int | None = None, dataset: str | None = None,
-                  overwrite: bool = False) -> dict[str, Any]:
+                  overwrite: bool = False, graphs: Sequence[str] | None = None) -> dict[str, Any]:
     """Write the ONNX bundle of `model` to `out_dir`; returns the manifest written.
 
     Args:
@@ -268,27 +281,29 @@ def export_bundle(model: Any, out_dir: str | os.PathLike, opset: int = 17, weigh
       checkpoint_step: training step of the exported weights, recorded in the manifest.
       dataset: dataset name recorded in the manifest.
       overwrite: replace an existing `out_dir` (atomically, only once the new bundle is complete).
+      graphs: export only these graph names (e.g. ["translate_hand_to_print"]); default all.
     """
-    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
-        raise ValueError(f"opset={opset} is not supported; expected {MIN_OPSET}..{MAX_OPSET} "
-                         f"(tf2onnx 1.17 stops at {MAX_OPSET})")
+    check_export_args(model, out_dir, opset, weights, overwrite)
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise ValueError(f"bundle directory {str(out)!r} already exists; choose another path or "
-                         f"overwrite it explicitly")
     plans = graph_plans(model, weights)
+    if graphs is not None:
+        known = {p.name for p in plans}
+        unknown = sorted(set(graphs) - known)
+        if unknown or not graphs:
+            raise ValueError(f"graphs={list(graphs)} must be a non-empty subset of {sorted(known)}")
+        plans = [p for p in plans if p.name in set(graphs)]
     core = _core_manifest(model, int(opset), weights,
                           model.config if training_flags is None else training_flags,
                           checkpoint_step, dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        graphs = {}
+        entries = {}
         for plan in plans:
             proto = _convert(plan, int(opset))
-            graphs[plan.name] = _finalize(proto, plan, core)
-            onnx.save(proto, str(tmp / graphs[plan.name]["file"]))
-        manifest = manifest_lib.write_manifest(tmp, {**core, "graphs": graphs})
+            entries[plan.name] = _finalize(proto, plan, core)
+            onnx.save(proto, str(tmp / entries[plan.name]["file"]))
+        manifest = manifest_lib.write_manifest(tmp, {**core, "graphs": entries})
         os.chmod(tmp, 0o755)
         _replace_dir(tmp, out)
     except BaseException:

@@ -97,7 +97,8 @@ class Bundle:
         return dict(zip(names, sess.run(names, dict(feeds))))
 
     # ------------------------------------------------------------------ validation and noise
-    def _modality(self, modality: str, role: str = "modality") -> dict[str, Any]:
+    def spec(self, modality: str, role: str = "modality") -> dict[str, Any]:
+        """Manifest entry of `modality` (ValueError naming the bundle's modalities if unknown)."""
         if modality not in self.specs:
             raise ValueError(f"unknown {role} {modality!r}; this bundle has {self.modalities}")
         return self.specs[modality]
@@ -125,7 +126,7 @@ class Bundle:
         return np.ascontiguousarray(x)
 
     def _x(self, modality: str, x: Any) -> np.ndarray:
-        spec = self._modality(modality)
+        spec = self.spec(modality)
         return self._array(f"input for {modality!r}", x, tuple(spec["shape"]),
                            tuple(spec["value_range"]))
 
@@ -152,7 +153,7 @@ class Bundle:
 
     def decode(self, modality: str, z: np.ndarray) -> np.ndarray:
         """Mean of p(x | z) for latents z of shape (batch, latent_dim)."""
-        self._modality(modality)
+        self.spec(modality)
         z = self._array("z", z, (self.latent_dim,))
         return self.run(f"decoder_{modality}", {"z": z})["x"]
 
@@ -171,7 +172,7 @@ class Bundle:
             raise ValueError("fuse needs the posterior of at least one modality")
         feeds, n = {}, None
         for m, (mean, logvar) in params.items():
-            self._modality(m)
+            self.spec(m)
             mean = self._array(f"mean of {m!r}", mean, (self.latent_dim,))
             logvar = self._array(f"logvar of {m!r}", logvar, (self.latent_dim,))
             if (n is not None and mean.shape[0] != n) or logvar.shape[0] != mean.shape[0]:
@@ -198,8 +199,8 @@ class Bundle:
           sample: sample the source posterior (False: use its mean). The target style is
             always drawn from the prior.
         """
-        self._modality(src, "source modality")
-        self._modality(dst, "target modality")
+        self.spec(src, "source modality")
+        self.spec(dst, "target modality")
         if src == dst:
             raise ValueError(f"translate needs two different modalities, got {src!r} twice; "
                              f"use reconstruct({src!r}, x)")

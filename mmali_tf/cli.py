@@ -24,7 +24,7 @@ USAGE_EXIT_CODE = 2
 
 _SINGLE = re.compile(r"^flag (--\S+?=.*?): (.*)$", re.S)
 _MULTI = re.compile(r"^flags (.+?): (--.*)$", re.S)
-_IS_NOT = re.compile(r"^\S+ is not (an? )?")
+_IS_NOT = re.compile(r"^\S+ is not ")
 
 
 def fail(message: str, code: int = USAGE_EXIT_CODE) -> NoReturn:

@@ -238,3 +238,40 @@ def define_compare_flags() -> None:
         return
     flags.DEFINE_string("compare_out", "compare", "Output prefix: writes <prefix>.md and "
                         "<prefix>.png.")
+
+
+# ------------------------------------------------------------------------------------ export
+# tools/export_onnx.py shares --run_dir and --weights with evaluation, so it defines those flags
+# too (like evaluation defines the training flags). tools/translate.py defines --seed itself with
+# allow_override=True, so defining the training flags later in the same process replaces it.
+def define_export_flags() -> None:
+    """Flags of `tools/export_onnx.py` (idempotent); also defines the evaluation flags."""
+    define_eval_flags()
+    if _defined("out"):
+        return
+    flags.DEFINE_string("out", None, "Bundle directory to write (manifest.json + ONNX graphs); "
+                        "written atomically.")
+    flags.DEFINE_integer("opset", 17, "ONNX opset of the exported graphs.", lower_bound=14,
+                         upper_bound=18)
+    flags.DEFINE_integer("step", None, "Checkpoint step to export (default: latest).",
+                         lower_bound=0)
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing --out bundle (only once the "
+                         "new one is complete).")
+
+
+def define_translate_flags() -> None:
+    """Flags of `tools/translate.py` (idempotent; TensorFlow-free like this module)."""
+    if _defined("bundle"):
+        return
+    flags.DEFINE_string("bundle", None, "Bundle directory written by tools/export_onnx.py.")
+    flags.DEFINE_string("from", None, "Source modality (e.g. hand).")
+    flags.DEFINE_string("to", None, "Target modality (e.g. print).")
+    flags.DEFINE_string("input", None, "Source data: .npy (one example or a batch, float in the "
+                        "modality's range or uint8 0..255) or an image file (.png/.jpg/.bmp), "
+                        "resized and converted to the source modality.")
+    flags.DEFINE_string("output", None, "Result: .npy (the batch) or .png (an image grid).")
+    if not _defined("seed"):
+        flags.DEFINE_integer("seed", 0, "Seed of the posterior and style noise.", lower_bound=0,
+                             allow_override=True)
+    flags.DEFINE_boolean("use_mean", False, "Decode the source posterior mean instead of a "
+                         "sample (the target style is still drawn from the prior).")

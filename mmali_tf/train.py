@@ -12,6 +12,7 @@ last good checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import sys
@@ -19,6 +20,8 @@ import time
 from typing import Any, Mapping, Sequence
 
 from absl import app
+from absl import flags as absl_flags
+from absl import logging as absl_logging
 
 from mmali_tf import cli
 from mmali_tf import flags as flags_lib
@@ -151,7 +154,8 @@ def fit(session: _Session, verbose: str | int = "auto") -> TrainResult:
                 session.dataset, int(cfg["batch_size"]), int(model.draws_per_step),
                 int(cfg["seed"]), start_step=begin, unpaired_pool=cfg["unpaired"] == "pool")
             model.fit(batches, initial_epoch=initial_epoch, epochs=epochs,
-                      steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+                      steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
+                      shuffle=False)
             if clock.step == begin:
                 raise RuntimeError(f"fit() made no progress at step {begin}")
         wall = time.time() - clock.start_time
@@ -194,6 +198,9 @@ def main(argv: Sequence[str]) -> None:
     """absl main: flags are parsed; build the strategy first (before any TF op), then train."""
     cli.reject_positional(argv)
     config = config_from_flags()
+    if not absl_flags.FLAGS["verbosity"].present:  # quiet TF's INFO chatter unless -v is given
+        absl_logging.set_verbosity(absl_logging.WARNING)
+        logging.getLogger("tensorflow").setLevel(logging.WARNING)
     with cli.user_errors():
         from mmali_tf import distribute
 
@@ -201,7 +208,7 @@ def main(argv: Sequence[str]) -> None:
         print(f"Strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
               f"replica(s)", flush=True)
         session = prepare(config, strategy)
-    result = fit(session)
+    result = fit(session, verbose=1 if sys.stdout.isatty() else 2)
     if result.diverged:
         cli.fail(result.diverged, code=DIVERGED_EXIT_CODE)
     print(summary(result), flush=True)
@@ -210,6 +217,7 @@ def main(argv: Sequence[str]) -> None:
 def run(argv: Sequence[str] | None = None) -> None:
     """Console script `mmali-train`."""
     flags_lib.define_train_flags()
+    absl_flags.adopt_module_key_flags(flags_lib)  # list them in --helpshort
     app.run(main, argv=list(argv) if argv is not None else sys.argv, flags_parser=cli.parse_flags)
 
 

@@ -11,6 +11,7 @@ from scipy import io as sio
 
 from mmali_tf import data
 from mmali_tf.data import idx
+from mmali_tf.data.rotated import rotate
 
 MNIST_TRAIN = np.array([5, 6, 7, 8, 9, 10, 11, 12, 13, 14])    # per-class counts
 SVHN_TRAIN = np.array([9, 8, 7, 6, 5, 4, 3, 12, 12, 12])
@@ -169,7 +170,6 @@ def test_multimnist_rotation_direction_and_pairing(tmp_path):
         np.testing.assert_array_equal(rotated[k], np.rot90(base, k))
     # counter-clockwise: top-right -> top-left -> bottom-left -> bottom-right
     assert np.rot90(img, 1)[0, 0] == 255 and np.rot90(img, 2)[27, 0] == 255
-    from mmali_tf.data.rotated import rotate
     r = rotate(img[None, ..., None], 1)[0, ..., 0]
     assert r[0, 0] == 255 and r[7, 5] == 100
     _check_rule(ds.train, MNIST_TRAIN, 3)

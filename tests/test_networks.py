@@ -183,8 +183,7 @@ def test_torch_init_bounds():
             bound = 1.0 / np.sqrt(fan_in)
             assert np.abs(k).max() <= bound and np.abs(k).max() > 0.9 * bound
             assert np.abs(b).max() <= bound and np.abs(b).std() > 0
-        flat = kernels[1].ravel()  # U(-a, a) has std a / sqrt(3)
-        assert abs(flat.std() - 1.0 / np.sqrt(3 * 16 * 32)) < 0.03 / np.sqrt(16 * 32)
+            np.testing.assert_allclose(k.std(), bound / np.sqrt(3), rtol=0.05)  # U(-a, a)
 
 
 def test_clone_and_keras_file_round_trip(tmp_path):
@@ -214,13 +213,12 @@ def test_clone_and_keras_file_round_trip(tmp_path):
      "'svhn_conv' needs shape"),
     (lambda: build_decoder(ModalitySpec("f", (4,), "vector", "feature_mlp"), 4),
      "'feature_mlp' needs a vector"),
-    (lambda: build_xz_critic(dataclasses.replace(MNIST).__class__.__new__(ModalitySpec), 2, 1),
-     None),
+    (lambda: build_xz_critic(MNIST, 20, 2.5), "out_dim must be a positive integer"),
     (lambda: build_joint_critic([MNIST]), "at least 2 modality specs"),
     (lambda: build_joint_xz_critic([MNIST], 0, 2), "z_dim must be a positive integer"),
 ])
 def test_bad_arguments_raise_value_error(call, match):
-    with pytest.raises((ValueError, AttributeError), match=match):
+    with pytest.raises(ValueError, match=match):
         call()
 
 

@@ -49,7 +49,7 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
 @functools.lru_cache(maxsize=64)
 def _digit_height_per_px(path: str) -> float:
     """Height of the glyph '0' per pixel of font size."""
-    left, top, right, bottom = _font(path, 100).getbbox("0", anchor="ls")
+    _, top, _, bottom = _font(path, 100).getbbox("0", anchor="ls")
     return (bottom - top) / 100.0
 
 

@@ -132,7 +132,7 @@ def _train(spec: ModalitySpec, x: np.ndarray, y: np.ndarray, x_sel: np.ndarray,
         if verbose:
             print(f"  classifier {spec.name}: epoch {epoch + 1}/{epochs} selection accuracy "
                   f"{acc:.4f}", flush=True)
-        if acc > best:
+        if acc >= best:  # ties: prefer the longer-trained network
             best, best_weights = acc, net.get_weights()
     net.set_weights(best_weights)
     return clf

@@ -111,7 +111,7 @@ def fit_probe(train: CodeSet, test: CodeSet, protocol: str = "clean", epochs: in
         test_acc = _accuracy(w, b, x_test, test.labels)
         sel_acc = test_acc if protocol == "reference" else _accuracy(
             w, b, select.draw(sampler), select.labels)
-        if sel_acc > best_sel:
+        if sel_acc >= best_sel:  # ties: prefer the longer-trained probe
             best_sel, best_test = sel_acc, test_acc
     return best_test
 

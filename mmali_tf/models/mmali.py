@@ -114,7 +114,10 @@ class AdversarialModel(MultimodalModel):
         return [{k: parts[k][i] for k in keys} for i in range(self.draws_per_step)]
 
     def _update(self, loss_fn, batches, variables, optimizer) -> dict[str, tf.Tensor]:
-        with tf.GradientTape() as tape:
+        # Record only ops that depend on the variables being trained: the other side's
+        # networks run forward-only (no backward pass is built for them).
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([v.value for v in variables])
             terms = loss_fn(*batches)
             total = tf.add_n(list(terms.values()))
             scaled = self.distribute_scale(total)

@@ -37,6 +37,23 @@ def likelihood_weights(specs: Sequence[ModalitySpec]) -> dict[str, float]:
     return {s.name: largest / s.size for s in specs}
 
 
+def dreg_gradients(tape: tf.GradientTape, theta_loss: tf.Tensor, lw: tf.Tensor, z: tf.Tensor,
+                   enc_vars: Sequence[keras.Variable], theta_vars: Sequence[keras.Variable]
+                   ) -> list[tf.Tensor]:
+    """DReG gradients (SPEC 9.3) from a persistent `tape`, in the order enc_vars + theta_vars.
+
+    theta_loss: the weighted theta surrogate, e.g. sum_b -(1/M) sum_{m,k} sg(w~) lw, computed
+    on the tape from lw (M, K, B) whose q-densities use stop-gradient parameters and from
+    z (M, K, B, D) = g(eps; phi). theta (decoders, prior) gradients are taken from it directly;
+    the gradient it sends to z is multiplied by w~ once more and pushed into the encoders,
+    which gives sum w~^2 (d lw/d z)(d z/d phi) (the authors' gradient hook on z).
+    """
+    *theta_grads, g_z = tape.gradient(theta_loss, list(theta_vars) + [z])
+    w = obj.dreg_weights(lw)
+    enc_grads = tape.gradient(z, list(enc_vars), output_gradients=w[..., None] * g_z)
+    return list(enc_grads) + list(theta_grads)
+
+
 class VAEModel(MultimodalModel):
     """Base of MVAE, JMVAE, MMVAE, mmJSD and their contrastive variants.
 

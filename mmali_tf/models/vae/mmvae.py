@@ -30,7 +30,7 @@ from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models.vae import distributions as dists
 from mmali_tf.models.vae import objectives as obj
-from mmali_tf.models.vae.common import Batch, VAEModel
+from mmali_tf.models.vae.common import Batch, VAEModel, dreg_gradients
 
 OBJECTIVES = ("dreg", "iwae", "elbo")
 
@@ -138,7 +138,7 @@ class MMVAE(VAEModel):
         z = means[:, None] + scale[:, None] * noise                              # (M,K,B,D)
         log_lik = tf.stack([self.log_lik(d, self.decode_many(d, z[i]), batch[d])
                             for i, d in enumerate(self.modalities)])             # (M,K,B)
-        q = dists.posterior(means[:, None, None, None], logvars[:, None, None, None],
+        q = dists.posterior(means[:, None, None], logvars[:, None, None],
                             self.posterior_family)
         log_q = q.log_prob(tf.stop_gradient(z)[None])                            # (Mr,Md,K,B)
         prior_scale = self.prior_scale()
@@ -181,11 +181,7 @@ class MMVAE(VAEModel):
                 self.positive_weight * self.reduce_batch(theta_dp))
             extra, extra_terms = self.additional_loss(batch, cache)
             extra_scaled = None if extra is None else self.distribute_scale(extra)
-        z = cache["z"]
-        *theta_grads, g_z = tape.gradient(theta_loss, theta_vars + [z])
-        w = obj.dreg_weights(cache["lw"])
-        enc_grads = tape.gradient(z, enc_vars, output_gradients=w[..., None] * g_z)
-        grads = enc_grads + theta_grads
+        grads = dreg_gradients(tape, theta_loss, cache["lw"], cache["z"], enc_vars, theta_vars)
         loss = self.positive_weight * self.reduce_batch(loss_dp)
         if extra is not None:
             extra_grads = tape.gradient(extra_scaled, enc_vars + theta_vars)

@@ -1,0 +1,58 @@
+"""Export a trained run to an ONNX bundle.
+
+    python tools/export_onnx.py --run_dir=runs/digits_mmali --out=bundles/digits_mmali \
+        [--opset=17] [--weights=ema|raw] [--step=N] [--overwrite]
+
+Writes `manifest.json` plus one ONNX graph per encoder, decoder, fusion method, ordered
+translation pair, reconstruction and the joint generator (see `export.onnx_export`). The bundle
+appears atomically: a failed export leaves nothing behind. Bad input prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from mmali_tf import cli  # noqa: E402
+from mmali_tf import flags as mmali_flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    cli.reject_positional(argv)
+    if not FLAGS.out:
+        cli.fail("--out is required: the bundle directory to write")
+    with cli.user_errors():
+        from export import onnx_export
+        from mmali_tf.run_dir import load_trained
+
+        trained = load_trained(FLAGS.run_dir, FLAGS.step)
+        weights = FLAGS.weights
+        if weights == "ema" and trained.model.ema is None:
+            print("note: the run has no EMA weights (--ema_decay=0); exporting the raw ones",
+                  file=sys.stderr)
+            weights = "raw"
+        onnx_export.check_export_args(trained.model, FLAGS.out, FLAGS.opset, weights,
+                                      FLAGS.overwrite)
+    manifest = onnx_export.export_bundle(
+        trained.model, FLAGS.out, opset=FLAGS.opset, weights=weights,
+        training_flags=trained.config, checkpoint_step=trained.step,
+        dataset=trained.dataset_name, overwrite=FLAGS.overwrite)
+    print(f"wrote {FLAGS.out}: {manifest['model']['name']} step {trained.step} ({weights} "
+          f"weights), {len(manifest['graphs'])} graphs, opset {FLAGS.opset}")
+
+
+def run() -> None:
+    """Console-script entry point (`mmali-export`)."""
+    mmali_flags.define_export_flags()
+    app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    run()
