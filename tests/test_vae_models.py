@@ -50,24 +50,7 @@ def small_ds():
     return make_toy_dataset(specs=SMALL, n_per_class=6, dm=2)
 
 
-@pytest.mark.parametrize("name", VAE_MODELS)
-def test_trains_with_finite_losses_and_decreasing_reconstruction(name, small_ds):
-    model = _model(name)
-    step = tf.function(model.train_step)
-    recon = []
-    for batch in _batches(small_ds, 8, 30):
-        for t in model.metrics:
-            t.reset_state()
-        logs = {k: float(v) for k, v in step(batch).items()}
-        assert all(np.isfinite(v) for v in logs.values()), logs
-        recon.append(logs["recon"])
-    assert int(model.g_optimizer.iterations) == 30
-    assert np.mean(recon[-5:]) < 0.9 * np.mean(recon[:5]), recon
-
-
-@pytest.mark.parametrize("name", VAE_MODELS)
-def test_inference_interface_shapes(name):
-    model = _model(name)
+def _check_interface(model, name: str) -> None:
     d = 6
     x = {s.name: tf.random.uniform((3,) + s.shape, seed=1) for s in SMALL}
     params = {m: model.encode(m, x[m]) for m in model.modalities}
@@ -88,6 +71,23 @@ def test_inference_interface_shapes(name):
         assert jm.shape == (3, d) and jlv.shape == (3, d)
         with pytest.raises(ValueError, match="missing"):
             model.encode_joint({"hand": x["hand"]})
+
+
+@pytest.mark.parametrize("name", VAE_MODELS)
+def test_trains_and_serves_the_inference_interface(name, small_ds):
+    """A few dozen graph-mode steps: finite losses, reconstruction error drops; then shapes."""
+    model = _model(name)
+    step = tf.function(model.train_step)
+    recon = []
+    for batch in _batches(small_ds, 8, 24):
+        for t in model.metrics:
+            t.reset_state()
+        logs = {k: float(v) for k, v in step(batch).items()}
+        assert all(np.isfinite(v) for v in logs.values()), logs
+        recon.append(logs["recon"])
+    assert int(model.g_optimizer.iterations) == 24
+    assert np.mean(recon[-4:]) < 0.9 * np.mean(recon[:4]), recon
+    _check_interface(model, name)
 
 
 def test_declared_fusion_and_families():
@@ -124,14 +124,12 @@ def test_gamma_one_warns_and_bad_configs_raise():
         build("ci_mmvae", SMALL, _config("ci_mmvae", objective="elbo"))
 
 
-def test_mmvae_elbo_objective_and_xla_step(small_ds):
-    model = build("mmvae", SMALL, _config("mmvae", objective="elbo"))
-    model.build_from_specs()
-    model.compile(jit_compile=True)
-    step = tf.function(model.train_step, jit_compile=True)
-    for batch in _batches(small_ds, 8, 3):
-        logs = step(batch)
-    assert np.isfinite(float(logs["loss"])) and int(model.g_optimizer.iterations) == 3
+def test_mmvae_elbo_objective(small_ds):
+    model = _model("mmvae", objective="elbo")
+    for batch in _batches(small_ds, 8, 2):
+        logs = model.train_step(batch)
+    assert np.isfinite(float(logs["loss"])) and int(model.g_optimizer.iterations) == 2
+    assert float(logs["recon"]) > 0.0
 
 
 def test_jmvae_joint_encoder_for_digit_images():
@@ -149,9 +147,8 @@ def test_jmvae_joint_encoder_for_digit_images():
 
 def test_keras_round_trip(tmp_path, small_ds):
     model = _model("mmvae")
-    step = tf.function(model.train_step)
     for batch in _batches(small_ds, 8, 2):
-        step(batch)
+        model.train_step(batch)
     path = os.path.join(tmp_path, "mmvae.keras")
     model.save(path)
     loaded = keras.models.load_model(path)

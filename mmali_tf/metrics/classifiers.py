@@ -127,7 +127,7 @@ def _train(spec: ModalitySpec, x: np.ndarray, y: np.ndarray, x_sel: np.ndarray,
     sel_seed = keras.random.SeedGenerator(seed)
     best, best_weights = -1.0, None
     for epoch in range(epochs):
-        net.fit(data, epochs=1, verbose=0)
+        net.fit(data, epochs=1, verbose=0, shuffle=False)  # the pipeline shuffles (seeded)
         acc = clf.accuracy(x_sel, y_sel, sel_seed)
         if verbose:
             print(f"  classifier {spec.name}: epoch {epoch + 1}/{epochs} selection accuracy "
