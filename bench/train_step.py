@@ -99,6 +99,12 @@ def bench_step(name: str, setup: str, steps: int, jit: bool) -> tuple[float, int
     return median_ms(step, (data,), steps), batch
 
 
+def _updater(model, fn, variables, opt):
+    def update(*batches):
+        return model._update(fn, batches, variables, opt)  # noqa: SLF001
+    return update
+
+
 def profile(name: str, setup: str, steps: int, jit: bool) -> list[tuple[str, float]]:
     """(what, median ms) of the critic/generator updates and of each critic sub-network."""
     cfg_file, specs, batch = SETUPS[setup]
@@ -114,8 +120,7 @@ def profile(name: str, setup: str, steps: int, jit: bool) -> list[tuple[str, flo
             ("critic update", model.critic_losses, model.critic_variables, model.d_optimizer),
             ("generator update", model.generator_losses, model.generator_variables,
              model.g_optimizer)):
-        upd = tf.function(lambda *b, fn=fn, v=variables, o=opt: model._update(fn, b, v, o),  # noqa: SLF001
-                          jit_compile=jit)
+        upd = tf.function(_updater(model, fn, variables, opt), jit_compile=jit)
         rows.append((what, median_ms(upd, chunks[:k], steps)))
     critics = {}
     for attr in ("critics_a", "critics_b"):

@@ -113,20 +113,20 @@ class _Graphs:
 
     def fuse(self, method: str) -> GraphPlan:
         mods = self.model.modalities
+        bits = {m: 2 ** i for i, m in enumerate(mods)}
         subsets = [s for k in range(1, len(mods) + 1) for s in itertools.combinations(mods, k)]
 
-        bits = [2 ** i for i in range(len(mods))]
-
         def fn(*args):
+            # each row selects the fusion of its present subset, coded as sum of 2^k
             params = {m: (args[2 * i], args[2 * i + 1]) for i, m in enumerate(mods)}
             present = tf.cast(args[-1] > 0.5, tf.int32)
-            code = tf.reduce_sum(present * tf.constant(bits, tf.int32), axis=-1, keepdims=True)
-            shape = tf.shape(self.layout.content(args[0]))
+            code = tf.reduce_sum(present * tf.constant(list(bits.values()), tf.int32), axis=-1,
+                                 keepdims=True)
             # tf2onnx may lower tf.where to `c * a + (1 - c) * b`: every candidate must be finite
-            mean = logvar = tf.zeros(shape)
+            mean = logvar = tf.zeros(tf.shape(self.layout.content(args[0])))
             for subset in subsets:
                 f_mean, f_logvar = self.model.fuse({m: params[m] for m in subset}, method)
-                selected = tf.equal(code, sum(2 ** mods.index(m) for m in subset))
+                selected = tf.equal(code, sum(bits[m] for m in subset))
                 mean = tf.where(selected, f_mean, mean)
                 logvar = tf.where(selected, f_logvar, logvar)
             return {"mean": mean, "logvar": logvar}
@@ -255,15 +255,23 @@ def _core_manifest(model: Any, opset: int, weights: str, training_flags: Mapping
 
 
 def check_export_args(model: Any, out_dir: str | os.PathLike, opset: int, weights: str,
-                      overwrite: bool = False) -> None:
-    """Raise a one-line ValueError for arguments `export_bundle` would reject."""
+                      overwrite: bool = False, graphs: Sequence[str] | None = None
+                      ) -> list[GraphPlan]:
+    """The plans `export_bundle` would export; one-line ValueError for arguments it rejects."""
     if not MIN_OPSET <= int(opset) <= MAX_OPSET:
         raise ValueError(f"opset={opset} is not supported; expected {MIN_OPSET}..{MAX_OPSET} "
                          f"(tf2onnx 1.17 stops at {MAX_OPSET})")
-    _check_weights(model, weights)
     if Path(out_dir).exists() and not overwrite:
         raise ValueError(f"bundle directory {str(out_dir)!r} already exists; choose another "
                          f"path or overwrite it explicitly")
+    plans = graph_plans(model, weights)
+    if graphs is not None:
+        known = [p.name for p in plans]
+        unknown = sorted(set(graphs) - set(known))
+        if unknown or not graphs:
+            raise ValueError(f"graphs={list(graphs)} must be a non-empty subset of {known}")
+        plans = [p for p in plans if p.name in set(graphs)]
+    return plans
 
 
 def export_bundle(model: Any, out_dir: str | os.PathLike, opset: int = 17, weights: str = "ema",
@@ -283,15 +291,8 @@ def export_bundle(model: Any, out_dir: str | os.PathLike, opset: int = 17, weigh
       overwrite: replace an existing `out_dir` (atomically, only once the new bundle is complete).
       graphs: export only these graph names (e.g. ["translate_hand_to_print"]); default all.
     """
-    check_export_args(model, out_dir, opset, weights, overwrite)
+    plans = check_export_args(model, out_dir, opset, weights, overwrite, graphs)
     out = Path(out_dir)
-    plans = graph_plans(model, weights)
-    if graphs is not None:
-        known = {p.name for p in plans}
-        unknown = sorted(set(graphs) - known)
-        if unknown or not graphs:
-            raise ValueError(f"graphs={list(graphs)} must be a non-empty subset of {sorted(known)}")
-        plans = [p for p in plans if p.name in set(graphs)]
     core = _core_manifest(model, int(opset), weights,
                           model.config if training_flags is None else training_flags,
                           checkpoint_step, dataset)

@@ -24,6 +24,7 @@ import onnxruntime as ort
 from export import manifest as manifest_lib
 
 Params = tuple[np.ndarray, "np.ndarray | None"]
+Seed = int | np.random.Generator | None
 
 
 def session_options(threads: int = 1) -> ort.SessionOptions:
@@ -65,7 +66,7 @@ class Bundle:
         self.deterministic = bool(self.manifest["model"]["deterministic"])
         self.fusion_methods = tuple(self.manifest["fusion_methods"])
         self._threads = int(threads)
-        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._sessions: dict[str, tuple[ort.InferenceSession, list[str]]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -75,26 +76,29 @@ class Bundle:
     # ------------------------------------------------------------------ sessions
     def session(self, graph: str) -> ort.InferenceSession:
         """The (lazily created, shared) onnxruntime session of manifest graph `graph`."""
-        sess = self._sessions.get(graph)
-        if sess is not None:
-            return sess
+        return self._session(graph)[0]
+
+    def _session(self, graph: str) -> tuple[ort.InferenceSession, list[str]]:
+        entry = self._sessions.get(graph)
+        if entry is not None:
+            return entry
         if graph not in self.manifest["graphs"]:
             raise ValueError(f"bundle has no graph {graph!r}; it has "
                              f"{sorted(self.manifest['graphs'])}")
         with self._lock:
-            sess = self._sessions.get(graph)
-            if sess is None:
+            entry = self._sessions.get(graph)
+            if entry is None:
                 file = self.path / self.manifest["graphs"][graph]["file"]
                 sess = ort.InferenceSession(str(file), sess_options=session_options(self._threads),
                                             providers=["CPUExecutionProvider"])
-                self._sessions[graph] = sess
-        return sess
+                entry = (sess, [o.name for o in sess.get_outputs()])
+                self._sessions[graph] = entry
+        return entry
 
     def run(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one graph; returns its outputs by name (feeds are not validated here)."""
-        sess = self.session(graph)
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(names, dict(feeds))))
+        sess, names = self._session(graph)
+        return dict(zip(names, sess.run(names, feeds)))
 
     # ------------------------------------------------------------------ validation and noise
     def spec(self, modality: str, role: str = "modality") -> dict[str, Any]:
@@ -116,13 +120,12 @@ class Bundle:
                              f"{', '.join(map(str, shape))})")
         if x.shape[0] == 0:
             raise ValueError(f"{name} has an empty batch; expected at least one example")
-        if not np.isfinite(x).all():
+        low, high = x.min(), x.max()  # NaN and inf propagate into these
+        if not (np.isfinite(low) and np.isfinite(high)):
             raise ValueError(f"{name} contains NaN or inf values")
-        if value_range is not None:
-            lo, hi = value_range
-            if x.min() < lo or x.max() > hi:
-                raise ValueError(f"{name} has values in [{x.min():.4g}, {x.max():.4g}] outside "
-                                 f"the modality's range [{lo:g}, {hi:g}]")
+        if value_range is not None and (low < value_range[0] or high > value_range[1]):
+            raise ValueError(f"{name} has values in [{low:.4g}, {high:.4g}] outside the "
+                             f"modality's range [{value_range[0]:g}, {value_range[1]:g}]")
         return np.ascontiguousarray(x)
 
     def _x(self, modality: str, x: Any) -> np.ndarray:
@@ -189,13 +192,14 @@ class Bundle:
         out = self.run(f"fuse_{method}", feeds)
         return out["mean"], out["logvar"]
 
-    def translate(self, src: str, dst: str, x: np.ndarray, seed: int | None = None,
+    def translate(self, src: str, dst: str, x: np.ndarray, seed: Seed = None,
                   sample: bool = True) -> np.ndarray:
         """Cross-modal translation src -> dst in one graph call.
 
         Args:
           x: batch of the source modality (float32, in its value range).
-          seed: seed of the posterior and style noise (None: fresh randomness).
+          seed: seed of the posterior and style noise: an int, None (fresh randomness) or a
+            `np.random.Generator` (used as is: fastest, but do not share one across threads).
           sample: sample the source posterior (False: use its mean). The target style is
             always drawn from the prior.
         """
@@ -210,14 +214,14 @@ class Bundle:
         self._style_feeds(feeds, "style_noise", len(x), rng)
         return self.run(f"translate_{src}_to_{dst}", feeds)["x_out"]
 
-    def reconstruct(self, modality: str, x: np.ndarray, seed: int | None = None,
+    def reconstruct(self, modality: str, x: np.ndarray, seed: Seed = None,
                     sample: bool = True) -> np.ndarray:
         """Encode, sample (or take the mean with sample=False) and decode the same modality."""
         feeds = {"x": self._x(modality, x)}
         self._posterior_feeds(feeds, len(x), np.random.default_rng(seed), sample)
         return self.run(f"reconstruct_{modality}", feeds)["x_out"]
 
-    def generate(self, n: int, seed: int | None = None) -> dict[str, np.ndarray]:
+    def generate(self, n: int, seed: Seed = None) -> dict[str, np.ndarray]:
         """`n` joint samples from the prior: modality -> (n, *shape), sharing one content code."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"generate needs a positive integer number of samples, got {n!r}")

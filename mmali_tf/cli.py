@@ -39,8 +39,11 @@ def flag_error_message(error: Exception) -> str:
     text = str(error).strip()
     text = text.splitlines()[0] if text else type(error).__name__
     if isinstance(error, flags.UnrecognizedFlagError):
-        name = getattr(error, "flagname", None) or text
-        return f"unknown flag --{name}" if name != text else text
+        name = getattr(error, "flagname", None)
+        if not name:
+            return text
+        hint = text[text.index("Did you mean"):].rstrip(" ?") if "Did you mean" in text else ""
+        return f"unknown flag --{name}" + (f"; {hint}?" if hint else "")
     if isinstance(error, flags.CantOpenFlagFileError):
         return text.replace("ERROR:: ", "").replace("Unable to open flagfile", "cannot open "
                                                     "--flagfile")

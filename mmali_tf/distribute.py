@@ -64,3 +64,21 @@ def check_global_batch(strategy: tf.distribute.Strategy, batch_size: int) -> Non
     if batch_size % replicas:
         raise FlagUsageError(f"--batch_size={batch_size}: must be divisible by the "
                              f"{replicas} replicas of the strategy")
+
+
+def worker_suffix(strategy: tf.distribute.Strategy) -> str | None:
+    """None on the chief (and without a cluster); `<task_type>_<task_id>` on other workers.
+
+    Under `multi_worker` every worker runs the callbacks (checkpoint saves take part in
+    collectives), so non-chief workers write into `run_dir/workers/<suffix>/` instead of
+    racing the chief for the same files.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type in (None, "chief"):
+        return None
+    task_id = int(resolver.task_id or 0)
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    if task_type == "worker" and task_id == 0 and not has_chief:
+        return None
+    return f"{task_type}_{task_id}"

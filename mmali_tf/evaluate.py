@@ -133,6 +133,7 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
             view, ds, vectors[0], vectors[1], opts.split, rows, opts.cca_dim, opts.batch_size,
             opts.seed, opts.num_samples, per_batch_mean=opts.protocol == "reference")
         meta["cca_modalities"] = vectors[:2]
+        meta["cca_dim"] = min(opts.cca_dim, ds.spec(vectors[0]).size, ds.spec(vectors[1]).size)
     meta["notes"] = notes
     metrics["meta"] = meta
     figures = {"confusion": {k: np.asarray(v) for k, v in confusion.items()},

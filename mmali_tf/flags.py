@@ -257,6 +257,8 @@ def define_export_flags() -> None:
                          lower_bound=0)
     flags.DEFINE_boolean("overwrite", False, "Replace an existing --out bundle (only once the "
                          "new one is complete).")
+    flags.DEFINE_list("graphs", None, "Export only these graphs (e.g. translate_hand_to_print,"
+                      "encoder_hand); default: all.")
 
 
 def define_translate_flags() -> None:

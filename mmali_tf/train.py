@@ -47,7 +47,9 @@ class TrainResult:
 
 
 @dataclasses.dataclass
-class _Session:
+class TrainSession:
+    """A prepared run: everything `fit` needs (built in the strategy scope, restored)."""
+
     config: dict[str, Any]
     strategy: Any
     run: Any
@@ -62,7 +64,7 @@ def config_from_flags() -> dict[str, Any]:
     return {name: flags_lib.FLAGS[name].value for name in flags_lib.train_flag_names()}
 
 
-def prepare(config: Mapping[str, Any], strategy: Any = None) -> _Session:
+def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
     """Check the run dir, load data, build + compile the model in scope and restore (resume).
 
     Raises ValueError / FileNotFoundError for user errors; writes flags.txt and run.json only
@@ -76,7 +78,9 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> _Session:
 
     config = dict(config)
     strategy = strategy or tf.distribute.get_strategy()
-    run = run_dir_lib.prepare(config["run_dir"], config)
+    suffix = distribute.worker_suffix(strategy)
+    root = os.path.join(config["run_dir"], "workers", suffix) if suffix else config["run_dir"]
+    run = run_dir_lib.prepare(root, config)
     dataset = data.load(config["dataset"], config)
     distribute.check_global_batch(strategy, int(config["batch_size"]))
     keras.utils.set_random_seed(int(config["seed"]))
@@ -91,10 +95,10 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> _Session:
             start = checkpoint.restore(checkpoint.latest)
             print(f"Resuming from step {start} ({checkpoint.latest})", flush=True)
     run_dir_lib.write_run_files(run, config, dataset.specs)
-    return _Session(config, strategy, run, dataset, model, checkpoint, start)
+    return TrainSession(config, strategy, run, dataset, model, checkpoint, start)
 
 
-def _fixed_inputs(session: _Session) -> tuple[dict[str, Any], Any]:
+def _fixed_inputs(session: TrainSession) -> tuple[dict[str, Any], Any]:
     """Up to 16 test pairs and fixed prior noise for the sample grids (same every run)."""
     import keras
 
@@ -121,7 +125,25 @@ def _chunk(step: int, max_steps: int, log_every: int) -> tuple[int, int, int]:
     return first, math.ceil(max_steps / log_every), log_every
 
 
-def fit(session: _Session, verbose: str | int = "auto") -> TrainResult:
+def _callbacks(session: TrainSession, clock: Any, writer: Any) -> dict[str, Any]:
+    """The driver's callbacks by role, in the order Keras must call them."""
+    from mmali_tf import callbacks as cb
+
+    cfg, ckpt = session.config, session.checkpoint
+    out: dict[str, Any] = {"clock": cb.StepClock(clock)}
+    out["guard"] = cb.NaNGuard(clock, lambda: ckpt.latest)
+    out["saver"] = cb.CheckpointSaver(ckpt, clock, int(cfg["checkpoint_every"]), out["guard"])
+    if int(cfg["sample_every"]) > 0:
+        batch, noise = _fixed_inputs(session)
+        out["sampler"] = cb.SampleWriter(session.run, clock, int(cfg["sample_every"]), batch,
+                                         noise, out["guard"], writer)
+    out["logger"] = cb.MetricsLogger(session.run.train_log, clock, writer)
+    for callback in out.values():
+        callback.set_model(session.model)
+    return out
+
+
+def fit(session: TrainSession, verbose: str | int = "auto") -> TrainResult:
     """Train from the session's start step to --max_steps; returns what was done."""
     import tensorflow as tf
 
@@ -133,44 +155,35 @@ def fit(session: _Session, verbose: str | int = "auto") -> TrainResult:
     max_steps, log_every = int(cfg["max_steps"]), int(cfg["log_every"])
     clock = cb.TrainClock(session.start_step, max_steps)
     writer = tf.summary.create_file_writer(run.tensorboard)
-    guard = cb.NaNGuard(clock, lambda: ckpt.latest)
-    saver = cb.CheckpointSaver(ckpt, clock, int(cfg["checkpoint_every"]), guard)
-    callbacks: list[Any] = [cb.StepClock(clock), guard, saver]
-    sampler = None
-    if int(cfg["sample_every"]) > 0:
-        batch, noise = _fixed_inputs(session)
-        sampler = cb.SampleWriter(run, clock, int(cfg["sample_every"]), batch, noise, guard,
-                                  writer)
-        callbacks.append(sampler)
-    callbacks.append(cb.MetricsLogger(run.train_log, clock, writer))
-    for callback in callbacks:
-        callback.set_model(model)
-
-    with session.strategy.scope():
-        while clock.step < max_steps and guard.tripped is None:
-            begin = clock.step
-            initial_epoch, epochs, steps_per_epoch = _chunk(begin, max_steps, log_every)
-            batches = pipeline.train_batches(
-                session.dataset, int(cfg["batch_size"]), int(model.draws_per_step),
-                int(cfg["seed"]), start_step=begin, unpaired_pool=cfg["unpaired"] == "pool")
-            model.fit(batches, initial_epoch=initial_epoch, epochs=epochs,
-                      steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
-                      shuffle=False)
-            if clock.step == begin:
-                raise RuntimeError(f"fit() made no progress at step {begin}")
-        wall = time.time() - clock.start_time
-        if guard.tripped is None and (
-                ckpt.latest is None or not ckpt.latest.endswith(f"ckpt-{clock.step}")):
-            saver.save()
-        if guard.tripped is not None:
-            return TrainResult(run.root, session.start_step, clock.step, wall, ckpt.latest,
-                               diverged=guard.message())
-        if sampler is not None and not os.path.exists(
-                run.sample_path(clock.step, session.model.modalities[0])):
-            sampler.write()
-        with atomic_path(run.model_keras) as tmp:
-            model.save(tmp)
-    writer.close()
+    try:
+        roles = _callbacks(session, clock, writer)
+        guard, saver, sampler = roles["guard"], roles["saver"], roles.get("sampler")
+        with session.strategy.scope():
+            while clock.step < max_steps and guard.tripped is None:
+                begin = clock.step
+                initial_epoch, epochs, steps_per_epoch = _chunk(begin, max_steps, log_every)
+                batches = pipeline.train_batches(
+                    session.dataset, int(cfg["batch_size"]), int(model.draws_per_step),
+                    int(cfg["seed"]), start_step=begin, unpaired_pool=cfg["unpaired"] == "pool")
+                model.fit(batches, initial_epoch=initial_epoch, epochs=epochs,
+                          steps_per_epoch=steps_per_epoch, callbacks=list(roles.values()),
+                          verbose=verbose, shuffle=False)
+                if clock.step == begin:
+                    raise RuntimeError(f"fit() made no progress at step {begin}")
+            wall = time.time() - clock.start_time
+            latest = os.path.basename(ckpt.latest or "")
+            if guard.tripped is None and latest != f"ckpt-{clock.step}":
+                saver.save()
+            if guard.tripped is not None:
+                return TrainResult(run.root, session.start_step, clock.step, wall, ckpt.latest,
+                                   diverged=guard.message())
+            if sampler is not None and not os.path.exists(
+                    run.sample_path(clock.step, model.modalities[0])):
+                sampler.write()
+            with atomic_path(run.model_keras) as tmp:
+                model.save(tmp)
+    finally:
+        writer.close()
     return TrainResult(run.root, session.start_step, clock.step, wall, ckpt.latest)
 
 

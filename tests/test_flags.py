@@ -45,6 +45,7 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     (["--ema_decay=0.2"], "--ema_decay must be 0 (off) or in (0.5, 1)"),
     (["--num_cpu_replicas=2"], "--num_cpu_replicas needs --strategy=mirrored"),
     (["--no_such_flag=1"], "unknown flag --no_such_flag"),
+    (["--latent_dm=3"], "unknown flag --latent_dm; Did you mean: latent_dim?"),
     (["--flagfile=configs/does_not_exist.cfg"], "cannot open --flagfile"),
     (["stray_argument"], "unexpected positional argument 'stray_argument'"),
 ])

@@ -50,6 +50,9 @@ def test_translate_reconstruct_generate_are_seeded_and_composed(bundle):
     assert a.shape == (6, 32, 32, 3) and a.dtype == np.float32
     np.testing.assert_array_equal(a, bundle.translate("hand", "print", x, seed=0))
     assert not np.allclose(a, bundle.translate("hand", "print", x, seed=1))
+    reused = np.random.default_rng(0)  # a Generator is used as is
+    np.testing.assert_array_equal(a, bundle.translate("hand", "print", x, seed=reused))
+    assert not np.allclose(a, bundle.translate("hand", "print", x, seed=reused))
     # with sample=False the translated latent carries the posterior mean's content, and the
     # translation equals the decoder graph applied to that latent
     mean, logvar = bundle.encode("hand", x)

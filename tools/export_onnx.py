@@ -1,7 +1,7 @@
 """Export a trained run to an ONNX bundle.
 
     python tools/export_onnx.py --run_dir=runs/digits_mmali --out=bundles/digits_mmali \
-        [--opset=17] [--weights=ema|raw] [--step=N] [--overwrite]
+        [--opset=17] [--weights=ema|raw] [--step=N] [--overwrite] [--graphs=a,b]
 
 Writes `manifest.json` plus one ONNX graph per encoder, decoder, fusion method, ordered
 translation pair, reconstruction and the joint generator (see `export.onnx_export`). The bundle
@@ -29,21 +29,22 @@ def main(argv: list[str]) -> None:
     if not FLAGS.out:
         cli.fail("--out is required: the bundle directory to write")
     with cli.user_errors():
-        from export import onnx_export
         from mmali_tf.run_dir import load_trained
 
         trained = load_trained(FLAGS.run_dir, FLAGS.step)
+        from export import onnx_export
+
         weights = FLAGS.weights
         if weights == "ema" and trained.model.ema is None:
             print("note: the run has no EMA weights (--ema_decay=0); exporting the raw ones",
                   file=sys.stderr)
             weights = "raw"
         onnx_export.check_export_args(trained.model, FLAGS.out, FLAGS.opset, weights,
-                                      FLAGS.overwrite)
+                                      FLAGS.overwrite, FLAGS.graphs)
     manifest = onnx_export.export_bundle(
         trained.model, FLAGS.out, opset=FLAGS.opset, weights=weights,
         training_flags=trained.config, checkpoint_step=trained.step,
-        dataset=trained.dataset_name, overwrite=FLAGS.overwrite)
+        dataset=trained.dataset_name, overwrite=FLAGS.overwrite, graphs=FLAGS.graphs)
     print(f"wrote {FLAGS.out}: {manifest['model']['name']} step {trained.step} ({weights} "
           f"weights), {len(manifest['graphs'])} graphs, opset {FLAGS.opset}")
 

@@ -83,10 +83,14 @@ def cca_score(proj: CCAProjection, pairs: Iterable[tuple[np.ndarray, np.ndarray]
 def cca_correlations(view: InferenceView, ds: PairedDataset, a: str, b: str, split: str,
                      rows: np.ndarray, k: int = 40, batch_size: int = 256, seed: int = 0,
                      num_prior: int = 10000, per_batch_mean: bool = False) -> dict[str, float]:
-    """Ground-truth, cross, joint and synergy CCA correlations of vector modalities a and b."""
+    """Ground-truth, cross, joint and synergy CCA correlations of vector modalities a and b.
+
+    CCA is fitted on every training pair with k = min(k, both dimensions).
+    """
     mods = view.modalities
     train_rows = np.arange(ds.train.num_pairs)
-    proj = fit_cca((t[a], t[b]) for t in paired_batches(ds.train, mods, train_rows, 4096))
+    k = min(k, ds.spec(a).size, ds.spec(b).size)
+    proj = fit_cca(((t[a], t[b]) for t in paired_batches(ds.train, mods, train_rows, 4096)), k)
     gen = seed_stream(seed, 7)
     lay = view.layout
     scored: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {

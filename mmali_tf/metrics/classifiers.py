@@ -29,12 +29,13 @@ from mmali_tf.data.cache import cache_root, cached_arrays
 ARCH_VERSION = 1
 VAL_FRACTION = 0.1
 HEAD_DROPOUT = 0.5
+SVHN_DROPOUT = 0.5
 
 
 def _conv_block(x: Any, filters: int, padding: str) -> Any:
     x = keras.layers.Conv2D(filters, 4, strides=2, padding=padding)(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
-    x = keras.layers.Dropout(0.5)(x)
+    x = keras.layers.Dropout(SVHN_DROPOUT)(x)
     return keras.layers.ReLU()(x)
 
 

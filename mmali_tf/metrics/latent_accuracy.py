@@ -155,7 +155,8 @@ def latent_accuracy(view: InferenceView, ds: PairedDataset, split: str = "test",
 
     Unimodal probes train on every train instance of the modality and test on `split`; the
     joint probe uses up to `max_pairs` seeded pairs of each split (stochastic models only).
-    Returns `{modality: {part: acc}, "joint": {"content": acc}}`.
+    Returns `{modality: {part: acc}, "joint": {part: acc}}` where the joint part is
+    "content" ("both" when the model has no style code).
     """
     check_protocol(protocol)
     gen = seed_stream(seed, 1)
@@ -181,7 +182,8 @@ def latent_accuracy(view: InferenceView, ds: PairedDataset, split: str = "test",
                          batch_size)
         te = fused_codes(view, ds, split, sample_rows(test_split.num_pairs, max_pairs, seed + 1),
                          batch_size)
-        out["joint"] = {"content": fit_probe(tr, te, protocol, epochs, batch_size, seed,
-                                             ds.num_classes, sampler)}
+        part = "content" if view.layout.style_dim else "both"
+        out["joint"] = {part: fit_probe(tr, te, protocol, epochs, batch_size, seed,
+                                        ds.num_classes, sampler)}
         tick(bar, 1)
     return out

@@ -158,3 +158,40 @@ def write_text(path: str, text: str) -> None:
     """Atomically write a text file."""
     atomic_write_bytes(path, text.encode())
 
+
+
+def comparison(runs: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], dict[str, list]]:
+    """Columns and per-run fractions in the layout of the paper's Table 2.
+
+    Latent accuracy per modality (whole code), joint coherence, cross coherence for every
+    ordered pair, synergy coherence per modality (the run's default fusion). Raises ValueError
+    when the runs are on different datasets.
+    """
+    datasets = {name: m["meta"].get("dataset") for name, m in runs.items()}
+    if len(set(datasets.values())) != 1:
+        listed = ", ".join(f"{n} ({d})" for n, d in datasets.items())
+        raise ValueError(f"runs are on different datasets: {listed}; compare runs of one dataset")
+    first = next(iter(runs.values()))
+    mods = [k for k in first["latent_accuracy"] if k != "joint"]
+    pairs = list(first["cross_coherence"])
+    columns = ([f"latent {m}" for m in mods] + ["joint coherence"]
+               + [f"cross {p}" for p in pairs] + [f"synergy {m}" for m in mods])
+    values: dict[str, list] = {}
+    for name, m in runs.items():
+        fusion = m["meta"].get("default_fusion", "geometric")
+        synergy = m["synergy_coherence"].get(fusion, {})
+        values[name] = ([m["latent_accuracy"].get(x, {}).get("both") for x in mods]
+                        + [m["joint_coherence"].get("all")]
+                        + [m["cross_coherence"].get(p) for p in pairs]
+                        + [synergy.get(x) for x in mods])
+    return columns, values
+
+
+def comparison_markdown(columns: Sequence[str], values: Mapping[str, Sequence[Any]],
+                        runs: Mapping[str, Mapping[str, Any]]) -> str:
+    """One markdown table (percentages) with each run's model and protocol."""
+    rows = [[name, runs[name]["meta"].get("model"), runs[name]["meta"].get("protocol")]
+            + [_pct(v) for v in vals] for name, vals in values.items()]
+    dataset = next(iter(runs.values()))["meta"].get("dataset")
+    head = [f"# Comparison on `{dataset}` (%)", ""]
+    return "\n".join(head + _table(["run", "model", "protocol"] + list(columns), rows)) + "\n"

@@ -1,15 +1,17 @@
 """`svhn_conv` family: the SVHN convnets of SPEC_MMALI 2.2 / SPEC_BASELINES 3.2 (NHWC, 32x32xC).
 
 Stride-2 4x4 convolutions with 'same' padding equal PyTorch's padding 1 at these sizes; the
-4x4 stride-1 layers are 'valid' (4x4 <-> 1x1).
+4x4 stride-1 layers are 'valid' (4x4 <-> 1x1). A 4x4 'valid' convolution of a 4x4 map is
+computed as flatten + Dense on the (4*4*C_in, C_out) kernel: the same function, parameters
+and fan_in, but TF's CPU Conv2D backward pass for that shape is ~10x slower than a matmul.
 """
 
 from __future__ import annotations
 
 import keras
 
-from mmali_tf.networks.init import conv2d, conv2d_transpose
-from mmali_tf.networks.spectral_norm import critic_conv2d
+from mmali_tf.networks.init import conv2d, conv2d_transpose, dense
+from mmali_tf.networks.spectral_norm import critic_conv2d, critic_dense
 
 SIZE = 32
 CHANNELS = (32, 64, 128)
@@ -24,11 +26,11 @@ def check_spec(spec) -> None:
 
 
 def encoder(x, out_dim: int, init: str):
-    """3 x (Conv 4x4 s2 same ReLU: 32, 64, 128) -> Conv 4x4 valid out_dim -> flatten."""
+    """3 x (Conv 4x4 s2 same ReLU: 32, 64, 128) -> Conv 4x4 valid out_dim (as flatten + Dense)."""
     h = x
     for filters in CHANNELS:
         h = conv2d(h, filters, 4, 2, "same", init, "relu")
-    return keras.layers.Flatten()(conv2d(h, out_dim, 4, 1, "valid", init))
+    return dense(keras.layers.Flatten()(h), out_dim, init)
 
 
 def decoder(z, shape: tuple[int, ...], init: str):
@@ -41,12 +43,14 @@ def decoder(z, shape: tuple[int, ...], init: str):
 
 
 def critic_x_features(x, spectral_norm: bool):
-    """SN-Conv 32, 64, 128 (4x4 s2 same) -> SN-Conv 256 (4x4 valid), LReLU each -> flatten."""
+    """SN-Conv 32, 64, 128 (4x4 s2 same) -> SN-Conv 256 (4x4 valid, as flatten + SN-Dense).
+
+    LReLU(0.2) after each; SN of the Dense kernel equals SN of the reshaped conv kernel.
+    """
     h = x
     for filters in CHANNELS:
         h = critic_conv2d(h, filters, 4, 2, "same", spectral_norm)
-    h = critic_conv2d(h, CRITIC_FEATURES, 4, 1, "valid", spectral_norm)
-    return keras.layers.Flatten()(h)
+    return critic_dense(keras.layers.Flatten()(h), CRITIC_FEATURES, spectral_norm)
 
 
 def critic_z_widths(spec) -> tuple[int, ...]:

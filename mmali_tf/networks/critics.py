@@ -10,6 +10,7 @@ N(0, 0.02) with zero bias, and followed by LeakyReLU(0.2) except the output laye
 
 from __future__ import annotations
 
+import numbers
 from types import ModuleType
 from typing import Sequence
 
@@ -37,7 +38,7 @@ def family(spec) -> ModuleType:
 
 def check_dim(what: str, value: int) -> int:
     """`value` as an int if it is a positive integer, else ValueError."""
-    if isinstance(value, bool) or int(value) != value or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
     return int(value)
 

@@ -37,10 +37,10 @@ def _unit_normal(shape, dtype=None):
 
 
 class _SpectralNormLayer(keras.layers.Layer):
-    """Shared state and power iteration of `SNDense` and `SNConv2D`.
+    """Shared weights and power iteration of `SNDense` and `SNConv2D`.
 
-    Subclasses create `self.kernel` and `self.bias` in `build` and then call
-    `self._build_vectors(fan_in, units)`; in `call` they use `self.sigma(training)`.
+    Subclasses call `self._build_weights(kernel_shape)` in `build` and use `self.sigma(training)`
+    (or `self.normalized_kernel(training)`) in `call`.
     """
 
     def __init__(self, use_bias: bool = True, kernel_initializer="random_normal",
@@ -51,19 +51,17 @@ class _SpectralNormLayer(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.eps = float(eps)
 
-    def _build_vectors(self, fan_in: int, units: int) -> None:
-        vector = dict(initializer=_unit_normal, trainable=False, autocast=False,
-                      aggregation="only_first_replica")
-        self.sn_u = self.add_weight(shape=(units,), name="sn_u", **vector)
-        self.sn_v = self.add_weight(shape=(fan_in,), name="sn_v", **vector)
-
-    def _add_kernel_and_bias(self, kernel_shape: tuple[int, ...], units: int) -> None:
+    def _build_weights(self, kernel_shape: tuple[int, ...]) -> None:
+        units, fan_in = int(kernel_shape[-1]), int(math.prod(kernel_shape[:-1]))
         self.kernel = self.add_weight(shape=kernel_shape, name="kernel",
                                       initializer=self.kernel_initializer)
         self.bias = (self.add_weight(shape=(units,), name="bias",
                                      initializer=self.bias_initializer)
                      if self.use_bias else None)
-        self._build_vectors(int(math.prod(kernel_shape[:-1])), units)
+        vector = dict(initializer=_unit_normal, trainable=False, autocast=False,
+                      aggregation="only_first_replica")
+        self.sn_u = self.add_weight(shape=(units,), name="sn_u", **vector)
+        self.sn_v = self.add_weight(shape=(fan_in,), name="sn_v", **vector)
 
     def sigma(self, training=None):
         """Largest-singular-value estimate `u^T W v` (differentiable w.r.t. the kernel).
@@ -105,7 +103,7 @@ class SNDense(_SpectralNormLayer):
         self.units = int(units)
 
     def build(self, input_shape) -> None:
-        self._add_kernel_and_bias((int(input_shape[-1]), self.units), self.units)
+        self._build_weights((int(input_shape[-1]), self.units))
 
     def call(self, inputs, training=None):
         outputs = ops.matmul(inputs, self.kernel) / self.sigma(training)
@@ -134,7 +132,7 @@ class SNConv2D(_SpectralNormLayer):
 
     def build(self, input_shape) -> None:
         k = self.kernel_size
-        self._add_kernel_and_bias((k, k, int(input_shape[-1]), self.filters), self.filters)
+        self._build_weights((k, k, int(input_shape[-1]), self.filters))
 
     def call(self, inputs, training=None):
         outputs = ops.conv(inputs, self.normalized_kernel(training), strides=self.strides,

@@ -8,6 +8,7 @@ posterior parameterisations, likelihood weights lambda_m, batched decoding, the 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping, Sequence
 
 import keras
@@ -74,8 +75,10 @@ class VAEModel(MultimodalModel):
         if self.uses_style and style <= 0:
             raise ValueError(f"model {name!r} needs a style subspace: set --style_dim > 0")
         if not self.uses_style and style != 0:
-            raise ValueError(f"model {name!r} has no style subspace: set --style_dim=0 "
-                             f"(got {style})")
+            # --style_dim defaults to mmALI's 10; models without style subspace use 0.
+            warnings.warn(f"model {name!r} has no style subspace; ignoring --style_dim={style} "
+                          "(using 0)", stacklevel=2)
+            config = {**config, "style_dim": 0}
         super().__init__(specs, config, **kwargs)
         self.lambdas = likelihood_weights(self.specs)
         self.beta = float(self.config.get("beta", 1.0))

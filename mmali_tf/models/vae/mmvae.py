@@ -98,6 +98,10 @@ class MMVAE(VAEModel):
         params = [self.encode_train(m, batch[m]) for m in self.modalities]
         return tf.stack([p[0] for p in params]), tf.stack([p[1] for p in params])
 
+    def sample_experts(self, means: tf.Tensor, logvars: tf.Tensor) -> tf.Tensor:
+        """K reparameterised samples of every expert: (M, B, D) -> (M, K, B, D)."""
+        return tf.transpose(self.sample_k(means, logvars, self.k), [1, 0, 2, 3])
+
     def forward(self, batch: Batch, stop_q: bool) -> dict[str, tf.Tensor]:
         """Samples, decodings and log-weights of the stratified MoE-IWAE.
 
@@ -106,10 +110,7 @@ class MMVAE(VAEModel):
         stop-gradient parameters when `stop_q` (DReG).
         """
         means, logvars = self.encode_all(batch)
-        noise = self.sample_noise(tf.concat([[len(self.modalities), self.k],
-                                             tf.shape(means)[1:]], axis=0))
-        scale = latent_lib.scale_from_logvar(logvars, self.posterior_family)
-        z = means[:, None] + scale[:, None] * noise
+        z = self.sample_experts(means, logvars)
         dec = {d: self.decode_many(d, z) for d in self.modalities}
         log_lik = {d: self.log_lik(d, dec[d], batch[d]) for d in self.modalities}
         log_prior = self.prior().log_prob(z)
@@ -132,10 +133,7 @@ class MMVAE(VAEModel):
     def elbo_objective(self, batch: Batch) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """Linear-time MoE ELBO: each z_d ~ q_d decoded by its own decoder only."""
         means, logvars = self.encode_all(batch)
-        scale = latent_lib.scale_from_logvar(logvars, self.posterior_family)
-        noise = self.sample_noise(tf.concat([[len(self.modalities), self.k],
-                                             tf.shape(means)[1:]], axis=0))
-        z = means[:, None] + scale[:, None] * noise                              # (M,K,B,D)
+        z = self.sample_experts(means, logvars)                                  # (M,K,B,D)
         log_lik = tf.stack([self.log_lik(d, self.decode_many(d, z[i]), batch[d])
                             for i, d in enumerate(self.modalities)])             # (M,K,B)
         q = dists.posterior(means[:, None, None], logvars[:, None, None],
@@ -143,6 +141,7 @@ class MMVAE(VAEModel):
         log_q = q.log_prob(tf.stop_gradient(z)[None])                            # (Mr,Md,K,B)
         prior_scale = self.prior_scale()
         if self.posterior_family == "laplace":
+            scale = latent_lib.scale_from_logvar(logvars, self.posterior_family)
             kl = obj.laplace_kl(means, scale, 0.0, prior_scale)
         else:
             kl = obj.gaussian_kl(means, logvars, 0.0, 2.0 * tf.math.log(prior_scale))

@@ -38,16 +38,20 @@ class MVAE(VAEModel):
     def loss_term_names(self) -> list[str]:
         return ["recon", "kl"]
 
-    def subset_masks(self) -> tf.Tensor:
-        """(T, M) 0/1 subsets: the joint, every single modality, and (M > 2) one random one."""
+    def subset_masks(self) -> tuple[tf.Tensor, list[np.ndarray]]:
+        """(T, M) 0/1 subsets -- the joint, every single modality and (M > 2) one random
+        subset -- and, per modality, the rows whose subset can contain it (decoded rows)."""
         m = len(self.modalities)
-        fixed = tf.constant(np.concatenate([np.ones((1, m)), np.eye(m)]), tf.float32)
-        if m <= 2:
-            return fixed
-        u = keras.random.uniform((1, m), seed=self.seed_generator)
-        rand = tf.maximum(tf.cast(u < 0.5, tf.float32),
-                          tf.one_hot(tf.argmin(u, axis=-1), m, dtype=tf.float32))
-        return tf.concat([fixed, rand], axis=0)
+        fixed = np.concatenate([np.ones((1, m)), np.eye(m)])
+        rows = [np.flatnonzero(fixed[:, i]) for i in range(m)]
+        masks = tf.constant(fixed, tf.float32)
+        if m > 2:
+            u = keras.random.uniform((1, m), seed=self.seed_generator)
+            rand = tf.maximum(tf.cast(u < 0.5, tf.float32),
+                              tf.one_hot(tf.argmin(u, axis=-1), m, dtype=tf.float32))
+            masks = tf.concat([masks, rand], axis=0)
+            rows = [np.append(r, len(fixed)) for r in rows]
+        return masks, rows
 
     def encode_all(self, batch: Batch) -> tuple[tf.Tensor, tf.Tensor]:
         """Stacked unimodal expert parameters (M, B, D)."""
@@ -57,11 +61,15 @@ class MVAE(VAEModel):
     def native(self, batch: Batch):
         """Per-datapoint loss (B,), logged terms and the cache (expert parameters)."""
         means, logvars = self.encode_all(batch)
-        masks = self.subset_masks()
+        masks, rows = self.subset_masks()
         mu, lv = obj.masked_product_of_experts(means, logvars, masks, prior_expert=True)
         z = mu + latent_lib.scale_from_logvar(lv) * self.sample_noise(tf.shape(mu))
-        rec = tf.add_n([masks[:, i, None] * self.log_lik(m, self.decode_many(m, z), batch[m])
-                        for i, m in enumerate(self.modalities)])              # (T, B)
+        shape = tf.shape(z)[:2]
+        rec = 0.0
+        for i, m in enumerate(self.modalities):      # decode only subsets that may hold m
+            r = tf.constant(rows[i][:, None], tf.int32)
+            ll = self.log_lik(m, self.decode_many(m, tf.gather_nd(z, r)), batch[m])
+            rec = rec + tf.scatter_nd(r, tf.gather_nd(masks[:, i], r)[:, None] * ll, shape)
         kl = latent_lib.gaussian_kl_standard(mu, lv)                           # (T, B)
         loss = -tf.reduce_sum(rec - self.kl_weight() * kl, axis=0)
         terms = {"recon": -tf.reduce_mean(tf.reduce_sum(rec, 0)),

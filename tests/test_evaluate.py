@@ -1,0 +1,197 @@
+"""evaluate CLI end to end on a tiny run directory, determinism, metrics.json schema, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mmali_tf import evaluate
+from mmali_tf.metrics import report
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ["--num_samples=120", "--probe_epochs=3", "--classifier_epochs=3", "--iwae_samples=8",
+        "--ll_items=16", "--cca_dim=4", "--seed=5"]
+
+
+def _features_file(path: str) -> str:
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 16), ("test", 6)):
+        y = np.repeat(np.arange(10), n)
+        arrays[f"a_{split}"] = (np.eye(10)[y] + 0.1 * rng.standard_normal((len(y), 10))
+                                ).astype(np.float32)
+        arrays[f"b_{split}"] = (np.eye(10)[y][:, ::-1] + 0.1 * rng.standard_normal((len(y), 10))
+                                ).astype(np.float32)
+        arrays[f"label_{split}"] = y
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run directory (run.json + checkpoint) of a small MVAE on two vector modalities."""
+    from absl import flags
+
+    from mmali_tf import data, models
+    from mmali_tf import flags as flags_lib
+    from mmali_tf import run_dir as run_lib
+
+    root = tmp_path_factory.mktemp("eval")
+    flags_lib.define_train_flags()
+    cfg = {n: flags.FLAGS[n].default for n in flags_lib.train_flag_names()}
+    cfg.update(run_dir=str(root / "run"), model="mvae", dataset="features",
+               features_file=_features_file(str(root / "f.npz")), cache_dir=str(root / "cache"),
+               latent_dim=4, style_dim=0, ema_decay=0.99, ema_start=0, jit_compile=False)
+    ds = data.load("features", cfg)
+    model = models.build("mvae", ds.specs, cfg)
+    model.build_from_specs()
+    run = run_lib.prepare(cfg["run_dir"], cfg)
+    run_lib.write_run_files(run, {**cfg, "model": "mvae"}, ds.specs)
+    run_lib.TrainingCheckpoint(run.checkpoints, model).save(7)
+    return cfg["run_dir"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "mmali_tf.evaluate", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _in_process(run_dir: str) -> dict:
+    from mmali_tf import data
+    from mmali_tf.run_dir import load_trained
+
+    trained = load_trained(run_dir)
+    ds = data.load(trained.dataset_name, trained.config)
+    opts = evaluate.EvalOptions(num_samples=120, probe_epochs=3, classifier_epochs=3,
+                                iwae_samples=8, ll_items=16, cca_dim=4, seed=5,
+                                cache_dir=trained.config["cache_dir"])
+    metrics, _ = evaluate.evaluate_model(trained.model, ds, opts, step=trained.step)
+    return json.loads(json.dumps(metrics))
+
+
+def test_cli_end_to_end_is_deterministic_and_follows_the_schema(run_dir):
+    proc = _cli(f"--run_dir={run_dir}", *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = os.path.join(run_dir, "eval")
+    assert sorted(os.listdir(out)) == ["cross_confusion.png", "metrics.json", "report.md"]
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    report.validate_metrics(metrics)
+    assert set(metrics) == {"latent_accuracy", "joint_coherence", "cross_coherence",
+                            "synergy_coherence", "classifier_accuracy", "log_likelihood",
+                            "cca_correlation", "meta"}
+    meta = metrics["meta"]
+    assert (meta["protocol"], meta["step"], meta["weights"], meta["dataset"], meta["model"],
+            meta["seed"]) == ("clean", 7, "ema", "features", "mvae", 5)
+    assert set(metrics["cross_coherence"]) == {"a->b", "b->a"}
+    assert set(metrics["synergy_coherence"]) == {"poe", "moe_mean", "geometric"}
+    assert set(metrics["latent_accuracy"]) == {"a", "b", "joint"}
+    assert "a,b|a,b" in metrics["log_likelihood"]
+    assert metrics["log_likelihood"]["a,b|a,b"] < metrics["log_likelihood"]["a|a"]
+    assert metrics["cca_correlation"]["ground_truth"] > 0.5
+    with open(os.path.join(out, "report.md")) as f:
+        text = f.read()
+    assert "protocol **clean**" in text and "| cross a->b |" in text
+    # a rerun in another process (classifiers now cached) gives identical metrics
+    assert _in_process(run_dir) == metrics
+
+
+def test_reference_protocol_is_labelled(run_dir):
+    from mmali_tf import data
+    from mmali_tf.run_dir import load_trained
+
+    trained = load_trained(run_dir)
+    ds = data.load(trained.dataset_name, trained.config)
+    opts = evaluate.EvalOptions(protocol="reference", num_samples=60, probe_epochs=2,
+                                classifier_epochs=2, ll_items=0, seed=1, weights="raw",
+                                classifier_threshold=1.0, cache_dir=trained.config["cache_dir"])
+    metrics, figures = evaluate.evaluate_model(trained.model, ds, opts, step=trained.step)
+    report.validate_metrics(metrics)
+    assert metrics["meta"]["protocol"] == "reference" and metrics["meta"]["weights"] == "raw"
+    assert "log_likelihood" not in metrics
+    assert not metrics["meta"]["coherence_reliable"]
+    assert any("UNRELIABLE" in n for n in metrics["meta"]["notes"])
+    assert figures["confusion"]["a->b"].sum() == 60
+
+
+@pytest.mark.parametrize("bad", [{"cross_coherence": {"a->b": 1.2}}, {"extra": {}},
+                                 {"joint_coherence": {"all": "high"}}])
+def test_schema_rejects_bad_metrics(bad):
+    good = {"latent_accuracy": {"a": {"both": 0.5}}, "joint_coherence": {"all": 0.3},
+            "cross_coherence": {"a->b": 0.2}, "synergy_coherence": {}, "classifier_accuracy":
+            {"a": 0.99}, "log_likelihood": {"a|a": -120.0}, "meta": {"protocol": "clean"}}
+    report.validate_metrics(good)
+    with pytest.raises(ValueError):
+        report.validate_metrics({**good, **bad})
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--run_dir=/nonexistent/run"], "no such directory"),
+    (["--protocol=best"], "--protocol=best"),
+    (["--num_samples=0"], "--num_samples=0"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        evaluate.run(["evaluate", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_run_dir_without_checkpoint_is_rejected(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        evaluate.run(["evaluate", f"--run_dir={tmp_path / 'empty'}"])
+    assert exc.value.code == 2
+    assert "run.json" in capsys.readouterr().err
+
+
+def _write_metrics(root, name: str, dataset: str, cross: float) -> str:
+    metrics = {"latent_accuracy": {"a": {"both": 0.9}, "b": {"both": 0.8},
+                                   "joint": {"both": 0.85}},
+               "joint_coherence": {"all": 0.4}, "cross_coherence": {"a->b": cross, "b->a": 0.5},
+               "synergy_coherence": {"geometric": {"a": 0.7, "b": 0.6}},
+               "classifier_accuracy": {"a": 0.99, "b": 0.97},
+               "meta": {"dataset": dataset, "model": name, "protocol": "clean",
+                        "default_fusion": "geometric"}}
+    report.write_json(str(root / name / "eval" / "metrics.json"), metrics)
+    return str(root / name)
+
+
+def _compare(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "compare_runs.py"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_compare_runs_table_chart_and_dataset_check(tmp_path):
+    one = _write_metrics(tmp_path, "mmali", "digits", 0.25)
+    two = _write_metrics(tmp_path, "mvae", "digits", 0.125)
+    out = str(tmp_path / "cmp")
+    proc = _compare(one, two, f"--compare_out={out}")
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    with open(out + ".md") as f:
+        table = f.read()
+    assert "| latent a | latent b | joint coherence | cross a->b | cross b->a | synergy a |" in table
+    assert "| mvae | mvae | clean | 90.00 | 80.00 | 40.00 | 12.50 | 50.00 | 70.00 | 60.00 |" in table
+    with open(out + ".png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    other = _write_metrics(tmp_path, "svhn_run", "mnist_svhn", 0.3)
+    proc = _compare(one, other, f"--compare_out={out}")
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "different datasets" in proc.stderr
+
+
+def test_figures_are_written(tmp_path):
+    rng = np.random.default_rng(0)
+    gens = {"hand->print": (rng.random((10, 28, 28, 1)), rng.random((10, 32, 32, 3)))}
+    report.cross_grid_figure(gens, str(tmp_path / "grid.png"))
+    report.confusion_figure({"a->b": np.eye(10) * 3}, str(tmp_path / "conf.png"))
+    for name in ("grid.png", "conf.png"):
+        with open(tmp_path / name, "rb") as f:
+            assert f.read(4) == b"\x89PNG"
