@@ -18,6 +18,7 @@ from mmali_tf import cli
 from mmali_tf import flags as flags_lib
 
 FLAGS = flags.FLAGS
+CLASSIFIER_BATCH = 64
 
 
 @dataclasses.dataclass
@@ -58,7 +59,8 @@ def coherence_classifiers(ds: Any, opts: EvalOptions) -> tuple[dict[str, Any], d
         clf, cached = clf_lib.load_or_train(
             spec, ds.train.instances[spec.name], ds.train.labels[spec.name],
             ds.test.instances[spec.name], ds.test.labels[spec.name], ds.name, opts.protocol,
-            opts.cache_dir, opts.classifier_epochs, 256, opts.seed, ds.num_classes, opts.verbose)
+            opts.cache_dir, opts.classifier_epochs, CLASSIFIER_BATCH, opts.seed, ds.num_classes,
+            opts.verbose)
         if opts.verbose:
             print(f"classifier {spec.name}: test accuracy {clf.test_accuracy:.4f} "
                   f"({'cached' if cached else 'trained'})", flush=True)

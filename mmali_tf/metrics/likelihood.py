@@ -1,5 +1,7 @@
 """Importance-sampled (IWAE) test log-likelihoods of likelihood-based models (BASELINES 7.5).
 
+In the papers' notation `log p(x_T | x_G)` (metrics key "T|G") is the IWAE estimate of the
+marginal log p(x_T) with the proposal built from x_G (Shi et al.'s tables):
 `log p(x_T | x_G) ~= LME_k [log p(c_k) + sum_t log p(x_t | s_t,k, c_k) - log q(c_k | x_G)
 + sum_{t in T & G} (log p(s_t,k) - log q(s_t,k | x_t))]` with K proposal samples:
 content from q(c | x_G) (the unimodal posterior, the model's fused posterior, or -- for
@@ -30,7 +32,8 @@ SAMPLE_BUDGET = 12000  # items x samples decoded per step
 
 def latent_log_density(z: tf.Tensor, mean: tf.Tensor, logvar: tf.Tensor,
                        family: str = "normal") -> tf.Tensor:
-    """log q(z) of a diagonal Normal/Laplace with variance exp(logvar), summed over the last axis."""
+    """log density of a diagonal Normal/Laplace with variance exp(logvar), summed over the last
+    axis."""
     if family == "laplace":
         b = latent_lib.scale_from_logvar(logvar, "laplace")
         return tf.reduce_sum(-tf.math.log(2.0 * b) - tf.abs(z - mean) / b, axis=-1)
