@@ -89,7 +89,6 @@ class CheckpointSaver(keras.callbacks.Callback):
         self.clock = clock
         self.every = int(every)
         self.guard = guard
-        self.last_saved_step: int | None = None
 
     def save(self) -> str | None:
         """Save now (at the clock's step) and return the path; trips the guard instead of
@@ -98,9 +97,7 @@ class CheckpointSaver(keras.callbacks.Callback):
         if bad is not None:
             self.guard.trip(f"variable {bad}", self.clock.step, float("nan"))
             return None
-        path = self.checkpoint.save(self.clock.step)
-        self.last_saved_step = self.clock.step
-        return path
+        return self.checkpoint.save(self.clock.step)
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self.guard.tripped is None and self.clock.step % self.every == 0:

@@ -74,10 +74,10 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
                    ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All metrics of `model` on `ds`; returns (metrics dict, figure material).
 
-    `classifiers` (with their accuracies) replace the cached digit classifiers when given.
+    `classifiers` and `classifier_accuracy` (both, or neither) replace the cached digit
+    classifiers (any objects with `predict(x, seed) -> labels`).
     """
     import keras
-    import numpy as np
 
     from mmali_tf.latent import FUSION_METHODS
     from mmali_tf.metrics import cca, coherence, latent_accuracy, likelihood
@@ -138,7 +138,7 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
         meta["cca_dim"] = min(opts.cca_dim, ds.spec(vectors[0]).size, ds.spec(vectors[1]).size)
     meta["notes"] = notes
     metrics["meta"] = meta
-    figures = {"confusion": {k: np.asarray(v) for k, v in confusion.items()},
+    figures = {"confusion": confusion,
                "generations": {k: v for k, v in coherence.cross_generations(
                    view, ds, opts.split, opts.seed).items()
                    if all(ds.spec(m).kind == "image" for m in k.split("->"))}}

@@ -56,12 +56,6 @@ def run_dir(tmp_path_factory):
     return cfg["run_dir"]
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "mmali_tf.evaluate", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
 def _in_process(run_dir: str) -> dict:
     from mmali_tf import data
     from mmali_tf.run_dir import load_trained
@@ -75,9 +69,11 @@ def _in_process(run_dir: str) -> dict:
     return json.loads(json.dumps(metrics))
 
 
-def test_cli_end_to_end_is_deterministic_and_follows_the_schema(run_dir):
-    proc = _cli(f"--run_dir={run_dir}", *FAST)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_cli_end_to_end_is_deterministic_and_follows_the_schema(run_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        evaluate.run(["evaluate", f"--run_dir={run_dir}", *FAST])
+    assert exc.value.code in (None, 0), capsys.readouterr().err[-2000:]
+    assert "Wrote" in capsys.readouterr().out
     out = os.path.join(run_dir, "eval")
     assert sorted(os.listdir(out)) == ["cross_confusion.png", "metrics.json", "report.md"]
     with open(os.path.join(out, "metrics.json")) as f:
@@ -98,7 +94,7 @@ def test_cli_end_to_end_is_deterministic_and_follows_the_schema(run_dir):
     with open(os.path.join(out, "report.md")) as f:
         text = f.read()
     assert "protocol **clean**" in text and "| cross a->b |" in text
-    # a rerun in another process (classifiers now cached) gives identical metrics
+    # a rerun (classifiers now cached, fresh model and noise streams) gives identical metrics
     assert _in_process(run_dir) == metrics
 
 
@@ -144,12 +140,17 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys):
     assert len(err.splitlines()) == 1 and message in err
 
 
-def test_run_dir_without_checkpoint_is_rejected(tmp_path, capsys):
+def test_run_dir_without_checkpoint_is_rejected(run_dir, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit) as exc:
-        evaluate.run(["evaluate", f"--run_dir={tmp_path / 'empty'}"])
-    assert exc.value.code == 2
-    assert "run.json" in capsys.readouterr().err
+    (tmp_path / "no_ckpt" / "checkpoints").mkdir(parents=True)
+    with open(os.path.join(run_dir, "run.json")) as f:
+        (tmp_path / "no_ckpt" / "run.json").write_text(f.read())
+    for name, message in (("empty", "no run.json"), ("no_ckpt", "no checkpoint")):
+        with pytest.raises(SystemExit) as exc:
+            evaluate.run(["evaluate", f"--run_dir={tmp_path / name}"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err
 
 
 def _write_metrics(root, name: str, dataset: str, cross: float) -> str:

@@ -280,3 +280,23 @@ def test_only_the_chief_writes_the_run_dir():
     assert distribute.worker_suffix(strategy("chief", 0, ["chief", "worker"])) is None
     assert distribute.worker_suffix(strategy("worker", 0, ["chief", "worker"])) == "worker_0"
     assert distribute.worker_suffix(strategy("worker", 2, ["worker"])) == "worker_2"
+
+
+def test_saver_refuses_to_checkpoint_nonfinite_weights(tmp_path, capsys):
+    from mmali_tf import callbacks as cb
+
+    model = build_toy(toy_config(tmp_path))
+    ckpt = run_dir.TrainingCheckpoint(str(tmp_path / "ck"), model)
+    clock = cb.TrainClock(step=7, max_steps=10)
+    guard = cb.NaNGuard(clock, lambda: ckpt.latest)
+    saver = cb.CheckpointSaver(ckpt, clock, every=1, guard=guard)
+    for callback in (guard, saver):
+        callback.set_model(model)
+    assert saver.save().endswith("ckpt-7")
+    kernel = model.decoders["hand"].trainable_variables[0]
+    kernel.assign(tf.fill(kernel.shape, float("nan")))
+    clock.step = 8
+    assert saver.save() is None
+    assert guard.tripped[:2] == (f"variable {kernel.path}", 8) and model.stop_training
+    assert "the last good checkpoint" in capsys.readouterr().out
+    assert ckpt.latest.endswith("ckpt-7")
