@@ -14,12 +14,12 @@ ROT = ModalitySpec("rot", (28, 28, 1), "image", "mnist_mlp")
 FLIP = ModalitySpec("flip", (28, 28, 1), "image", "mnist_mlp")
 
 
-def make(specs, **cfg):
+def make(specs, jit=False, **cfg):
     model = models.build("mmali_joint", specs,
                          {"latent_dim": 8, "style_dim": 3, "seed": 2, "ema_decay": 0.9,
                           "ema_start": 0, **cfg})
     model.build_from_specs()
-    model.compile(jit_compile=False)
+    model.compile(jit_compile=jit)
     return model
 
 
@@ -46,8 +46,8 @@ def test_joint_critic_shape_schedule_and_isolation():
     assert not any(changed(crit1, model.critic_variables))
 
 
-def test_joint_trains_a_few_steps():
-    model = make([HAND, ROT], lambda_unimodal=0.3, lambda_x_rec=1.0)  # lambdas are ignored
+def test_joint_trains_a_few_steps_with_xla():
+    model = make([HAND, ROT], jit=True, lambda_unimodal=0.3, lambda_x_rec=1.0)  # lambdas ignored
     data = toy_batches(model.specs, 8, model.draws_per_step, 4)
     hist = model.fit(data, epochs=1, steps_per_epoch=4, verbose=0).history
     assert set(hist) == {"d_loss", "g_loss", *model.loss_term_names()}

@@ -103,8 +103,8 @@ def test_gradient_isolation_and_unimodal_rec_terms():
     np.testing.assert_allclose(float(terms["total"]), expected, rtol=1e-5)
 
 
-def test_three_modalities_jit_and_iters():
-    model = make([HAND, MLP2, MLP3], jit=True, dis_iter=2, gen_iter=1)
+def test_three_modalities_and_iters():
+    model = make([HAND, MLP2, MLP3], dis_iter=2, gen_iter=1)
     assert model.draws_per_step == 6
     names = model.loss_term_names()
     assert "d_rot_cross_flip" in names and "g_joint_q_flip" in names
