@@ -6,12 +6,12 @@
 One iteration is one `train_step` (for mmALI: critic + generator update + EMA) on random data
 of `batch_size * model.draws_per_step` rows. Setups:
 
-* `mnist_svhn`: mnist (28,28,1) mnist_mlp + svhn (32,32,3) svhn_conv, hyper-parameters from
-  configs/mnist_svhn_mmali.cfg, batch 64;
-* `digits`: hand (28,28,1) + print (32,32,3), hyper-parameters and batch from
-  configs/digits_mmali.cfg.
+* `mnist_svhn`: mnist (28,28,1) mnist_mlp + svhn (32,32,3) svhn_conv;
+* `digits`: hand (28,28,1) + print (32,32,3).
 
-Non-mmALI models read the same files (flags they do not use are ignored). `--profile` times the
+Each model's hyper-parameters and batch size come from its own `configs/<setup>_<model>.cfg`
+(falling back to `configs/<setup>_mmali.cfg` for models without one, e.g. `mmali_joint` on
+digits). `--profile` times the
 critic and generator updates of adversarial models separately and the forward pass of every
 critic sub-network at the row counts one step uses. Prints markdown tables.
 """
@@ -37,13 +37,20 @@ from mmali_tf.data.specs import ModalitySpec  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETUPS = {
-    "mnist_svhn": ("configs/mnist_svhn_mmali.cfg",
-                   (ModalitySpec("mnist", (28, 28, 1), "image", "mnist_mlp"),
-                    ModalitySpec("svhn", (32, 32, 3), "image", "svhn_conv")), 64),
-    "digits": ("configs/digits_mmali.cfg",
-               (ModalitySpec("hand", (28, 28, 1), "image", "mnist_mlp"),
-                ModalitySpec("print", (32, 32, 3), "image", "svhn_conv")), None),
+    "mnist_svhn": (ModalitySpec("mnist", (28, 28, 1), "image", "mnist_mlp"),
+                   ModalitySpec("svhn", (32, 32, 3), "image", "svhn_conv")),
+    "digits": (ModalitySpec("hand", (28, 28, 1), "image", "mnist_mlp"),
+               ModalitySpec("print", (32, 32, 3), "image", "svhn_conv")),
 }
+
+
+def setup_config(name: str, setup: str) -> tuple[tuple[ModalitySpec, ...], dict, int]:
+    """(specs, config, batch size) of model `name` in `setup`, from its config file."""
+    path = os.path.join(ROOT, "configs", f"{setup}_{name}.cfg")
+    if not os.path.exists(path):
+        path = os.path.join(ROOT, "configs", f"{setup}_mmali.cfg")
+    config = config_from_flagfile(path)
+    return SETUPS[setup], config, int(config["batch_size"])
 
 
 def config_from_flagfile(path: str) -> dict:
@@ -90,9 +97,7 @@ def make_model(name: str, specs, config: dict, jit: bool):
 
 
 def bench_step(name: str, setup: str, steps: int, jit: bool) -> tuple[float, int]:
-    cfg_file, specs, batch = SETUPS[setup]
-    config = config_from_flagfile(os.path.join(ROOT, cfg_file))
-    batch = batch or int(config["batch_size"])
+    specs, config, batch = setup_config(name, setup)
     model = make_model(name, specs, config, jit)
     data = random_batch(specs, batch * model.draws_per_step)
     step = tf.function(model.train_step, jit_compile=jit, reduce_retracing=True)
@@ -107,9 +112,7 @@ def _updater(model, fn, variables, opt):
 
 def profile(name: str, setup: str, steps: int, jit: bool) -> list[tuple[str, float]]:
     """(what, median ms) of the critic/generator updates and of each critic sub-network."""
-    cfg_file, specs, batch = SETUPS[setup]
-    config = config_from_flagfile(os.path.join(ROOT, cfg_file))
-    batch = batch or int(config["batch_size"])
+    specs, config, batch = setup_config(name, setup)
     model = make_model(name, specs, config, jit)
     if not hasattr(model, "critic_losses"):
         return []

@@ -15,10 +15,9 @@ from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models import build
 from mmali_tf.networks.joint_encoder import build_joint_encoder
 
-# every code path is trained (graph mode, a few dozen steps); the remaining registry names
-# differ from a trained one only in a tested estimator or flag and take one eager step.
-TRAINED = ("mvae", "jmvae", "mmvae", "mmjsd_ms", "ci_mmvae", "cc_mvae", "ci_jmvae")
-ONE_STEP = ("mmjsd", "cc_mmvae", "ci_mvae", "cc_jmvae")
+# every registry name of a VAE baseline is trained (graph mode, a few dozen steps)
+TRAINED = ("mvae", "jmvae", "mmvae", "mmjsd", "mmjsd_ms", "ci_mmvae", "cc_mmvae", "ci_mvae",
+           "cc_mvae", "ci_jmvae", "cc_jmvae")
 SMALL = (ModalitySpec("hand", (8, 8, 1), "image", "mnist_mlp"),
          ModalitySpec("print", (10, 10, 3), "image", "mnist_mlp"))
 
@@ -89,14 +88,6 @@ def test_trains_and_serves_the_inference_interface(name, small_ds):
         recon.append(logs["recon"])
     assert int(model.g_optimizer.iterations) == 24
     assert np.mean(recon[-4:]) < 0.9 * np.mean(recon[:4]), recon
-    _check_interface(model, name)
-
-
-@pytest.mark.parametrize("name", ONE_STEP)
-def test_variant_steps_and_serves_the_inference_interface(name, small_ds):
-    model = _model(name)
-    logs = model.train_step(next(_batches(small_ds, 8, 1)))
-    assert all(np.isfinite(float(v)) for v in logs.values()) and "recon" in logs
     _check_interface(model, name)
 
 
