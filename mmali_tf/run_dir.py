@@ -7,7 +7,7 @@ run_dir/
   run.json                  typed copy of those flags + modality specs (used by load_trained)
   checkpoints/ckpt-<step>.* tf.train.CheckpointManager (model, EMA, critics, RNG, optimizers, step)
   tensorboard/              scalars and sample images
-  samples/step_XXXXXXX_<modality>.png
+  samples/step_<7-digit step>_<modality>.png
   train_log.csv             one row per --log_every steps
   model.keras               final model (written at the end)
 ```

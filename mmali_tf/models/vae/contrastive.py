@@ -40,6 +40,16 @@ ESTIMATORS = {"ci": obj.iwae, "cc": obj.cubo2}
 class ContrastiveMixin:
     """Negative term and loss assembly shared by the three contrastive models."""
 
+    def __init__(self, specs, config, **kwargs) -> None:
+        super().__init__(specs, config, **kwargs)
+        self.setup_contrastive()
+
+    def loss_term_names(self) -> list[str]:
+        return super().loss_term_names() + self.contrastive_terms()
+
+    def objective(self, batch: Batch):
+        return self.contrastive_objective(batch)
+
     def setup_contrastive(self) -> None:
         name = str(self.config.get("model", ""))
         prefix = name.split("_")[0]
@@ -108,13 +118,6 @@ class ContrastiveMVAE(ContrastiveMixin, MVAE):
 
     registry_name = "ci_mvae"
 
-    def __init__(self, specs, config, **kwargs) -> None:
-        super().__init__(specs, config, **kwargs)
-        self.setup_contrastive()
-
-    def loss_term_names(self) -> list[str]:
-        return super().loss_term_names() + self.contrastive_terms()
-
     def negative_log_estimates(self, batch, cache, idx):
         means = [_gather(cache["means"][i], idx[m]) for i, m in enumerate(self.modalities)]
         logvars = [_gather(cache["logvars"][i], idx[m]) for i, m in enumerate(self.modalities)]
@@ -122,22 +125,12 @@ class ContrastiveMVAE(ContrastiveMixin, MVAE):
         return self.gaussian_proposal_estimates(
             mu, lv, {m: _gather(batch[m], idx[m]) for m in self.modalities})
 
-    def objective(self, batch: Batch):
-        return self.contrastive_objective(batch)
-
 
 @keras.saving.register_keras_serializable(package="mmali")
 class ContrastiveJMVAE(ContrastiveMixin, JMVAE):
     """cI-JMVAE / cC-JMVAE (registry names "ci_jmvae", "cc_jmvae")."""
 
     registry_name = "ci_jmvae"
-
-    def __init__(self, specs, config, **kwargs) -> None:
-        super().__init__(specs, config, **kwargs)
-        self.setup_contrastive()
-
-    def loss_term_names(self) -> list[str]:
-        return super().loss_term_names() + self.contrastive_terms()
 
     def negative_log_estimates(self, batch, cache, idx):
         xs = {m: _gather(batch[m], idx[m]) for m in self.modalities}
@@ -147,9 +140,6 @@ class ContrastiveJMVAE(ContrastiveMixin, JMVAE):
         mu, lv = self.joint_params(flat)
         shape = tf.stack([p, b, self.layout.latent_dim])
         return self.gaussian_proposal_estimates(tf.reshape(mu, shape), tf.reshape(lv, shape), xs)
-
-    def objective(self, batch: Batch):
-        return self.contrastive_objective(batch)
 
 
 @keras.saving.register_keras_serializable(package="mmali")
@@ -163,11 +153,7 @@ class ContrastiveMMVAE(ContrastiveMixin, MMVAE):
             raise ValueError("contrastive MMVAE needs --objective=dreg or iwae (the negatives "
                              "reuse the IWAE samples), got 'elbo'")
         super().__init__(specs, config, **kwargs)
-        self.setup_contrastive()
         self.positive_weight = self.gamma
-
-    def loss_term_names(self) -> list[str]:
-        return super().loss_term_names() + self.contrastive_terms()
 
     def negative_log_estimates(self, batch, cache, idx):
         """Stratified MoE estimate of re-indexed tuples from the positive pass (reused)."""
@@ -193,6 +179,3 @@ class ContrastiveMMVAE(ContrastiveMixin, MMVAE):
     def native(self, batch: Batch, stop_q: bool = False):
         loss, terms, cache = super().native(batch, stop_q)
         return loss, {**terms, "positive": tf.reduce_mean(-loss)}, cache
-
-    def objective(self, batch: Batch):
-        return self.contrastive_objective(batch)
