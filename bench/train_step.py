@@ -1,7 +1,7 @@
 """Training-step benchmark: median ms per full iteration of any registered model.
 
     python bench/train_step.py [--models mmali,mmali_joint] [--steps 20] [--jit on,off]
-                               [--setups mnist_svhn,digits] [--profile]
+                               [--setups mnist_svhn,digits] [--profile] [--flops]
 
 One iteration is one `train_step` (for mmALI: critic + generator update + EMA) on random data
 of `batch_size * model.draws_per_step` rows. Setups:
@@ -13,7 +13,11 @@ Each model's hyper-parameters and batch size come from its own `configs/<setup>_
 (falling back to `configs/<setup>_mmali.cfg` for models without one, e.g. `mmali_joint` on
 digits). `--profile` times the
 critic and generator updates of adversarial models separately and the forward pass of every
-critic sub-network at the row counts one step uses. Prints markdown tables.
+critic sub-network at the row counts one step uses. `--flops` counts the floating-point
+operations of one iteration's graph (TensorFlow's static count, forward and backward) and
+compares the measured time with the machine's float32 matrix-multiply peak (NumPy's BLAS on
+2048 x 2048), i.e. the fastest any implementation of the same arithmetic could run here.
+Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -104,6 +108,30 @@ def bench_step(name: str, setup: str, steps: int, jit: bool) -> tuple[float, int
     return median_ms(step, (data,), steps), batch
 
 
+def step_gflop(name: str, setup: str) -> float:
+    """Float operations (GFLOP) in the graph of one `train_step` of `name` on `setup`."""
+    from tensorflow.python.framework import ops as tf_ops  # static per-op FLOP statistics
+
+    specs, config, batch = setup_config(name, setup)
+    model = make_model(name, specs, config, jit=False)
+    graph = tf.function(model.train_step).get_concrete_function(
+        random_batch(specs, batch * model.draws_per_step)).graph
+    total = 0
+    for op in graph.get_operations():
+        try:
+            total += tf_ops.get_stats_for_node_def(graph, op.node_def, "flops").value or 0
+        except ValueError:  # op type without a registered FLOP count (elementwise, shapes)
+            continue
+    return total / 1e9
+
+
+def sgemm_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """Measured float32 GFLOP/s of an n x n matrix product through NumPy's BLAS."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    seconds = median_ms(lambda: a @ a, (), repeats) / 1e3
+    return 2 * n ** 3 / seconds / 1e9
+
+
 def _updater(model, fn, variables, opt):
     def update(*batches):
         return model._update(fn, batches, variables, opt)  # noqa: SLF001
@@ -149,18 +177,27 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--jit", default="on,off", help="comma list of on/off")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--flops", action="store_true",
+                   help="count GFLOP per iteration and compare with the sgemm peak")
     args = p.parse_args(argv)
     tf.config.threading.set_inter_op_parallelism_threads(2)
     jits = [j.strip() == "on" for j in args.jit.split(",") if j.strip()]
     print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs, median of {args.steps} steps\n")
-    print("| model | setup | batch | jit | ms / iteration |")
-    print("|---|---|---|---|---|")
+    peak = sgemm_peak_gflops() if args.flops else None
+    if peak:
+        print(f"float32 matmul peak (NumPy BLAS, 2048^3): {peak:.0f} GFLOP/s\n")
+    extra = " GFLOP / iteration | GFLOP/s | ms at matmul peak |" if peak else ""
+    print("| model | setup | batch | jit | ms / iteration |" + extra)
+    print("|---|---|---|---|---|" + ("---|---|---|" if peak else ""))
     for name in args.models.split(","):
         for setup in args.setups.split(","):
+            gflop = step_gflop(name, setup) if peak else None
             for jit in jits:
                 ms, batch = bench_step(name, setup, args.steps, jit)
-                print(f"| {name} | {setup} | {batch} | {'on' if jit else 'off'} | {ms:.1f} |",
-                      flush=True)
+                row = f"| {name} | {setup} | {batch} | {'on' if jit else 'off'} | {ms:.1f} |"
+                if gflop:
+                    row += f" {gflop:.1f} | {gflop / ms * 1e3:.0f} | {gflop / peak * 1e3:.0f} |"
+                print(row, flush=True)
     if args.profile:
         for name in args.models.split(","):
             for jit in jits:

@@ -71,7 +71,11 @@ def _define_run_flags() -> None:
     flags.DEFINE_integer("sample_every", 1000, "Write sample grids every N steps (0: never).",
                          lower_bound=0)
     flags.DEFINE_boolean("jit_compile", True, "Compile train_step with XLA.")
-    flags.DEFINE_float("lr", 2e-4, "Learning rate of every optimizer.", lower_bound=0.0)
+    flags.DEFINE_float("lr", 2e-4, "Learning rate of every optimizer (see --g_lr).",
+                       lower_bound=0.0)
+    flags.DEFINE_float("g_lr", None, "Learning rate of the encoder/decoder optimizer "
+                       "(g_optimizer) when it should differ from --lr, e.g. a faster generator "
+                       "than critic in mmALI; default: --lr.", lower_bound=0.0)
     flags.DEFINE_float("beta1", 0.5, "Adam beta_1.", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_float("beta2", 0.999, "Adam beta_2.", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon (PyTorch default 1e-8).",

@@ -71,9 +71,15 @@ def _flag_value_text(value: Any) -> str:
 
 
 def format_flags(values: Mapping[str, Any]) -> str:
-    """`--name=value` lines (booleans as true/false, list flags repeated) for a flagfile."""
+    """`--name=value` lines (booleans as true/false, list flags repeated) for a flagfile.
+
+    Flags whose value is None (an unset optional flag such as `--g_lr`) are left out, so the
+    replay leaves them unset too.
+    """
     lines = []
     for name, value in values.items():
+        if value is None:
+            continue
         items = value if isinstance(value, (list, tuple)) else [value]
         lines += [f"--{name}={_flag_value_text(v)}" for v in items]
     return "\n".join(lines) + "\n"

@@ -103,7 +103,9 @@ def test_flags_txt_replays_the_resolved_flags(tmp_path):
     path = tmp_path / "flags.txt"
     run_dir.atomic_write_text(str(path), run_dir.format_flags(resolved))
     lines = path.read_text().splitlines()
-    assert len(lines) == len(names)
+    assert resolved["g_lr"] is None  # unset optional flags are omitted and replay as unset
+    assert len(lines) == len([n for n in names if resolved[n] is not None])
+    assert not any(line.startswith("--g_lr=") for line in lines)
     assert "--spectral_norm=false" in lines and "--lr=0.00031" in lines
     with flagsaver.flagsaver():
         flags.FLAGS(["prog", f"--flagfile={path}"])

@@ -178,3 +178,30 @@ def test_mirrored_strategy_two_logical_cpus():
                          timeout=300, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "REPLICAS 2 ITER 2" in out.stdout
+
+
+def test_paired_features_separate_passes_match_one_pass():
+    """G-step feature passes: two passes give the one-pass values and generator gradients."""
+    from mmali_tf.models.mmali import paired_features
+    from mmali_tf.networks import build_xz_critic
+
+    net = build_xz_critic(PRINT, 8, 3, spectral_norm=False).get_layer("x_features")
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((5,) + PRINT.shape, dtype=np.float32))
+    gen = tf.Variable(rng.random((5,) + PRINT.shape, dtype=np.float32))
+    results = []
+    for separate in (False, True):
+        with tf.GradientTape() as tape:
+            f_real, f_gen = paired_features(net, x, gen, separate=separate)
+            loss = tf.reduce_sum(f_gen ** 2) + tf.reduce_sum(f_real * f_gen)
+        results.append((f_real.numpy(), f_gen.numpy(), tape.gradient(loss, gen).numpy()))
+    for one, two in zip(*results):
+        np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-6)
+
+
+def test_generator_learning_rate_flag():
+    assert float(make([HAND, MLP2], lr=1e-4, g_lr=5e-4).g_optimizer.learning_rate) == \
+        pytest.approx(5e-4)
+    model = make([HAND, MLP2], lr=1e-4, g_lr=None)
+    assert float(model.g_optimizer.learning_rate) == pytest.approx(1e-4)
+    assert float(model.d_optimizer.learning_rate) == pytest.approx(1e-4)

@@ -8,11 +8,13 @@ A_k ((M+1)-way), B_k (binary) and J (joint data critic) and the losses of SPEC 3
 
 Deviation from the reference, same math: the reference runs every critic once per (x, z) group,
 so every call advances the spectral-norm power iteration. Here each critic's x-feature
-sub-network runs once on the concatenation of all x it scores in a step (shuffled B_k fakes
-and J negatives are permutations of those features; the cross terms of the G-step reuse the
-q-side logits, which have identical inputs), and its head runs once on all (features, z)
-rows. So each SN layer does one power iteration per critic per D-step and per G-step instead
-of one per group. sigma converges to the same value; only the (tiny) transient differs.
+sub-network runs once on the concatenation of all x it scores in a D-step (shuffled B_k fakes
+and J negatives are permutations of those features) and, in a G-step, once on the real x and
+once on the generated x, so no backward pass is built through real-data features; the cross
+terms of the G-step reuse the q-side logits, which have identical inputs. Heads run once on
+all (features, z) rows. So each SN layer does one or two power iterations per critic and
+update instead of one per group. sigma converges to the same value; only the (tiny) transient
+differs.
 """
 
 from __future__ import annotations
@@ -30,6 +32,21 @@ from mmali_tf.models.optimizers import attach_optimizers
 
 Batch = Mapping[str, tf.Tensor]
 sg = tf.stop_gradient
+
+
+def paired_features(net: keras.Model, x: tf.Tensor, x_other: tf.Tensor,
+                    separate: bool) -> tuple[tf.Tensor, tf.Tensor]:
+    """`net` (a critic feature sub-network) on two equally sized batches.
+
+    `separate=False`: one pass on the concatenation (D-step: both need parameter gradients).
+    `separate=True`: two passes (G-step, `x` real, `x_other` generated): the real pass does not
+    depend on the generator, so the tape records nothing for it and no backward pass runs
+    through real-data features.
+    """
+    if separate:
+        return net(x, training=True), net(x_other, training=True)
+    f, f_other = tf.split(net(tf.concat([x, x_other], 0), training=True), 2, axis=0)
+    return f, f_other
 
 
 class AdversarialModel(MultimodalModel):
@@ -219,8 +236,13 @@ class MMALI(AdversarialModel):
         return tf.split(feats, sizes, axis=0)
 
     def _joint_scores(self, xs_real: list[tf.Tensor], xs_other: list[tf.Tensor] | None,
-                      perms: list[tf.Tensor] | None) -> tuple[tf.Tensor, tf.Tensor]:
-        """J on the real tuple and on a second tuple (given x, or branch features permuted)."""
+                      perms: list[tf.Tensor] | None,
+                      generated: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """J on the real tuple and on a second tuple (given x, or branch features permuted).
+
+        `generated`: the second tuple comes from the decoders (G-step), so the two tuples run
+        through each branch in separate passes (no backward pass through real-data features).
+        """
         feats_real, feats_other = [], []
         for i, x in enumerate(xs_real):
             branch = self.joint_critic.get_layer(f"branch_{i}")
@@ -229,8 +251,7 @@ class MMALI(AdversarialModel):
                 feats_real.append(f)
                 feats_other.append(tf.gather(f, perms[i]))
             else:
-                f_real, f_other = tf.split(branch(tf.concat([x, xs_other[i]], 0), training=True),
-                                           2, axis=0)
+                f_real, f_other = paired_features(branch, x, xs_other[i], separate=generated)
                 feats_real.append(f_real)
                 feats_other.append(f_other)
         logits = self.joint_critic.get_layer("combine")(
@@ -291,7 +312,7 @@ class MMALI(AdversarialModel):
             g = self.decode_train(m, z[m])
             if self.lambda_u > 0:
                 crit = self.critics_a[m]
-                f_x, f_g = self._features(crit, [x, g])
+                f_x, f_g = paired_features(crit.get_layer("x_features"), x, g, separate=True)
                 q, p = tf.split(self._score(crit, tf.concat([f_x, f_g], 0),
                                             tf.concat([e, z[m]], 0)), 2, axis=0)
                 terms[f"g_{m}_c0"] = self.lambda_u * self.w * L.ns(q, 0)
@@ -324,13 +345,14 @@ class MMALI(AdversarialModel):
             z_all = tf.concat(z_q + [z[m]], 0)
             for crit, q_out, p_out in ((self.critics_a[m], a_q, a_p),
                                        (self.critics_b[m], b_q, b_p)):
-                f_x, f_g = self._features(crit, [batch[m], x_gen[m]])
+                f_x, f_g = paired_features(crit.get_layer("x_features"), batch[m], x_gen[m],
+                                           separate=True)
                 logits = tf.split(self._score(crit, tf.concat([f_x] * big_m + [f_g], 0), z_all),
                                   big_m + 1, axis=0)
                 q_out[m] = logits[:big_m]
                 p_out.append(logits[big_m])
         j_real, j_gen = self._joint_scores([batch[m] for m in mods],
-                                           [x_gen[m] for m in mods], None)
+                                           [x_gen[m] for m in mods], None, generated=True)
         terms = {}
         for i, src in enumerate(mods):
             lam = L.joint_logits([a_q[m][i] for m in mods], [b_q[m][i] for m in mods], j_real)

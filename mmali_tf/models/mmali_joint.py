@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from mmali_tf import networks
 from mmali_tf.models import mmali_losses as L
-from mmali_tf.models.mmali import AdversarialModel, Batch, sg
+from mmali_tf.models.mmali import AdversarialModel, Batch, paired_features, sg
 
 
 @keras.saving.register_keras_serializable(package="mmali")
@@ -60,10 +60,10 @@ class MMALIJoint(AdversarialModel):
         styles_q = [lay.style(e[m]) for m in mods]
         z_rows = [tf.concat(styles_q + [lay.content(e[src])], -1) for src in mods]
         z_rows.append(tf.concat([lay.style(z[m]) for m in mods] + [lay.content(z[mods[0]])], -1))
-        feats = []  # each branch runs once on [real; generated]; real features are tiled
+        feats = []  # each branch runs on real and generated x once; real features are tiled
         for i, m in enumerate(mods):
-            f_real, f_gen = tf.split(self.critic.get_layer(f"branch_{i}")(
-                tf.concat([batch[m], x_gen[m]], 0), training=True), 2, axis=0)
+            f_real, f_gen = paired_features(self.critic.get_layer(f"branch_{i}"), batch[m],
+                                            x_gen[m], separate=not stop)
             feats.append(tf.concat([f_real] * len(mods) + [f_gen], 0))
         logits = self.critic.get_layer("head")(feats + [tf.concat(z_rows, 0)], training=True)
         return tf.split(logits, len(mods) + 1, axis=0)

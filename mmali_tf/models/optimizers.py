@@ -14,10 +14,19 @@ from typing import Any, Callable, Mapping, Sequence
 import keras
 
 
+GENERATOR_OPTIMIZER = "g_optimizer"
+
+
 def make_adam(config: Mapping[str, Any], name: str) -> keras.optimizers.Adam:
-    """Adam with the run's `lr`, `beta1`, `beta2`, `adam_epsilon` and `amsgrad` flags."""
+    """Adam with the run's `lr`, `beta1`, `beta2`, `adam_epsilon` and `amsgrad` flags.
+
+    The encoder/decoder optimizer (`name == "g_optimizer"`) uses `g_lr` when it is set.
+    """
+    lr = config.get("lr", 2e-4)
+    if name == GENERATOR_OPTIMIZER and config.get("g_lr") is not None:
+        lr = config["g_lr"]
     return keras.optimizers.Adam(
-        learning_rate=float(config.get("lr", 2e-4)),
+        learning_rate=float(lr),
         beta_1=float(config.get("beta1", 0.5)),
         beta_2=float(config.get("beta2", 0.999)),
         epsilon=float(config.get("adam_epsilon", 1e-8)),
