@@ -32,6 +32,7 @@ class EvalOptions:
     seed: int = 0
     batch_size: int = 256
     probe_epochs: int = 30
+    latent_probe: str = "shi"
     classifier_epochs: int = 10
     classifier_threshold: float = 0.95
     iwae_samples: int = 100
@@ -44,7 +45,8 @@ class EvalOptions:
     def from_flags(cls) -> "EvalOptions":
         return cls(protocol=FLAGS.protocol, num_samples=FLAGS.num_samples, split=FLAGS.split,
                    weights=FLAGS.weights, seed=FLAGS.seed, batch_size=FLAGS.eval_batch_size,
-                   probe_epochs=FLAGS.probe_epochs, classifier_epochs=FLAGS.classifier_epochs,
+                   probe_epochs=FLAGS.probe_epochs, latent_probe=FLAGS.latent_probe,
+                   classifier_epochs=FLAGS.classifier_epochs,
                    classifier_threshold=FLAGS.classifier_threshold,
                    iwae_samples=FLAGS.iwae_samples, ll_items=FLAGS.ll_items,
                    cca_dim=FLAGS.cca_dim, cache_dir=FLAGS.cache_dir, verbose=True)
@@ -101,7 +103,7 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
     metrics: dict[str, Any] = {
         "latent_accuracy": latent_accuracy.latent_accuracy(
             view, ds, opts.split, opts.protocol, opts.probe_epochs, opts.num_samples,
-            opts.batch_size, opts.seed, opts.verbose),
+            opts.batch_size, opts.seed, opts.verbose, opts.latent_probe),
         "joint_coherence": {"all": coherence.joint_coherence(
             view, classifiers, opts.num_samples, opts.batch_size, opts.seed,
             shared_z=opts.protocol == "reference", verbose=opts.verbose)},
@@ -118,6 +120,7 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
             model.name), "step": step, "weights": view.weights, "seed": opts.seed,
             "split": opts.split, "num_pairs": int(len(rows)),
             "num_prior_samples": opts.num_samples, "probe_epochs": opts.probe_epochs,
+            "latent_probe": opts.latent_probe,
             "classifier_epochs": opts.classifier_epochs,
             "classifier_threshold": opts.classifier_threshold,
             "coherence_reliable": not weak, "default_fusion": view.default_fusion}

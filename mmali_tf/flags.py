@@ -222,6 +222,10 @@ def define_eval_flags() -> None:
     flags.DEFINE_integer("eval_batch_size", 256, "Batch size of evaluation passes.",
                          lower_bound=1)
     flags.DEFINE_integer("probe_epochs", 30, "Epochs of each latent linear probe.", lower_bound=1)
+    flags.DEFINE_enum("latent_probe", "shi", ("shi", "sutter"), "Latent linear probe: 'shi' "
+                      "(Shi et al., mmALI Table 2: SGD softmax probe on sampled codes of every "
+                      "training instance) or 'sutter' (Sutter et al., mmJSD: logistic regression "
+                      "on the posterior means of 256 training codes).")
     flags.DEFINE_integer("classifier_epochs", 10, "Epochs of each coherence classifier (trained "
                          "once per dataset and cached).", lower_bound=1)
     flags.DEFINE_float("classifier_threshold", 0.95, "Coherence is marked unreliable when a "

@@ -105,11 +105,14 @@ def test_reference_protocol_is_labelled(run_dir):
     trained = load_trained(run_dir)
     ds = data.load(trained.dataset_name, trained.config)
     opts = evaluate.EvalOptions(protocol="reference", num_samples=60, probe_epochs=2,
-                                classifier_epochs=2, ll_items=0, seed=1, weights="raw",
-                                classifier_threshold=1.0, cache_dir=trained.config["cache_dir"])
+                                latent_probe="sutter", classifier_epochs=2, ll_items=0, seed=1,
+                                weights="raw", classifier_threshold=1.0,
+                                cache_dir=trained.config["cache_dir"])
     metrics, figures = evaluate.evaluate_model(trained.model, ds, opts, step=trained.step)
     report.validate_metrics(metrics)
     assert metrics["meta"]["protocol"] == "reference" and metrics["meta"]["weights"] == "raw"
+    assert metrics["meta"]["latent_probe"] == "sutter"
+    assert "Latent linear probe (sutter probe)" in report.render_report(metrics)
     assert "log_likelihood" not in metrics
     assert not metrics["meta"]["coherence_reliable"]
     assert any("UNRELIABLE" in n for n in metrics["meta"]["notes"])
@@ -180,8 +183,8 @@ def test_compare_runs_table_chart_and_dataset_check(tmp_path):
         table = f.read()
     header = "| latent a | latent b | joint coherence | cross a->b | cross b->a | synergy a |"
     assert header in table
-    assert "| mvae | mvae | clean | 90.00 | 80.00 | 40.00 | 12.50 | 50.00 | 70.00 | 60.00 |" \
-        in table
+    row = "| mvae | mvae | clean, shi probe | 90.00 | 80.00 | 40.00 | 12.50 | 50.00 | 70.00 |"
+    assert row + " 60.00 |" in table
     with open(out + ".png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     other = _write_metrics(tmp_path, "svhn_run", "mnist_svhn", 0.3)

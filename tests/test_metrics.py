@@ -110,6 +110,31 @@ def test_latent_probe_separable_content_and_noise_style():
     assert acc["joint"]["content"] > 0.97
 
 
+def test_sutter_probe_uses_256_means_and_sees_the_separable_content():
+    ds = vector_dataset()
+    view = InferenceView.of(IdentityModel(ds.specs), "raw")
+    acc = latent_accuracy.latent_accuracy(view, ds, "test", "clean", seed=0, probe="sutter")
+    for source in ("a", "b"):
+        assert acc[source]["content"] > 0.97 and acc[source]["style"] < 0.25
+    assert acc["joint"]["content"] > 0.97
+    with pytest.raises(ValueError, match="latent probe 'best'"):
+        latent_accuracy.latent_accuracy(view, ds, "test", "clean", probe="best")
+
+
+def test_fit_logistic_probe_known_answers():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 100)
+    centres = 3.0 * rng.standard_normal((10, 5))
+    sep = latent_accuracy.CodeSet(centres[y] + 0.1 * rng.standard_normal((1000, 5)),
+                                  rng.standard_normal((1000, 5)), y)
+    noise = latent_accuracy.CodeSet(rng.standard_normal((1000, 5)), None, y)
+    assert latent_accuracy.fit_logistic_probe(sep, sep) > 0.99  # means only: logvar ignored
+    assert latent_accuracy.fit_logistic_probe(noise, noise.take(np.arange(500))) < 0.2
+    one_class = latent_accuracy.CodeSet(sep.mean, None, np.zeros(1000, dtype=int))
+    with pytest.raises(ValueError, match=">= 2 classes"):
+        latent_accuracy.fit_logistic_probe(one_class, sep)
+
+
 @pytest.mark.parametrize("protocol", ["clean", "reference"])
 def test_fit_probe_known_answers(protocol):
     rng = np.random.default_rng(0)

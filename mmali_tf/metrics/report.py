@@ -62,6 +62,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
+def probe_label(meta: Mapping[str, Any]) -> str:
+    """Which latent probe produced `latent_accuracy` (runs evaluated before the flag: shi)."""
+    return f"{meta.get('latent_probe', 'shi')} probe"
+
+
 def render_report(metrics: Mapping[str, Any]) -> str:
     """report.md: metadata, then one markdown table per metric family (percentages)."""
     meta = metrics["meta"]
@@ -74,7 +79,7 @@ def render_report(metrics: Mapping[str, Any]) -> str:
         lines.append(f"> **Note:** {note}")
     lat = metrics["latent_accuracy"]
     parts = sorted({p for v in lat.values() for p in v})
-    lines += ["", "## Latent linear probe", ""]
+    lines += ["", f"## Latent linear probe ({probe_label(meta)})", ""]
     lines += _table(["code"] + parts, [[src] + [_pct(v.get(p)) for p in parts]
                                        for src, v in lat.items()])
     lines += ["", "## Coherence", ""]
@@ -190,7 +195,8 @@ def comparison(runs: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], dict[s
 def comparison_markdown(columns: Sequence[str], values: Mapping[str, Sequence[Any]],
                         runs: Mapping[str, Mapping[str, Any]]) -> str:
     """One markdown table (percentages) with each run's model and protocol."""
-    rows = [[name, runs[name]["meta"].get("model"), runs[name]["meta"].get("protocol")]
+    rows = [[name, runs[name]["meta"].get("model"),
+             f"{runs[name]['meta'].get('protocol')}, {probe_label(runs[name]['meta'])}"]
             + [_pct(v) for v in vals] for name, vals in values.items()]
     dataset = next(iter(runs.values()))["meta"].get("dataset")
     head = [f"# Comparison on `{dataset}` (%)", ""]
