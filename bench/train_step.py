@@ -1,6 +1,6 @@
 """Training-step benchmark: median ms per full iteration of any registered model.
 
-    python bench/train_step.py [--models mmali,mmali_joint] [--steps 20] [--jit on,off]
+    python bench/train_step.py [--models mmali,mvae|all] [--steps 20] [--jit on,off]
                                [--setups mnist_svhn,digits] [--profile] [--flops]
 
 One iteration is one `train_step` (for mmALI: critic + generator update + EMA) on random data
@@ -9,9 +9,9 @@ of `batch_size * model.draws_per_step` rows. Setups:
 * `mnist_svhn`: mnist (28,28,1) mnist_mlp + svhn (32,32,3) svhn_conv;
 * `digits`: hand (28,28,1) + print (32,32,3).
 
-Each model's hyper-parameters and batch size come from its own `configs/<setup>_<model>.cfg`
-(falling back to `configs/<setup>_mmali.cfg` for models without one, e.g. `mmali_joint` on
-digits). `--profile` times the
+`--models` takes registered model names (`all`: every one). Each model's hyper-parameters and
+batch size come from its own `configs/<setup>_<model>.cfg` (every model has a digits config; a
+setup without the model's config is refused). `--profile` times the
 critic and generator updates of adversarial models separately and the forward pass of every
 critic sub-network at the row counts one step uses. `--flops` counts the floating-point
 operations of one iteration's graph (TensorFlow's static count, forward and backward) and
@@ -52,7 +52,8 @@ def setup_config(name: str, setup: str) -> tuple[tuple[ModalitySpec, ...], dict,
     """(specs, config, batch size) of model `name` in `setup`, from its config file."""
     path = os.path.join(ROOT, "configs", f"{setup}_{name}.cfg")
     if not os.path.exists(path):
-        path = os.path.join(ROOT, "configs", f"{setup}_mmali.cfg")
+        raise SystemExit(f"error: no configs/{setup}_{name}.cfg: model {name!r} has no "
+                         f"{setup} setup")
     config = config_from_flagfile(path)
     return SETUPS[setup], config, int(config["batch_size"])
 
@@ -172,7 +173,7 @@ def profile(name: str, setup: str, steps: int, jit: bool) -> list[tuple[str, flo
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="mmali,mmali_joint")
+    p.add_argument("--models", default="mmali")
     p.add_argument("--setups", default="mnist_svhn,digits")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--jit", default="on,off", help="comma list of on/off")
@@ -180,6 +181,11 @@ def main(argv=None) -> None:
     p.add_argument("--flops", action="store_true",
                    help="count GFLOP per iteration and compare with the sgemm peak")
     args = p.parse_args(argv)
+    names = models.model_names() if args.models == "all" else args.models.split(",")
+    unknown = [n for n in names if n not in models.model_names()]
+    if unknown:
+        p.error(f"--models: unknown model {unknown[0]!r}; registered: "
+                f"{', '.join(models.model_names())}")
     tf.config.threading.set_inter_op_parallelism_threads(2)
     jits = [j.strip() == "on" for j in args.jit.split(",") if j.strip()]
     print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs, median of {args.steps} steps\n")
@@ -189,7 +195,7 @@ def main(argv=None) -> None:
     extra = " GFLOP / iteration | GFLOP/s | ms at matmul peak |" if peak else ""
     print("| model | setup | batch | jit | ms / iteration |" + extra)
     print("|---|---|---|---|---|" + ("---|---|---|" if peak else ""))
-    for name in args.models.split(","):
+    for name in names:
         for setup in args.setups.split(","):
             gflop = step_gflop(name, setup) if peak else None
             for jit in jits:
@@ -199,7 +205,7 @@ def main(argv=None) -> None:
                     row += f" {gflop:.1f} | {gflop / ms * 1e3:.0f} | {gflop / peak * 1e3:.0f} |"
                 print(row, flush=True)
     if args.profile:
-        for name in args.models.split(","):
+        for name in names:
             for jit in jits:
                 rows = profile(name, "mnist_svhn", args.steps, jit)
                 if rows:

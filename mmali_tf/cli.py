@@ -18,6 +18,7 @@ from typing import Iterator, NoReturn, Sequence
 
 from absl import flags
 
+from mmali_tf import flags as flags_lib
 from mmali_tf.flags import FlagUsageError
 
 USAGE_EXIT_CODE = 2
@@ -60,9 +61,17 @@ def flag_error_message(error: Exception) -> str:
 
 
 def parse_flags(argv: Sequence[str]) -> list[str]:
-    """`flags_parser` for `absl.app.run`: parse argv into FLAGS or exit 2 with one line."""
+    """`flags_parser` for `absl.app.run`: parse argv into FLAGS or exit 2 with one line.
+
+    When `--plugins` is defined, the plugin modules named in argv (or its flagfiles) are read
+    first, so their models, datasets and flags are known to the parse.
+    """
     try:
+        if "plugins" in flags.FLAGS:
+            flags_lib.load_plugins(flags_lib.plugins_in_argv(argv))
         return flags.FLAGS(list(argv))
+    except FlagUsageError as error:
+        fail(str(error))
     except flags.Error as error:
         fail(flag_error_message(error))
 

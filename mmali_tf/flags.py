@@ -1,19 +1,23 @@
 """Every command-line flag of mmali_tf, defined once, with help text and validators.
 
-Entry points call one `define_*_flags()` function (training, evaluation, export, translation);
-each flag is defined only here. This module imports absl only (no TensorFlow), so the
-TensorFlow-free tools can use it too.
+Entry points call one `define_*_flags()` function (training, evaluation, export, translation).
+Shared flags are defined here; a flag that only one model or dataset reads may instead be
+declared in its registration (`mmali_tf.registry`), and is defined by `define_declared_flags`.
+The choices of `--model` and `--dataset` are the registries' names, read when a value is
+parsed, so models and datasets of `--plugins` modules are accepted. This module imports absl
+and the registry only (no TensorFlow), so the TensorFlow-free tools can use it too.
 """
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
+
 from absl import flags
+
+from mmali_tf import registry
 
 FLAGS = flags.FLAGS
 
-DATASETS = ("digits", "mnist_svhn", "multimnist", "fashion_rotated", "features")
-MODELS = ("mmali", "mmali_joint", "mvae", "jmvae", "mmvae", "mmjsd", "mmjsd_ms",
-          "ci_mmvae", "cc_mmvae", "ci_mvae", "cc_mvae", "ci_jmvae", "cc_jmvae")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -45,6 +49,119 @@ def define_train_flags() -> None:
     _define_vae_flags()
     _define_cross_flag_validators()
     _TRAIN_FLAG_NAMES.extend(name for name in FLAGS if name not in before)
+    define_declared_flags()
+
+
+class RegistryEnumParser(flags.EnumParser):
+    """Enum parser whose choices are the live names of a registry kind (plugins included)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(registry.names(kind))
+
+    @property
+    def enum_values(self) -> list[str]:
+        return list(registry.names(self.kind))
+
+    @enum_values.setter
+    def enum_values(self, value: Sequence[str]) -> None:
+        """The choices always come from the registry."""
+
+
+def _registry_help(kind: str, text: str) -> str:
+    return f"<{'|'.join(registry.names(kind))}>: {text}"
+
+
+_REGISTRY_FLAGS = {"model": ("model", "mmali", "Model to train (and models of --plugins)."),
+                   "dataset": ("dataset", "digits", "Paired multimodal dataset (and datasets "
+                               "of --plugins).")}
+
+
+def _define_registry_enum(flag: str) -> None:
+    kind, default, text = _REGISTRY_FLAGS[flag]
+    flags.DEFINE(RegistryEnumParser(kind), flag, default, _registry_help(kind, text),
+                 serializer=flags.ArgumentSerializer())
+
+
+_DEFINE_BY_TYPE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
+                   float: flags.DEFINE_float, str: flags.DEFINE_string}
+_declared: dict[str, tuple] = {}
+
+
+def define_declared_flags() -> None:
+    """Define the flags that registered models and datasets declare (idempotent); call again
+    after loading plugins. Also refreshes the choices listed in --model/--dataset help."""
+    if not _defined("run_dir"):
+        return
+    for flag, (kind, _, text) in _REGISTRY_FLAGS.items():
+        FLAGS[flag].help = _registry_help(kind, text)
+    for entry, spec in registry.declared_flags():
+        name, default, help_text = spec[:3]
+        extra = dict(spec[3]) if len(spec) == 4 else {}
+        if name in _declared:
+            if _declared[name] != spec:
+                raise registry.RegistryError(f"flag --{name} is declared twice with different "
+                                             f"definitions (again by {entry.where})")
+            continue
+        if _defined(name):
+            raise registry.RegistryError(f"{entry.where} declares flag --{name}, which "
+                                         "mmali_tf already defines")
+        if "enum_values" in extra:
+            flags.DEFINE_enum(name, default, list(extra.pop("enum_values")), help_text)
+        elif isinstance(default, (list, tuple)):
+            flags.DEFINE_list(name, list(default), help_text)
+        elif type(default) in _DEFINE_BY_TYPE:
+            _DEFINE_BY_TYPE[type(default)](name, default, help_text, **extra)
+        else:
+            raise registry.RegistryError(f"{entry.where}: flag --{name} has a default of "
+                                         f"unsupported type {type(default).__name__}")
+        _declared[name] = spec
+        _TRAIN_FLAG_NAMES.append(name)
+
+
+def plugins_in_argv(argv: Sequence[str]) -> list[str]:
+    """The `--plugins` values of argv, flagfiles expanded (before parsing)."""
+    try:
+        args = FLAGS.read_flags_from_files(list(argv[1:]), force_gnu=False)
+    except flags.Error:
+        args = list(argv[1:])  # the real parse reports the bad flagfile
+    found = []
+    for i, arg in enumerate(args):
+        bare = arg.lstrip("-")
+        if arg.startswith("-") and bare.startswith("plugins="):
+            found.append(bare.split("=", 1)[1])
+        elif arg.startswith("-") and bare == "plugins" and i + 1 < len(args):
+            found.append(args[i + 1])
+    return found
+
+
+def load_plugins(modules: Sequence[str]) -> None:
+    """Read plugin declarations and define their flags (FlagUsageError on a bad plugin)."""
+    try:
+        registry.load_plugins(modules)
+        define_declared_flags()
+    except registry.RegistryError as error:
+        raise FlagUsageError(str(error)) from None
+
+
+def check_dataset_flags(config: Mapping[str, Any]) -> None:
+    """FlagUsageError when a dataset flag the chosen dataset does not read is set.
+
+    "Set" means different from the flag's default, so this works for parsed flags and for
+    dict configs alike.
+    """
+    dataset = str(config.get("dataset", FLAGS["dataset"].default))
+    try:
+        reads = registry.dataset_reads(dataset)
+    except ValueError as error:
+        raise FlagUsageError(str(error)) from None
+    for name in registry.dataset_flags():
+        if name in reads or name not in config or not _defined(name):
+            continue
+        if config[name] != FLAGS[name].default:
+            listed = " ".join(f"--{f}" for f in reads) or "none"
+            raise FlagUsageError(f"--{name}={config[name]}: --dataset={dataset} does not read "
+                                 f"it (dataset flags it reads: {listed})")
 
 
 # ------------------------------------------------------------------------------------ run
@@ -52,7 +169,12 @@ def _define_run_flags() -> None:
     flags.DEFINE_string("run_dir", "runs/default", "Run directory: flags.txt, checkpoints/, "
                         "tensorboard/, samples/, model.keras, train_log.csv. Rerunning the same "
                         "command resumes from its last checkpoint.")
-    flags.DEFINE_enum("model", "mmali", MODELS, "Model to train.")
+    _define_registry_enum("model")
+    flags.DEFINE_multi_string("plugins", [], "Python module (importable from sys.path; repeat "
+                              "the flag for several) whose mmali_tf.registry declarations add "
+                              "models, datasets, network families or fusion methods. Recorded "
+                              "in flags.txt and run.json, so evaluation and export load it "
+                              "too.")
     flags.DEFINE_integer("max_steps", 2000, "Total training iterations (each one full "
                          "critic + generator update for mmALI).", lower_bound=1)
     flags.DEFINE_integer("batch_size", 64, "Global batch size of one draw (split over replicas).",
@@ -90,13 +212,14 @@ def _define_run_flags() -> None:
 
 # ------------------------------------------------------------------------------------ data
 def _define_data_flags() -> None:
-    flags.DEFINE_enum("dataset", "digits", DATASETS, "Paired multimodal dataset.")
-    flags.DEFINE_string("data_dir", "data", "Directory holding real dataset files (MNIST IDX, "
-                        "SVHN .mat, features .npz).")
+    _define_registry_enum("dataset")
+    flags.DEFINE_string("data_dir", "data", "Directory holding real dataset files (MNIST and "
+                        "Fashion-MNIST IDX, SVHN .mat).")
     flags.DEFINE_string("cache_dir", "", "Cache of rendered/derived datasets (default: "
                         "$MMALI_CACHE or ~/.cache/mmali_tf).")
     flags.DEFINE_boolean("use_tfds", False, "Read mnist / svhn_cropped from TensorFlow Datasets "
-                         "(already downloaded by the user) instead of local files.")
+                         "(already prepared by the user; pip install -e \".[tfds]\") instead "
+                         "of local files.")
     flags.DEFINE_integer("data_multiplication", 30, "dm: each instance is paired with dm random "
                          "same-class instances of the other modalities.", lower_bound=1)
     flags.DEFINE_integer("max_per_class", 10000, "max_d: at most this many instances per class "
@@ -161,12 +284,11 @@ def _define_vae_flags() -> None:
     flags.DEFINE_enum("posterior", "laplace", ("laplace", "normal"), "MMVAE posterior and "
                       "prior family.")
     flags.DEFINE_boolean("learn_prior", True, "MMVAE: learn the prior's scales.")
-    flags.DEFINE_float("gamma", 2.0, "Contrastive models: weight of the positive term "
-                       "(must be > 1; gamma=1 collapses).", lower_bound=0.0)
+    flags.DEFINE_float("gamma", 2.0, "Contrastive models: weight of the positive term; use "
+                       "gamma > 1 (values <= 1 are accepted with a warning: the paper reports "
+                       "collapse at gamma = 1).", lower_bound=0.0)
     flags.DEFINE_integer("num_negatives", 5, "Contrastive models: in-batch negatives N.",
                          lower_bound=1)
-    flags.DEFINE_enum("negative_estimator", "iwae", ("iwae", "cubo"), "Contrastive models: "
-                      "estimator of the negative term (cI: iwae, cC: cubo).")
     flags.DEFINE_float("beta_style", 1.0, "mmJSD-MS: weight of the style KL terms.",
                        lower_bound=0.0)
     flags.DEFINE_float("beta_content", 1.0, "mmJSD-MS: weight of the content JS term.",

@@ -4,7 +4,8 @@ Every model keeps a per-modality latent `z_m = [s_m | c]`: `style_dim` private s
 first, then `content_dim` content entries shared across modalities (the reference mmALI order).
 Posterior fusion acts on the content part only, so it is the same for models with and without
 a style subspace. These functions are used by the models *and* traced into the exported ONNX
-graphs, so they are plain TensorFlow ops.
+graphs, so they are plain TensorFlow ops. Fusion methods are declared with
+`registry.register_fusion` (a plugin may add one); `FUSION_METHODS` lists the registered names.
 """
 
 from __future__ import annotations
@@ -15,8 +16,17 @@ from typing import Sequence
 
 import tensorflow as tf
 
-FUSION_METHODS = ("poe", "moe_mean", "geometric")
+from mmali_tf import registry
+from mmali_tf.registry import register_fusion
+
 FAMILIES = ("normal", "laplace")
+
+
+def __getattr__(name: str):
+    """`FUSION_METHODS`: the registered fusion method names (read when accessed)."""
+    if name == "FUSION_METHODS":
+        return registry.names("fusion")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +83,7 @@ def reparameterize(mean: tf.Tensor, logvar: tf.Tensor, noise: tf.Tensor,
     return mean + scale_from_logvar(logvar, family) * noise
 
 
+@register_fusion("poe")
 def product_of_experts(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor],
                        prior_expert: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
     """Gaussian product of experts, computed in log-variance space.
@@ -91,6 +102,7 @@ def product_of_experts(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor],
     return mean, logvar
 
 
+@register_fusion("geometric")
 def geometric_mean(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor],
                    prior_expert: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
     """Geometric mean of Gaussian experts ("average=True" in the mmALI code).
@@ -103,6 +115,7 @@ def geometric_mean(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor],
     return mean, logvar + math.log(k)
 
 
+@register_fusion("moe_mean")
 def moe_moment_match(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor],
                      prior_expert: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
     """Gaussian matching the first two moments of the uniform mixture of the experts.
@@ -120,17 +133,13 @@ def moe_moment_match(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor],
     return mean, tf.math.log(tf.maximum(second - tf.square(mean), 1e-12))
 
 
-_FUSERS = {"poe": product_of_experts, "moe_mean": moe_moment_match, "geometric": geometric_mean}
-
-
 def fuse(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor], method: str,
          prior_expert: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-    """Fuse unimodal Gaussian posteriors with `method` in FUSION_METHODS."""
-    if method not in _FUSERS:
-        raise ValueError(f"unknown fusion method {method!r}; expected one of {FUSION_METHODS}")
+    """Fuse unimodal Gaussian posteriors with a registered fusion `method`."""
+    fuser = registry.load("fusion", method)
     if not means:
         raise ValueError("fuse needs at least one expert")
-    return _FUSERS[method](means, logvars, prior_expert)
+    return fuser(means, logvars, prior_expert)
 
 
 def gaussian_kl_standard(mean: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:

@@ -28,11 +28,10 @@ import os
 import tempfile
 from typing import Any, Iterator, Mapping, Sequence
 
-#: Flags that change the variables (or the data identity) of a run; a run directory trained
-#: with other values cannot be resumed.
-SHAPE_FLAGS = ("model", "dataset", "base_set", "num_views", "features_file", "latent_dim",
-               "style_dim", "deterministic", "spectral_norm", "amsgrad", "learn_prior",
-               "posterior")
+#: Flags that change the variables (or the data identity) of every run; a run directory
+#: trained with other values cannot be resumed. `shape_flags` adds the model's and the
+#: dataset's own (`MultimodalModel.shape_flags`, `register_dataset(shape_flags=...)`).
+BASE_SHAPE_FLAGS = ("model", "dataset", "latent_dim", "style_dim", "amsgrad")
 #: Flags compared only by whether they are zero (EMA clones exist iff ema_decay > 0).
 _ON_OFF_FLAGS = ("ema_decay",)
 
@@ -97,10 +96,23 @@ def parse_flags_text(text: str) -> dict[str, str]:
     return {k: ",".join(v) for k, v in out.items()}
 
 
+def shape_flags(model: str, dataset: str) -> tuple[str, ...]:
+    """Shape/identity flags of a run of `model` on `dataset` (registered names; an unknown
+    name adds nothing, and `model`/`dataset` themselves are always compared)."""
+    from mmali_tf import registry
+
+    out = list(BASE_SHAPE_FLAGS)
+    if model in registry.names("model"):
+        out += registry.load("model", model).shape_flags
+    if dataset in registry.names("dataset"):
+        out += registry.get("dataset", dataset).option("shape_flags", ())
+    return tuple(dict.fromkeys(out))
+
+
 def incompatible_flags(old: Mapping[str, str], new: Mapping[str, Any]) -> list[str]:
     """Names of shape/identity flags whose values differ between a run's flags and `new`."""
     diff = []
-    for name in SHAPE_FLAGS:
+    for name in shape_flags(old.get("model", ""), old.get("dataset", "")):
         if name in old and name in new and old[name] != _flag_value_text(new[name]):
             diff.append(name)
     for name in _ON_OFF_FLAGS:
@@ -270,6 +282,7 @@ def load_trained(run_dir: str, step: int | None = None) -> TrainedRun:
     Inference uses the EMA networks by default when the run trained with EMA
     (`model.encode(..., ema=False)` selects the raw ones).
     """
+    from mmali_tf import flags as flags_lib
     from mmali_tf import models
     from mmali_tf.data.specs import ModalitySpec
 
@@ -280,6 +293,7 @@ def load_trained(run_dir: str, step: int | None = None) -> TrainedRun:
     with open(run.run_json, encoding="utf-8") as f:
         record = json.load(f)
     config = dict(record["config"])
+    flags_lib.load_plugins(config.get("plugins") or [])
     specs = [ModalitySpec.from_dict(d) for d in record["specs"]]
     model = models.build(config["model"], specs, config)
     model.build_from_specs()

@@ -64,6 +64,42 @@ def config_from_flags() -> dict[str, Any]:
     return {name: flags_lib.FLAGS[name].value for name in flags_lib.train_flag_names()}
 
 
+def make_config(overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """A complete training config: every training flag's default, then `overrides`/`kwargs`.
+
+    The Python counterpart of a flagfile (`train(make_config(model="mvae", max_steps=100))`):
+    plugins named in `plugins` are loaded first; each value goes through its flag's parser
+    (types, choices, bounds) and the dataset-flag check, so mistakes raise a one-line
+    ValueError naming the key instead of failing later.
+    """
+    from absl import flags as absl_flags_lib
+
+    values = {**dict(overrides or {}), **kwargs}
+    flags_lib.define_train_flags()
+    flags_lib.load_plugins(list(values.get("plugins") or []))
+    names = flags_lib.train_flag_names()
+    config = {name: flags_lib.FLAGS[name].default for name in names}
+    for key, value in values.items():
+        if key not in config:
+            raise flags_lib.FlagUsageError(f"unknown config key {key!r}; it is not a training "
+                                           "flag (python -m mmali_tf.train --helpfull)")
+        flag = flags_lib.FLAGS[key]
+        try:
+            if value is None:
+                config[key] = None
+            elif isinstance(flag, absl_flags_lib.MultiFlag):
+                items = [value] if isinstance(value, str) else list(value)
+                config[key] = [flag.parser.parse(v) for v in items]
+            elif isinstance(value, (list, tuple)):
+                config[key] = flag.parser.parse(",".join(str(v) for v in value))
+            else:
+                config[key] = flag.parser.parse(value)
+        except (ValueError, TypeError, absl_flags_lib.Error) as error:
+            raise flags_lib.FlagUsageError(f"{key}={value!r}: {error}") from None
+    flags_lib.check_dataset_flags(config)
+    return config
+
+
 def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
     """Check the run dir, load data, build + compile the model in scope and restore (resume).
 
@@ -77,6 +113,7 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
     from mmali_tf import run_dir as run_dir_lib
 
     config = dict(config)
+    flags_lib.load_plugins(list(config.get("plugins") or []))
     strategy = strategy or tf.distribute.get_strategy()
     suffix = distribute.worker_suffix(strategy)
     root = os.path.join(config["run_dir"], "workers", suffix) if suffix else config["run_dir"]
@@ -215,6 +252,7 @@ def main(argv: Sequence[str]) -> None:
         absl_logging.set_verbosity(absl_logging.WARNING)
         logging.getLogger("tensorflow").setLevel(logging.WARNING)
     with cli.user_errors():
+        flags_lib.check_dataset_flags(config)
         from mmali_tf import distribute
 
         strategy = distribute.make_strategy(config["strategy"], int(config["num_cpu_replicas"]))

@@ -16,6 +16,7 @@ import numpy as np
 from mmali_tf.data import cache, fonts
 from mmali_tf.data.pairing import PairingRule, build_split, pairing_rng, stratified_split
 from mmali_tf.data.specs import ModalitySpec, PairedDataset
+from mmali_tf.registry import register_dataset
 
 VERSION = 1
 RENDER_SEED = 20_240_611      # rendering rng: fixed, independent of the training seed
@@ -77,6 +78,7 @@ def splits(config: Mapping[str, Any]) -> dict[str, dict[str, tuple[np.ndarray, n
     return out
 
 
+@register_dataset("digits", reads=("digits_print_per_class",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `digits` PairedDataset (modalities `hand`, `print`)."""
     rule = PairingRule.from_config(config)

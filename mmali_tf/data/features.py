@@ -3,7 +3,8 @@
 Arrays: `<m>_train`, `<m>_test` (float (N_m, D_m)) for every modality m, in the file's order
 (which becomes the modality order); labels `<m>_label_<split>` or a shared `label_<split>`
 whose length matches N_m; optional `pairs_<split>` int (P, M) index matrices (e.g. caption t
-with image t // 10). Without them, row i of every modality pairs with row i.
+with image t // 10). Without them, row i of every modality pairs with row i. The pairing
+flags (`--data_multiplication`, ...) do not apply, so setting one is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from mmali_tf.data.pairing import full_pool
 from mmali_tf.data.specs import ModalitySpec, PairedDataset, PairedSplit
+from mmali_tf.registry import register_dataset
 
 SPLITS = ("train", "test")
 
@@ -63,6 +65,8 @@ def _pairs(z: Mapping[str, np.ndarray], split: str, sizes: list[int], path: str)
     return pairs.astype(np.int32)
 
 
+@register_dataset("features", pairing=False, reads=("features_file",),
+                  shape_flags=("features_file",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `features` PairedDataset read from `features_file`."""
     path = str(config.get("features_file", ""))

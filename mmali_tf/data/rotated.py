@@ -14,6 +14,7 @@ import numpy as np
 from mmali_tf.data import digits, idx
 from mmali_tf.data.pairing import PairingRule, build_split, pairing_rng
 from mmali_tf.data.specs import ModalitySpec, PairedDataset
+from mmali_tf.registry import register_dataset
 
 BASE_SETS = ("mnist", "fashion", "digits")
 
@@ -61,12 +62,16 @@ def build(name: str, base: Mapping[str, tuple[np.ndarray, np.ndarray]],
     return PairedDataset(name=name, specs=specs, train=splits["train"], test=splits["test"])
 
 
+@register_dataset("multimnist", reads=("num_views", "base_set", "data_dir", "use_tfds",
+                                        "digits_print_per_class"),
+                  shape_flags=("base_set", "num_views"))
 def load_multimnist(config: Mapping[str, Any]) -> PairedDataset:
     """`multimnist`: `num_views` rotated views of base set `base_set` (mnist, fashion, digits)."""
     base_set = str(config.get("base_set", "digits"))
     return build("multimnist", _base_images(base_set, config), config)
 
 
+@register_dataset("fashion_rotated", reads=("num_views", "data_dir"), shape_flags=("num_views",))
 def load_fashion_rotated(config: Mapping[str, Any]) -> PairedDataset:
     """`fashion_rotated`: `num_views` rotated views of the real 70k Fashion-MNIST images."""
     return build("fashion_rotated", idx.load_fashion(config), config)

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from mmali_tf import registry
+
 KINDS = ("image", "vector")
-NETWORKS = ("mnist_mlp", "svhn_conv", "feature_mlp")
 LIKELIHOODS = ("laplace", "normal", "bernoulli")
 
 
@@ -25,8 +26,8 @@ class ModalitySpec:
       name: stable modality key (`hand`, `print`, `mnist`, `svhn`, `rot90`, `image`, `caption`).
       shape: per-example shape, HWC for images or (D,) for vectors.
       kind: `image` or `vector`.
-      network: network family key used by `mmali_tf.networks` (`mnist_mlp`, `svhn_conv`,
-        `feature_mlp`).
+      network: network family key used by `mmali_tf.networks` (a registered family:
+        `mnist_mlp`, `svhn_conv`, `feature_mlp`, or one of a plugin).
       value_range: (low, high) of model inputs/outputs; decoders of images end in a sigmoid.
       dtype: dtype of model inputs (always float32 for now).
       likelihood: VAE likelihood family of p(x|z) (`laplace`, `normal`, `bernoulli`).
@@ -49,9 +50,10 @@ class ModalitySpec:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"ModalitySpec {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
-        if self.network not in NETWORKS:
+        families = registry.names("network")
+        if self.network not in families:
             raise ValueError(
-                f"ModalitySpec {self.name!r}: network {self.network!r} is not one of {NETWORKS}")
+                f"ModalitySpec {self.name!r}: network {self.network!r} is not one of {families}")
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(
                 f"ModalitySpec {self.name!r}: likelihood {self.likelihood!r} is not one of "

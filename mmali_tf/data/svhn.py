@@ -10,6 +10,7 @@ import numpy as np
 from mmali_tf.data import idx
 from mmali_tf.data.pairing import PairingRule, build_split, pairing_rng
 from mmali_tf.data.specs import ModalitySpec, PairedDataset
+from mmali_tf.registry import register_dataset
 
 MNIST = ModalitySpec("mnist", (28, 28, 1), "image", "mnist_mlp")
 SVHN = ModalitySpec("svhn", (32, 32, 3), "image", "svhn_conv")
@@ -60,6 +61,7 @@ def load_svhn(config: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarr
     return out
 
 
+@register_dataset("mnist_svhn", reads=("data_dir", "use_tfds"))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `mnist_svhn` PairedDataset (modalities `mnist`, `svhn`), paired per SPEC 6.1."""
     mnist, svhn = idx.load_mnist(config), load_svhn(config)

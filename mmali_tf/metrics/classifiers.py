@@ -1,11 +1,13 @@
 """Pre-trained per-modality digit classifiers used to score coherence.
 
-Architectures follow the reference evaluation code (SPEC_MMALI 7.2): an MNIST-style CNN for
-`mnist_mlp` modalities, the SVHN-style CNN for `svhn_conv` modalities and an MLP for vectors.
-Each network is split into `features` and a linear `head`; the dropout between them is the
-one the reference MNIST classifier applies functionally (always on) -- the `reference`
-protocol reproduces that (and the reference dropout rate 0.5), `clean` switches it off at
-inference and trains with rate 0.1, which converges in a few epochs on small datasets.
+Architectures follow the reference evaluation code (SPEC_MMALI 7.2) and are chosen from the
+ModalitySpec's kind and shape, never from its network family (`architecture`): the MNIST CNN
+for grey images of at least 16x16, an SVHN-style CNN for any other image (stride-2 blocks until
+the map is at most 4x4, then a 'valid' block to 1x1: exactly the SVHN classifier at 32x32) and
+an MLP for vectors. Each network is split into `features` and a linear `head`; the dropout
+between them is the one the reference MNIST classifier applies functionally (always on) -- the
+`reference` protocol reproduces that (and the reference dropout rate 0.5), `clean` switches it
+off at inference and trains with rate 0.1, which converges in a few epochs on small datasets.
 
 A classifier is trained once per (dataset contents, modality, protocol, epochs, seed) and
 cached with `mmali_tf.data.cache` (an `.npz` of weights plus a JSON sidecar holding its sha256);
@@ -27,7 +29,10 @@ from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.metrics.common import check_protocol, instance_batches
 from mmali_tf.data.cache import cache_root, cached_arrays
 
-ARCH_VERSION = 2
+ARCH_VERSION = 3
+#: smallest side of a grey image the MNIST CNN takes (two 5x5 valid convolutions + pools).
+MNIST_CNN_MIN_SIDE = 16
+CONV_FILTERS = (32, 64, 64)
 VAL_FRACTION = 0.1
 #: dropout rate of every dropout layer while training, per protocol. The reference rate (0.5
 #: after every layer) needs tens of epochs on small datasets; dropout is off at inference in
@@ -35,8 +40,19 @@ VAL_FRACTION = 0.1
 DROPOUT = {"clean": 0.1, "reference": 0.5}
 
 
-def _conv_block(x: Any, filters: int, padding: str, rate: float) -> Any:
-    x = keras.layers.Conv2D(filters, 4, strides=2, padding=padding)(x)
+def architecture(spec: ModalitySpec) -> str:
+    """`mnist_cnn`, `conv` or `mlp`: the classifier of a modality, from its kind and shape."""
+    if spec.kind == "vector" or len(spec.shape) != 3:
+        return "mlp"
+    height, width, channels = spec.shape
+    if channels == 1 and min(height, width) >= MNIST_CNN_MIN_SIDE:
+        return "mnist_cnn"
+    return "conv"
+
+
+def _conv_block(x: Any, filters: int, padding: str, rate: float, kernel: Any = 4,
+                strides: int = 2) -> Any:
+    x = keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding)(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
     x = keras.layers.Dropout(rate)(x)
     return keras.layers.ReLU()(x)
@@ -47,21 +63,25 @@ def build_networks(spec: ModalitySpec, num_classes: int,
     """(features, head, head_dropout) for a modality; head_dropout: a dropout of `rate` sits
     before the head during training (and, for the reference MNIST classifier, at test time)."""
     inp = keras.Input(spec.shape)
-    if spec.network == "mnist_mlp":
+    arch = architecture(spec)
+    if arch == "mnist_cnn":
         x = keras.layers.Conv2D(10, 5)(inp)
         x = keras.layers.ReLU()(keras.layers.MaxPooling2D(2)(x))
         x = keras.layers.SpatialDropout2D(rate)(keras.layers.Conv2D(20, 5)(x))
         x = keras.layers.ReLU()(keras.layers.MaxPooling2D(2)(x))
         x = keras.layers.Dense(50, activation="relu")(keras.layers.Flatten()(x))
         dropout = True
-    elif spec.network == "svhn_conv":
-        x = inp
-        for filters in (32, 64, 64):
-            x = _conv_block(x, filters, "same", rate)
-        x = keras.layers.Flatten()(_conv_block(x, 128, "valid", rate))
+    elif arch == "conv":
+        x, block = inp, 0
+        while max(x.shape[1], x.shape[2]) > 4:
+            x = _conv_block(x, CONV_FILTERS[min(block, len(CONV_FILTERS) - 1)], "same", rate)
+            block += 1
+        x = _conv_block(x, 128, "valid", rate, kernel=tuple(x.shape[1:3]), strides=1)
+        x = keras.layers.Flatten()(x)
         dropout = False
     else:
-        x = keras.layers.Dense(256, activation="relu")(inp)
+        x = keras.layers.Flatten()(inp)
+        x = keras.layers.Dense(256, activation="relu")(x)
         x = keras.layers.Dense(128, activation="relu")(x)
         dropout = True
     features = keras.Model(inp, x, name=f"clf_features_{spec.name}")
@@ -135,7 +155,7 @@ def _train(spec: ModalitySpec, x: np.ndarray, y: np.ndarray, x_sel: np.ndarray,
     if x.dtype == np.uint8:
         data = data.map(_uint8_to_unit)
     clf = DigitClassifier(spec.name, features, head,
-                          rate if (protocol == "reference" and spec.network == "mnist_mlp")
+                          rate if (protocol == "reference" and architecture(spec) == "mnist_cnn")
                           else 0.0)
     sel_seed = keras.random.SeedGenerator(seed)
     best, best_weights = -1.0, None

@@ -54,6 +54,9 @@ class MultimodalModel(keras.Model):
     prior_expert: bool = False
     #: True when encoders output a point code (mmALI `--deterministic`).
     deterministic: bool = False
+    #: flags besides the latent sizes that change this model's variables: a run directory
+    #: trained with other values cannot be resumed (`run_dir.shape_flags`).
+    shape_flags: tuple[str, ...] = ()
 
     def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
                  config: Mapping[str, Any], **kwargs: Any) -> None:

@@ -29,6 +29,7 @@ from mmali_tf import networks
 from mmali_tf.models import mmali_losses as L
 from mmali_tf.models.base import MultimodalModel
 from mmali_tf.models.optimizers import attach_optimizers
+from mmali_tf.registry import register_model
 
 Batch = Mapping[str, tf.Tensor]
 sg = tf.stop_gradient
@@ -58,6 +59,7 @@ class AdversarialModel(MultimodalModel):
     """
 
     draws_per_update: int = 2
+    shape_flags = ("deterministic", "spectral_norm")
 
     def build_networks(self) -> None:
         self.deterministic = bool(self.config.get("deterministic", False))
@@ -164,7 +166,7 @@ class AdversarialModel(MultimodalModel):
         return {name: t.result() for name, t in self.trackers.items()}
 
 
-@keras.saving.register_keras_serializable(package="mmali")
+@register_model("mmali")
 class MMALI(AdversarialModel):
     """Factorised-discriminator mmALI (registry name "mmali")."""
 

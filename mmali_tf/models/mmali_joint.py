@@ -20,9 +20,10 @@ import tensorflow as tf
 from mmali_tf import networks
 from mmali_tf.models import mmali_losses as L
 from mmali_tf.models.mmali import AdversarialModel, Batch, paired_features, sg
+from mmali_tf.registry import register_model
 
 
-@keras.saving.register_keras_serializable(package="mmali")
+@register_model("mmali_joint")
 class MMALIJoint(AdversarialModel):
     """Joint-discriminator ablation (registry name "mmali_joint")."""
 

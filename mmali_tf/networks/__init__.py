@@ -1,7 +1,7 @@
 """Keras functional networks per modality family (`spec.network`) and the critics.
 
-Families: `mnist_mlp` (MLPs on flattened images), `svhn_conv` (32x32xC convnets), `feature_mlp`
-(vector features). Encoders output raw linear parameters (callers split [mean | logvar]);
+Families (declared in their modules with `registry.register_network_family`): `mnist_mlp`
+(MLPs on flattened images), `svhn_conv` (32x32xC convnets), `feature_mlp` (vector features). Encoders output raw linear parameters (callers split [mean | logvar]);
 image decoders end in a sigmoid scaled to `spec.value_range`, vector decoders are linear.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import keras
 
-from mmali_tf.networks.critics import (FAMILIES, build_joint_critic, build_joint_xz_critic,
+from mmali_tf.networks.critics import (build_joint_critic, build_joint_xz_critic,
                                        build_xz_critic, check_dim, family)
 from mmali_tf.networks.init import INITS, check_init
 from mmali_tf.networks.spectral_norm import SNConv2D, SNDense
 
-__all__ = ["FAMILIES", "INITS", "SNConv2D", "SNDense", "build_decoder", "build_encoder",
+__all__ = ["INITS", "SNConv2D", "SNDense", "build_decoder", "build_encoder",
            "build_joint_critic", "build_joint_xz_critic", "build_xz_critic"]
 
 

@@ -12,6 +12,9 @@ import keras
 
 from mmali_tf.networks.init import conv2d, conv2d_transpose, dense
 from mmali_tf.networks.spectral_norm import critic_conv2d, critic_dense
+from mmali_tf.registry import register_network_family
+
+register_network_family("svhn_conv")
 
 SIZE = 32
 CHANNELS = (32, 64, 128)

@@ -16,10 +16,9 @@ from typing import Sequence
 
 import keras
 
-from mmali_tf.networks import conv, features, mlp
+from mmali_tf import registry
 from mmali_tf.networks.spectral_norm import critic_dense, critic_mlp
 
-FAMILIES: dict[str, ModuleType] = {"mnist_mlp": mlp, "svhn_conv": conv, "feature_mlp": features}
 DOT_WIDTH = 256
 JOINT_HEAD_WIDTHS = (1024, 1024)
 FEATURE_JOINT_HEAD_WIDTHS = (512, 512)
@@ -27,11 +26,12 @@ JOINT_XZ_Z_WIDTHS = (400, 256)
 
 
 def family(spec) -> ModuleType:
-    """The network-family module of `spec.network`, after checking that it fits `spec`."""
-    if spec.network not in FAMILIES:
+    """The network-family module of `spec.network` (a registered family), after checking that
+    it fits `spec`."""
+    if spec.network not in registry.names("network"):
         raise ValueError(f"modality {spec.name!r}: unknown network family {spec.network!r}; "
-                         f"expected one of {tuple(FAMILIES)}")
-    module = FAMILIES[spec.network]
+                         f"expected one of {registry.names('network')}")
+    module = registry.load("network", spec.network)
     module.check_spec(spec)
     return module
 

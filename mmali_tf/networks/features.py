@@ -11,6 +11,9 @@ import keras
 
 from mmali_tf.networks.init import dense
 from mmali_tf.networks.spectral_norm import critic_mlp
+from mmali_tf.registry import register_network_family
+
+register_network_family("feature_mlp")
 
 MIN_SIZE = 8
 HEAD_WIDTH = 512

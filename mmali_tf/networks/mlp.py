@@ -13,6 +13,9 @@ import keras
 
 from mmali_tf.networks.init import dense
 from mmali_tf.networks.spectral_norm import critic_mlp
+from mmali_tf.registry import register_network_family
+
+register_network_family("mnist_mlp")
 
 HIDDEN = 400
 BRANCH_WIDTHS = (400, 256)

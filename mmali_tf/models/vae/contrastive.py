@@ -33,6 +33,7 @@ from mmali_tf.models.vae.common import Batch
 from mmali_tf.models.vae.jmvae import JMVAE
 from mmali_tf.models.vae.mmvae import MMVAE
 from mmali_tf.models.vae.mvae import MVAE
+from mmali_tf.registry import register_model
 
 ESTIMATORS = {"ci": obj.iwae, "cc": obj.cubo2}
 
@@ -112,7 +113,8 @@ def _gather(x: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
     return tf.gather(x, idx, axis=0)
 
 
-@keras.saving.register_keras_serializable(package="mmali")
+@register_model("ci_mvae")
+@register_model("cc_mvae")
 class ContrastiveMVAE(ContrastiveMixin, MVAE):
     """cI-MVAE / cC-MVAE (registry names "ci_mvae", "cc_mvae")."""
 
@@ -126,7 +128,8 @@ class ContrastiveMVAE(ContrastiveMixin, MVAE):
             mu, lv, {m: _gather(batch[m], idx[m]) for m in self.modalities})
 
 
-@keras.saving.register_keras_serializable(package="mmali")
+@register_model("ci_jmvae")
+@register_model("cc_jmvae")
 class ContrastiveJMVAE(ContrastiveMixin, JMVAE):
     """cI-JMVAE / cC-JMVAE (registry names "ci_jmvae", "cc_jmvae")."""
 
@@ -142,7 +145,8 @@ class ContrastiveJMVAE(ContrastiveMixin, JMVAE):
         return self.gaussian_proposal_estimates(tf.reshape(mu, shape), tf.reshape(lv, shape), xs)
 
 
-@keras.saving.register_keras_serializable(package="mmali")
+@register_model("ci_mmvae")
+@register_model("cc_mmvae")
 class ContrastiveMMVAE(ContrastiveMixin, MMVAE):
     """cI-MMVAE / cC-MMVAE (registry names "ci_mmvae", "cc_mmvae")."""
 

@@ -25,9 +25,10 @@ from mmali_tf.models.base import Params
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
 from mmali_tf.networks.joint_encoder import build_joint_encoder
+from mmali_tf.registry import register_model
 
 
-@keras.saving.register_keras_serializable(package="mmali")
+@register_model("jmvae")
 class JMVAE(VAEModel):
     """JMVAE-kl (registry name "jmvae")."""
 

@@ -20,15 +20,16 @@ Inference: `fuse` = the dynamic-prior PoE of the unimodal experts without a prio
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from mmali_tf import latent as latent_lib
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
+from mmali_tf.registry import register_model
 
 
-@keras.saving.register_keras_serializable(package="mmali")
+@register_model("mmjsd")
+@register_model("mmjsd_ms")
 class MMJSD(VAEModel):
     """mmJSD and mmJSD-MS (registry names "mmjsd", "mmjsd_ms")."""
 

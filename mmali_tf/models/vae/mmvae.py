@@ -31,11 +31,12 @@ from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models.vae import distributions as dists
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel, dreg_gradients
+from mmali_tf.registry import register_model
 
 OBJECTIVES = ("dreg", "iwae", "elbo")
 
 
-@keras.saving.register_keras_serializable(package="mmali")
+@register_model("mmvae")
 class MMVAE(VAEModel):
     """Mixture-of-experts multimodal VAE (registry name "mmvae")."""
 
@@ -43,6 +44,7 @@ class MMVAE(VAEModel):
     default_fusion = "moe_mean"
     prior_expert = False
     batch_reduction = "sum"
+    shape_flags = ("learn_prior", "posterior")
     #: weight of the (DReG) bound in the loss; contrastive variants set gamma.
     positive_weight: float = 1.0
 

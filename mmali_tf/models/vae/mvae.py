@@ -24,9 +24,10 @@ import tensorflow as tf
 from mmali_tf import latent as latent_lib
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
+from mmali_tf.registry import register_model
 
 
-@keras.saving.register_keras_serializable(package="mmali")
+@register_model("mvae")
 class MVAE(VAEModel):
     """Multimodal VAE with a PoE joint posterior (registry name "mvae")."""
 
