@@ -98,12 +98,12 @@ def define_declared_flags() -> None:
     for entry, spec in registry.declared_flags():
         name, default, help_text = spec[:3]
         extra = dict(spec[3]) if len(spec) == 4 else {}
-        if name in _declared:
-            if _declared[name] != spec:
-                raise registry.RegistryError(f"flag --{name} is declared twice with different "
-                                             f"definitions (again by {entry.where})")
-            continue
+        if name in _declared and _declared[name] != spec:
+            raise registry.RegistryError(f"flag --{name} is declared twice with different "
+                                         f"definitions (again by {entry.where})")
         if _defined(name):
+            if name in _declared:
+                continue
             raise registry.RegistryError(f"{entry.where} declares flag --{name}, which "
                                          "mmali_tf already defines")
         if "enum_values" in extra:
@@ -116,7 +116,8 @@ def define_declared_flags() -> None:
             raise registry.RegistryError(f"{entry.where}: flag --{name} has a default of "
                                          f"unsupported type {type(default).__name__}")
         _declared[name] = spec
-        _TRAIN_FLAG_NAMES.append(name)
+        if name not in _TRAIN_FLAG_NAMES:
+            _TRAIN_FLAG_NAMES.append(name)
 
 
 def plugins_in_argv(argv: Sequence[str]) -> list[str]:

@@ -15,6 +15,16 @@ from mmali_tf.data.specs import ModalitySpec, PairedDataset, PairedSplit
 
 HAND = ModalitySpec("hand", (28, 28, 1), "image", "mnist_mlp")
 PRINT = ModalitySpec("print", (32, 32, 3), "image", "svhn_conv")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def digits_config_value(model: str, flag: str) -> str | None:
+    """The last `--flag=value` of configs/digits_<model>.cfg (every registered model has
+    one), or None when the config leaves the flag at its default."""
+    with open(os.path.join(ROOT, "configs", f"digits_{model}.cfg"), encoding="utf-8") as f:
+        found = [line.strip().split("=", 1)[1] for line in f
+                 if line.startswith(f"--{flag}=")]
+    return found[-1] if found else None
 
 
 def _class_images(rng: np.random.Generator, labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

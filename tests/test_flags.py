@@ -44,6 +44,11 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
                              "--features_file="),
     (["--ema_decay=0.2"], "--ema_decay must be 0 (off) or in (0.5, 1)"),
     (["--num_cpu_replicas=2"], "--num_cpu_replicas needs --strategy=mirrored"),
+    (["--dataset=features", "--features_file=f.npz", "--percentage=0.2"],
+     "--percentage=0.2: --dataset=features does not read it (dataset flags it reads: "
+     "--features_file)"),
+    (["--num_views=3"], "--num_views=3: --dataset=digits does not read it"),
+    (["--plugins=no_such_plugin_module"], "--plugins=no_such_plugin_module: no Python module"),
     (["--no_such_flag=1"], "unknown flag --no_such_flag"),
     (["--latent_dm=3"], "unknown flag --latent_dm; Did you mean: latent_dim?"),
     (["--flagfile=configs/does_not_exist.cfg"], "cannot open --flagfile"),
@@ -104,7 +109,8 @@ def test_flags_txt_replays_the_resolved_flags(tmp_path):
     run_dir.atomic_write_text(str(path), run_dir.format_flags(resolved))
     lines = path.read_text().splitlines()
     assert resolved["g_lr"] is None  # unset optional flags are omitted and replay as unset
-    assert len(lines) == len([n for n in names if resolved[n] is not None])
+    assert resolved["plugins"] == []  # so is an empty repeated flag
+    assert len(lines) == len([n for n in names if resolved[n] not in (None, [])])
     assert not any(line.startswith("--g_lr=") for line in lines)
     assert "--spectral_norm=false" in lines and "--lr=0.00031" in lines
     with flagsaver.flagsaver():

@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorflow.python.checkpoint import checkpoint_management
 
 import mmali_tf.data
-from mmali_tf import models, run_dir, train
+from mmali_tf import registry, run_dir, train
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models.base import MultimodalModel
 from mmali_tf.models.optimizers import attach_optimizers
@@ -82,18 +82,22 @@ def toy_dataset(name: str = "digits", config=None):
     return make_toy_dataset(specs=(SMALL_HAND, SMALL_PRINT), n_per_class=2, dm=2)
 
 
+#: registry entries that route --model=mvae / jmvae to ToyModel / ToyNaNModel.
+TOY_ENTRIES = {"mvae": registry.Entry("model", "mvae", __name__, "ToyModel"),
+               "jmvae": registry.Entry("model", "jmvae", __name__, "ToyNaNModel")}
+
+
 def install_toys() -> None:
     """Route --model=mvae / jmvae to ToyModel / ToyNaNModel and every dataset to the toy one
     (used in-process by monkeypatch and in subprocesses by tests/test_train_cli.py)."""
-    models._REGISTRY["mvae"] = f"{__name__}:ToyModel"
-    models._REGISTRY["jmvae"] = f"{__name__}:ToyNaNModel"
+    registry.entries("model").update(TOY_ENTRIES)
     mmali_tf.data.load = toy_dataset
 
 
 @pytest.fixture
 def toys(monkeypatch):
-    monkeypatch.setitem(models._REGISTRY, "mvae", f"{__name__}:ToyModel")
-    monkeypatch.setitem(models._REGISTRY, "jmvae", f"{__name__}:ToyNaNModel")
+    for name, entry in TOY_ENTRIES.items():
+        monkeypatch.setitem(registry.entries("model"), name, entry)
     monkeypatch.setattr(mmali_tf.data, "load", toy_dataset)
 
 
