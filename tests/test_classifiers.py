@@ -14,16 +14,34 @@ from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.metrics import classifiers
 
 VEC = ModalitySpec("v", (16,), "vector", "feature_mlp")
+#: a colour image of a size no network family was written for, through the MLP family.
+CAM = ModalitySpec("cam", (48, 48, 3), "image", "mnist_mlp")
+TINY = ModalitySpec("tiny", (8, 8, 1), "image", "mnist_mlp")
 
 
-@pytest.mark.parametrize("spec,dropout", [(HAND, True), (PRINT, False), (VEC, True)])
-def test_architectures_output_logits(spec, dropout):
+@pytest.mark.parametrize("spec,arch,dropout", [
+    (HAND, "mnist_cnn", True), (PRINT, "conv", False), (VEC, "mlp", True),
+    (CAM, "conv", False), (TINY, "conv", False)])
+def test_architecture_follows_kind_and_shape(spec, arch, dropout):
+    assert classifiers.architecture(spec) == arch
     features, head, head_dropout = classifiers.build_networks(spec, 10)
     out = head(features(np.zeros((3,) + spec.shape, np.float32)))
     assert tuple(out.shape) == (3, 10)
     assert head_dropout is dropout
     if spec is HAND:  # reference MNIST classifier: 320 -> 50 features
         assert features.output.shape[-1] == 50
+    if arch == "conv":  # strided blocks down to <= 4x4, then a 'valid' block to 1x1 x 128
+        assert features.output.shape[-1] == 128
+    if spec is PRINT:  # the reference SVHN classifier's parameter count
+        assert features.count_params() == 232352
+
+
+def test_48x48_colour_classifier_learns_the_classes():
+    ds = make_toy_dataset(specs=(CAM,), n_per_class=12, dm=1)
+    clf = classifiers.train_classifier(CAM, ds.train.instances["cam"], ds.train.labels["cam"],
+                                       ds.test.instances["cam"], ds.test.labels["cam"],
+                                       epochs=6, batch_size=16, seed=0)
+    assert clf.test_accuracy >= 0.8
 
 
 def _hand_data():

@@ -69,6 +69,7 @@ def plugin(tmp_path, monkeypatch):
     sys.modules.pop(PLUGIN, None)
 
 
+@pytest.mark.slow
 def test_throwaway_plugin_trains_evaluates_and_exports(plugin, tmp_path):
     from export.runtime import Bundle
     from mmali_tf import evaluate

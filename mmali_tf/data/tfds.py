@@ -20,7 +20,7 @@ def load_images(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
         import tensorflow_datasets as tfds
     except ImportError as e:
         raise ValueError("--use_tfds needs the tensorflow_datasets package, which is not "
-                         "installed (pip install tensorflow-datasets, prepare the data with "
+                         "installed (pip install -e \".[tfds]\", prepare the data with "
                          f"`tfds build {name}`, or drop --use_tfds and use local files)") from e
     try:
         images, labels = tfds.as_numpy(tfds.load(name, split=split, batch_size=-1,
