@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 import subprocess
@@ -120,6 +121,37 @@ def test_throwaway_plugin_trains_evaluates_and_exports(plugin, tmp_path):
     cams = bundle.translate("mark", "cam", marks, seed=0)
     assert cams.shape == (3, 48, 48, 3) and np.all((cams >= 0) & (cams <= 1))
     assert repo_snapshot() == before
+
+
+@pytest.mark.slow
+def test_readme_python_quick_start_runs(tmp_path, monkeypatch):
+    """README's Python snippet, as written, with tiny sizes patched into its calls."""
+    from export import onnx_export
+    from mmali_tf import evaluate
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        code = re.search(r"### The same from Python\n\n```python\n(.*?)```", f.read(),
+                         re.S).group(1)
+    cache = str(tmp_path / "cache")
+    tiny = dict(max_steps=2, batch_size=8, latent_dim=4, jit_compile=False, log_every=1,
+                checkpoint_every=2, sample_every=0, digits_print_per_class=20,
+                data_multiplication=1, cache_dir=cache)
+    make_config = train.make_config
+    monkeypatch.setattr(train, "make_config",
+                        lambda overrides=None, **kw: make_config({**dict(overrides or {}),
+                                                                  **kw, **tiny}))
+    monkeypatch.setattr(evaluate, "EvalOptions", functools.partial(
+        evaluate.EvalOptions, num_samples=20, probe_epochs=1, classifier_epochs=1,
+        iwae_samples=2, ll_items=4, cache_dir=cache))
+    monkeypatch.setattr(onnx_export, "export_bundle", functools.partial(
+        onnx_export.export_bundle, graphs=["translate_hand_to_print"]))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
+    assert namespace["result"].final_step == 2
+    assert set(namespace["metrics"]["cross_coherence"]) == {"hand->print", "print->hand"}
+    assert os.path.exists(tmp_path / "runs" / "api_mvae" / "eval" / "metrics.json")
+    assert namespace["bundle"].manifest["model"]["name"] == "mvae"
 
 
 def test_plugin_flags_replay_and_bad_plugins_are_one_line(plugin, tmp_path):
