@@ -190,8 +190,9 @@ def _graphs(manifest: Mapping[str, Any], limits: Limits) -> None:
         file = graph["file"]
         if (not isinstance(file, str) or len(file) > limits.text
                 or not FILE_NAME.fullmatch(file)):
-            _fail(f"graphs[{name!r}].file", file, "a plain '<name>.onnx' file name inside the "
-                                                  "bundle directory (no '/', '..' or absolute path)")
+            _fail(f"graphs[{name!r}].file", file, "a plain '<name>.onnx' file name inside "
+                                                  "the bundle directory (no '/', '..' or "
+                                                  "absolute path)")
         role, inputs, outputs = known[name]
         if graph["role"] != role:
             _fail(f"graphs[{name!r}].role", graph["role"], repr(role))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import subprocess
 import sys
@@ -113,8 +114,10 @@ def test_translate_png_round_trip_without_tensorflow(exported, tmp_path):
 def png_header(width: int, height: int) -> bytes:
     """A tiny PNG file that declares `width` x `height` pixels (its pixel data is cut short)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))
 
 
@@ -139,40 +142,44 @@ def test_pinned_bundle_digest(exported, tmp_path):
         f"a bundle that differs from the one pinned"), out.stderr
 
 
+def test_hostile_input_files_are_refused_before_reading(tmp_path):
+    """Sizes declared by .npy and image headers are bounded before any data is allocated."""
+    spec = {"name": "hand", "shape": [28, 28, 1], "kind": "image", "value_range": [0.0, 1.0]}
+    (tmp_path / "huge.png").write_bytes(png_header(5000, 5000))
+    (tmp_path / "bomb.png").write_bytes(png_header(100_000, 100_000))
+    (tmp_path / "huge.npy").write_bytes(npy_header((10 ** 8, 28, 28, 1)))
+    (tmp_path / "short.npy").write_bytes(npy_header((4, 28, 28, 1)))
+    for name, message in [
+        ("huge.png", "image of 5000 x 5000 pixels exceeds the limit of 16777216 pixels"),
+        ("bomb.png", "not a readable image"),
+        ("huge.npy", "not a readable .npy array"),  # declares 292 GiB, holds 64 bytes
+        ("short.npy", "not a readable .npy array"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            translate_tool.read_input(str(tmp_path / name), spec)
+
+
 def test_bad_translate_input_is_one_line_and_exit_2(exported, tmp_path):
     _, path = exported
     np.save(tmp_path / "x.npy", np.full((2, 28, 28, 1), 2.0, np.float32))
     np.save(tmp_path / "ok.npy", np.full((2, 28, 28, 1), 0.5, np.float32))
     (tmp_path / "bad.png").write_bytes(b"not a png")
-    (tmp_path / "huge.png").write_bytes(png_header(5000, 5000))
-    (tmp_path / "bomb.png").write_bytes(png_header(100_000, 100_000))
-    (tmp_path / "huge.npy").write_bytes(npy_header((10 ** 8, 28, 28, 1)))
-    (tmp_path / "short.npy").write_bytes(npy_header((4, 28, 28, 1)))
-    with open(tmp_path / "sparse.npy", "wb") as f:  # 70000 real (sparse, all-zero) images
+    with open(tmp_path / "big.npy", "wb") as f:  # 70000 real (sparse, all-zero) images
         f.write(npy_header((70_000, 28, 28, 1))[:-64])
         f.truncate(f.tell() + 70_000 * 28 * 28 * 4)
     base = [f"--bundle={path}", "--from=hand", "--to=print"]
+
+    def files(source: str, target: str = "y.npy") -> list[str]:
+        return base + [f"--input={tmp_path / source}", f"--output={tmp_path / target}"]
+
     cases = [
-        (base + [f"--input={tmp_path / 'x.npy'}", f"--output={tmp_path / 'y.npy'}"],
-         "outside the modality's range"),
-        (base + [f"--input={tmp_path / 'missing.npy'}", f"--output={tmp_path / 'y.npy'}"],
-         "no such file"),
-        (base + [f"--input={tmp_path / 'ok.npy'}", f"--output={tmp_path / 'y.txt'}"],
-         "unsupported file type '.txt'"),
-        (base + [f"--input={tmp_path / 'bad.png'}", f"--output={tmp_path / 'y.npy'}"],
-         "not a readable image"),
-        (base + [f"--input={tmp_path / 'huge.png'}", f"--output={tmp_path / 'y.npy'}"],
-         "image of 5000 x 5000 pixels exceeds the limit of 16777216 pixels"),
-        (base + [f"--input={tmp_path / 'bomb.png'}", f"--output={tmp_path / 'y.npy'}"],
-         "not a readable image"),
-        (base + [f"--input={tmp_path / 'huge.npy'}", f"--output={tmp_path / 'y.npy'}"],
-         "not a readable .npy array"),
-        (base + [f"--input={tmp_path / 'short.npy'}", f"--output={tmp_path / 'y.npy'}"],
-         "not a readable .npy array"),
-        (base + [f"--input={tmp_path / 'sparse.npy'}", f"--output={tmp_path / 'y.npy'}"],
-         "array of shape (70000, 28, 28, 1) exceeds the limits of 65536 examples"),
-        (base + [f"--input={tmp_path / 'ok.npy'}", f"--output={tmp_path / 'y.npy'}",
-                 "--bundle_digest=abc"], "bundle digest 'abc' is not a sha256"),
+        (files("x.npy"), "outside the modality's range"),
+        (files("missing.npy"), "no such file"),
+        (files("ok.npy", "y.txt"), "unsupported file type '.txt'"),
+        (files("bad.png"), "not a readable image"),
+        (files("big.npy"), "array of shape (70000, 28, 28, 1) exceeds the limits of 65536 "
+                           "examples"),
+        (files("ok.npy") + ["--bundle_digest=abc"], "bundle digest 'abc' is not a sha256"),
         ([f"--bundle={path}", "--from=hand", "--to=svhn", f"--input={tmp_path / 'ok.npy'}",
           f"--output={tmp_path / 'y.npy'}"], "unknown target modality 'svhn'"),
         ([f"--bundle={tmp_path}", "--from=hand", "--to=print", f"--input={tmp_path / 'ok.npy'}",
