@@ -69,15 +69,19 @@ def _check_listing(directory: Path, manifest: Mapping[str, Any], limits: Limits)
     """Only manifest.json and the listed graph files, all regular files, bounded in total."""
     expected = {manifest_lib.MANIFEST_NAME, *manifest["files"]}
     total = 0
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.name not in expected:
-                raise BundleError(f"bundle directory holds {show(entry.name)}, which its "
-                                  f"manifest does not list; a bundle holds only "
-                                  f"{manifest_lib.MANIFEST_NAME} and its graph files")
-            info = entry.stat(follow_symlinks=False)
-            _check_regular(entry.name, info.st_mode)
-            total += info.st_size
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name not in expected:
+                    raise BundleError(f"bundle directory holds {show(entry.name)}, which its "
+                                      f"manifest does not list; a bundle holds only "
+                                      f"{manifest_lib.MANIFEST_NAME} and its graph files")
+                info = entry.stat(follow_symlinks=False)
+                _check_regular(entry.name, info.st_mode)
+                total += info.st_size
+    except OSError as error:
+        raise BundleError(f"cannot list bundle directory {str(directory)!r} "
+                          f"({error.strerror})") from None
     if total > limits.bundle_bytes:
         raise BundleError(f"bundle files hold {total} bytes; the limit is {limits.bundle_bytes} "
                           f"(Limits.bundle_bytes)")
@@ -126,7 +130,7 @@ def read_file(directory: Path, name: str, max_bytes: int, limit: str) -> bytes:
     return data
 
 
-def check_graph(graph: str, data: bytes) -> onnx.ModelProto:
+def check_graph(graph: str, data: bytes) -> None:
     """Parse ONNX bytes without resolving anything; refuse references outside the graph."""
     try:
         model = onnx.ModelProto.FromString(data)
@@ -136,7 +140,6 @@ def check_graph(graph: str, data: bytes) -> onnx.ModelProto:
         raise BundleError(f"bundle graph {graph!r} defines local functions; bundle graphs use "
                           f"standard ONNX operators only")
     _check_subgraph(graph, model.graph)
-    return model
 
 
 def _check_subgraph(graph: str, g: onnx.GraphProto) -> None:

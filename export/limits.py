@@ -35,7 +35,7 @@ class Limits:
     graphs: int = 512
     graph_bytes: int = 1 << 30
     bundle_bytes: int = 8 << 30
-    dim: int = 1 << 16
+    dim: int = 1 << 20
     example_elements: int = 1 << 24
     batch: int = 1 << 16
     batch_elements: int = 1 << 28

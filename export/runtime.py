@@ -168,11 +168,11 @@ class Bundle:
         return np.ascontiguousarray(x)
 
     def _check_batch(self, n: int, *shapes: tuple[int, ...]) -> None:
-        """A batch of `n` examples of each shape (an input or an output) within `limits`."""
+        """A batch of `n` examples of each shape (inputs, outputs, latents) within `limits`."""
         if n > self.limits.batch:
             raise BundleError(f"batch of {n} examples exceeds the limit of {self.limits.batch} "
                               f"(Limits.batch); split it")
-        for shape in shapes:
+        for shape in (*shapes, (self.latent_dim,)):
             if n * math.prod(shape) > self.limits.batch_elements:
                 raise BundleError(f"batch of {n} x {tuple(shape)} exceeds the limit of "
                                   f"{self.limits.batch_elements} values per array "

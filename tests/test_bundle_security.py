@@ -239,7 +239,7 @@ def test_limits_bound_what_a_bundle_declares(bundle_path, tmp_path):
     original = read_manifest(bundle)
     for edit, match in [
         (lambda m: m["latent"].update(latent_dim=10 ** 12, content_dim=10 ** 12 - 3),
-         r"latent.latent_dim is 1000000000000; expected an integer in \[1, 65536\]"),
+         r"latent.latent_dim is 1000000000000; expected an integer in \[1, 1048576\]"),
         (lambda m: m["modalities"][1].update(shape=[4096, 4096, 3]),
          r"at most 16777216 elements per example"),
         (lambda m: m["modalities"][0].update(name="x" * 300), "at most 256 characters"),
@@ -261,6 +261,10 @@ def test_limits_bound_each_call(bundle_path):
             "hand", "print", x[:4])
     bundle = Bundle(bundle_path)
     refused("exceeds the limit of 65536", bundle.generate, 10 ** 12)
+    # latents (noise, z) count too, whatever the modality shapes
+    tight = Bundle(bundle_path, limits=Limits(batch_elements=8 * 1000))
+    tight._check_batch(1000)
+    refused(r"batch of 1001 x \(8,\) exceeds the limit of 8000 values", tight._check_batch, 1001)
     # a declared (broadcast) batch of 10^9 images is refused before any value is read
     huge = np.broadcast_to(np.float32(0.5), (10 ** 9, 28, 28, 1))
     refused("exceeds the limit", bundle.translate, "hand", "print", huge)
