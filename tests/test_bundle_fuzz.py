@@ -8,7 +8,8 @@ Hypothesis (derandomized: the same cases on every run, no example database) gene
   * calls of every `Bundle` method with arrays of wrong dtype/shape/values, declared (broadcast)
     batches of up to 10^12 examples, non-arrays, unknown names and bad seeds.
 Every case must either work (the mutation was harmless) or raise `BundleError` with a one-line
-message; any other exception fails the test. Counters check that both outcomes occur.
+message; any other exception fails the test. Counters check that both outcomes occur (and are
+recorded as the `outcomes` property of each test in `--junitxml` reports).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def load(path: Path, outcomes: collections.Counter) -> None:
         one_line(error)
 
 
-def test_mutated_manifests_are_refused_cleanly(fuzz_dir, original):
+def test_mutated_manifests_are_refused_cleanly(fuzz_dir, original, record_property):
     manifest = json.loads(original)
     paths = node_paths(manifest)
     mutations = st.lists(st.tuples(st.sampled_from(paths),
@@ -141,6 +142,7 @@ def test_mutated_manifests_are_refused_cleanly(fuzz_dir, original):
 
     case()
     (fuzz_dir / "manifest.json").write_bytes(original)
+    record_property("outcomes", dict(outcomes))  # in --junitxml reports
     assert sum(outcomes.values()) >= 0.9 * CASES["manifest"], outcomes
     assert outcomes["refused"] >= 0.3 * CASES["manifest"] and outcomes["accepted"] >= 5, outcomes
 
@@ -165,7 +167,7 @@ def raw_manifests(original: bytes):
     )
 
 
-def test_malformed_manifest_bytes_are_refused_cleanly(fuzz_dir, original):
+def test_malformed_manifest_bytes_are_refused_cleanly(fuzz_dir, original, record_property):
     outcomes = collections.Counter()
 
     @fuzz_settings("bytes")
@@ -176,6 +178,7 @@ def test_malformed_manifest_bytes_are_refused_cleanly(fuzz_dir, original):
 
     case()
     (fuzz_dir / "manifest.json").write_bytes(original)
+    record_property("outcomes", dict(outcomes))  # in --junitxml reports
     assert sum(outcomes.values()) >= 0.9 * CASES["bytes"], outcomes
     assert outcomes["refused"] >= 0.5 * CASES["bytes"] and outcomes["accepted"] >= 1, outcomes
 
@@ -227,7 +230,7 @@ calls = st.one_of(
 )
 
 
-def test_malformed_inputs_are_refused_cleanly(bundle):
+def test_malformed_inputs_are_refused_cleanly(bundle, record_property):
     outcomes = collections.Counter()
 
     @fuzz_settings("inputs")
@@ -242,5 +245,6 @@ def test_malformed_inputs_are_refused_cleanly(bundle):
             outcomes["refused"] += 1
 
     case()
+    record_property("outcomes", dict(outcomes))  # in --junitxml reports
     assert sum(outcomes.values()) >= 0.9 * CASES["inputs"], outcomes
     assert outcomes["refused"] >= 0.5 * CASES["inputs"] and outcomes["ran"] >= 10, outcomes
