@@ -226,8 +226,8 @@ class Bundle:
           params: modality -> (mean, logvar) as returned by `encode`, same batch for all.
           method: one of the manifest's `fusion_methods` (default: the model's own).
         """
-        method = method or self.manifest["model"]["default_fusion"]
-        if method not in self.fusion_methods:
+        method = self.manifest["model"]["default_fusion"] if method is None else method
+        if not isinstance(method, str) or method not in self.fusion_methods:
             raise BundleError(f"unknown fusion method {show(method)}; this bundle has "
                               f"{self.fusion_methods or 'none (deterministic encoders)'}")
         if not isinstance(params, Mapping) or not params:

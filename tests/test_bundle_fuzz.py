@@ -223,7 +223,7 @@ calls = st.one_of(
     st.tuples(st.just("fuse"), st.one_of(
         st.dictionaries(names.filter(lambda n: isinstance(n, str)),
                         st.one_of(st.tuples(arrays, arrays), arrays), max_size=2),
-        st.sampled_from([None, [], "hand"])), st.sampled_from([None, "geometric", "poe", 5])),
+        st.sampled_from([None, [], "hand"])), st.sampled_from([None, "geometric", "poe", "", 5, np.zeros(2)])),
     st.tuples(st.just("run"), st.sampled_from(["decoder_hand", "generate", "nope", None]),
               st.one_of(st.dictionaries(st.sampled_from(["z", "x", "content_noise"]), arrays,
                                         max_size=3), st.sampled_from([None, [1]]))),
