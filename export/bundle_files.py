@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from export import manifest as manifest_lib
-from export.errors import BundleError, show
+from export.errors import BundleError, first_line, show
 from export.limits import DEFAULT_LIMITS, Limits
 
 #: operator domains a bundle graph may use (the exporter emits only these).
@@ -181,12 +181,6 @@ def load_session(directory: Path, graph: str, manifest: Mapping[str, Any],
     _check_io(graph, "inputs", session.get_inputs(), entry["inputs"])
     _check_io(graph, "outputs", session.get_outputs(), entry["outputs"])
     return session
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message, cut to 200 characters."""
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:200]
 
 
 def _check_io(graph: str, field: str, values: list, declared: list[dict[str, Any]]) -> None:

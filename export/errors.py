@@ -18,3 +18,9 @@ def show(value: Any, width: int = 60) -> str:
     """`repr(value)` cut to about `width` characters: safe to put untrusted values in a message."""
     text = repr(value)
     return text if len(text) <= width else f"{text[:width - 5]}...{text[-2:]}"
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type if empty), cut to 200 characters."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:200]

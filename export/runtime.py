@@ -26,7 +26,7 @@ import numpy as np
 import onnxruntime as ort
 
 from export import bundle_files
-from export.errors import BundleError, show
+from export.errors import BundleError, first_line, show
 from export.limits import DEFAULT_LIMITS, Limits
 
 Params = tuple[np.ndarray, "np.ndarray | None"]
@@ -130,8 +130,7 @@ class Bundle:
         try:
             return dict(zip(names, sess.run(names, dict(feeds))))
         except bundle_files.ORT_ERRORS as error:
-            raise BundleError(f"bundle graph {graph!r} failed: "
-                              f"{bundle_files.first_line(error)}") from None
+            raise BundleError(f"bundle graph {graph!r} failed: {first_line(error)}") from None
 
     # ------------------------------------------------------------------ validation and noise
     def spec(self, modality: str, role: str = "modality") -> dict[str, Any]:

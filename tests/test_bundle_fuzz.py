@@ -6,15 +6,18 @@ Hypothesis (derandomized: the same cases on every run, no example database) gene
   * raw manifest bytes: truncations, byte flips, invalid UTF-8, NaN/Infinity literals, integer
     literals of thousands of digits, duplicate keys, deep nesting, random bytes;
   * calls of every `Bundle` method with arrays of wrong dtype/shape/values, declared (broadcast)
-    batches of up to 10^12 examples, non-arrays, unknown names and bad seeds.
-Every case must either work (the mutation was harmless) or raise `BundleError` with a one-line
-message; any other exception fails the test. Counters check that both outcomes occur (and are
-recorded as the `outcomes` property of each test in `--junitxml` reports).
+    batches of up to 10^12 examples, non-arrays, unknown names and bad seeds;
+  * input files for tools/translate.py: .npy headers with any dtype, shape or syntax, truncated
+    or bit-flipped .npy and image files, random bytes.
+Every case must either work (the mutation was harmless) or raise `BundleError` (ValueError for
+the tool's input files) with a one-line message; any other exception fails the test. Counters
+check that both outcomes occur (recorded as the `outcomes` property in `--junitxml` reports).
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import json
 import shutil
 from pathlib import Path
@@ -26,9 +29,10 @@ from hypothesis import strategies as st
 
 from export.errors import BundleError
 from export.runtime import Bundle
+from tools import translate as translate_tool
 
 #: generated cases per property (each runs in milliseconds; see the closing note of issue 14).
-CASES = {"manifest": 200, "bytes": 150, "inputs": 300}
+CASES = {"manifest": 200, "bytes": 150, "inputs": 300, "files": 150}
 HOSTILE_TEXT = ["../elsewhere/x.onnx", "/etc/passwd", "..", ".", "", "sub/x.onnx", "C:\\x.onnx",
                 "x.onnx\x00", "é.onnx", "\ud800", "encoder_hand.onnx", "manifest.json", "batch",
                 "float32", "normal", "laplace", "geometric", "hand", "print", "x" * 300, "\n",
@@ -223,7 +227,8 @@ calls = st.one_of(
     st.tuples(st.just("fuse"), st.one_of(
         st.dictionaries(names.filter(lambda n: isinstance(n, str)),
                         st.one_of(st.tuples(arrays, arrays), arrays), max_size=2),
-        st.sampled_from([None, [], "hand"])), st.sampled_from([None, "geometric", "poe", "", 5, np.zeros(2)])),
+        st.sampled_from([None, [], "hand"])),
+        st.sampled_from([None, "geometric", "poe", "", 5, np.zeros(2)])),
     st.tuples(st.just("run"), st.sampled_from(["decoder_hand", "generate", "nope", None]),
               st.one_of(st.dictionaries(st.sampled_from(["z", "x", "content_noise"]), arrays,
                                         max_size=3), st.sampled_from([None, [1]]))),
@@ -248,3 +253,70 @@ def test_malformed_inputs_are_refused_cleanly(bundle, record_property):
     record_property("outcomes", dict(outcomes))  # in --junitxml reports
     assert sum(outcomes.values()) >= 0.9 * CASES["inputs"], outcomes
     assert outcomes["refused"] >= 0.5 * CASES["inputs"] and outcomes["ran"] >= 10, outcomes
+
+
+def npy_file(descr: str, shape: str, data: bytes) -> bytes:
+    header = f"{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}"
+    header = header.ljust(max(117, len(header))) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data
+
+
+def valid_file(kind: str, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    if kind == "npy":
+        out = io.BytesIO()
+        np.save(out, rng.uniform(0, 1, (2, 28, 28, 1)).astype(np.float32))
+        return out.getvalue()
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8)).save(
+        out, format={"png": "PNG", "bmp": "BMP", "jpg": "JPEG"}[kind])
+    return out.getvalue()
+
+
+def damaged(data: bytes, cut: int, flips: list[tuple[int, int]]) -> bytes:
+    data = bytearray(data[:max(1, len(data) * cut // 100)])
+    for position, bits in flips:
+        data[position % len(data)] ^= bits
+    return bytes(data)
+
+
+input_files = st.one_of(
+    st.tuples(st.just(".npy"), st.builds(
+        npy_file, st.sampled_from(["'<f4'", "'|u1'", "'<f8'", "'|O'", "'<U5'", "'>f2'", "'<c8'",
+                                   "'|V999999999'", "[('a', '<f4')]", "'<f4", "3", "None"]),
+        st.sampled_from(["(2, 28, 28, 1)", "(28, 28, 1)", "()", "(-1,)", "(10**9,)",
+                         "(99999999999999999999,)", "(1e9,)", "(2,,", "((((()))))",
+                         "(70000, 28, 28, 1)", "'x'", "(0, 28, 28, 1)"]),
+        st.binary(max_size=64))),
+    st.tuples(st.sampled_from([".npy", ".png", ".bmp", ".jpg"]), st.binary(max_size=200)),
+    st.sampled_from(["npy", "png", "bmp", "jpg"]).flatmap(lambda kind: st.tuples(
+        st.just(f".{kind}"), st.builds(damaged, st.integers(0, 2 ** 16).map(
+            lambda seed: valid_file(kind, seed)), st.sampled_from([100, 100, 99, 50, 1]),
+            st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(1, 255)), max_size=3)))),
+)
+
+
+def test_malformed_input_files_are_refused_cleanly(tmp_path, record_property):
+    spec = {"name": "hand", "shape": [28, 28, 1], "kind": "image", "value_range": [0.0, 1.0]}
+    outcomes = collections.Counter()
+
+    @fuzz_settings("files")
+    @given(input_files)
+    def case(file):
+        suffix, data = file
+        path = tmp_path / f"input{suffix}"
+        path.write_bytes(data)
+        try:
+            x = translate_tool.read_input(str(path), spec)
+            assert x.dtype == np.float32
+            outcomes["read"] += 1
+        except ValueError as error:
+            assert str(error) and "\n" not in str(error), str(error)
+            outcomes["refused"] += 1
+
+    case()
+    record_property("outcomes", dict(outcomes))  # in --junitxml reports
+    assert sum(outcomes.values()) >= 0.9 * CASES["files"], outcomes
+    assert outcomes["refused"] >= 0.3 * CASES["files"] and outcomes["read"] >= 5, outcomes

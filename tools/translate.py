@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from export.errors import first_line  # noqa: E402
 from export.limits import DEFAULT_LIMITS, Limits  # noqa: E402
 from mmali_tf import cli  # noqa: E402
 from mmali_tf import flags as mmali_flags  # noqa: E402
@@ -59,42 +60,52 @@ def read_input(path: str, spec: dict[str, Any], limits: Limits = DEFAULT_LIMITS)
     ext = _extension(path, (".npy",) + IMAGE_EXTENSIONS, "input")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--input={path}: no such file")
-    shape = tuple(spec["shape"])
     if ext == ".npy":
-        try:  # memory-mapped: nothing is read or allocated before the size check
-            x = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise ValueError(f"--input={path}: not a readable .npy array ({error})") from None
-        batch = 1 if x.shape == shape or not x.ndim else x.shape[0]
-        if x.size > limits.batch_elements or batch > limits.batch:
-            raise ValueError(f"--input={path}: array of shape {x.shape} exceeds the limits of "
-                             f"{limits.batch} examples and {limits.batch_elements} values")
-        x = np.array(x)
-        if x.dtype == np.uint8:
-            x = _from_unit(x / 255.0, spec["value_range"])
-        elif not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"--input={path}: dtype {x.dtype} is neither floating point nor "
-                             f"uint8")
-        x = x.astype(np.float32)
-        return x[None] if x.shape == shape else x
+        return _read_npy(path, spec, limits)
     if spec["kind"] != "image":
         raise ValueError(f"--input={path}: modality {spec['name']!r} is a vector modality; "
                          f"give a .npy file")
-    from PIL import Image, UnidentifiedImageError
+    return _read_image(path, spec)
 
+
+def _read_npy(path: str, spec: dict[str, Any], limits: Limits) -> np.ndarray:
+    shape = tuple(spec["shape"])
+    try:  # memory-mapped: nothing is read or allocated before the checks below
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as error:  # malformed headers raise many types (TokenError, Overflow...)
+        raise ValueError(f"--input={path}: not a readable .npy array "
+                         f"({first_line(error)})") from None
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"--input={path}: dtype {str(x.dtype)[:60]} is neither floating point "
+                         f"nor uint8")
+    batch = 1 if x.shape == shape or not x.ndim else x.shape[0]
+    if x.size > limits.batch_elements or batch > limits.batch:
+        raise ValueError(f"--input={path}: array of shape {x.shape} exceeds the limits of "
+                         f"{limits.batch} examples and {limits.batch_elements} values")
+    x = np.array(x)
+    x = _from_unit(x / 255.0, spec["value_range"]) if x.dtype == np.uint8 else x
+    x = x.astype(np.float32)
+    return x[None] if x.shape == shape else x
+
+
+def _read_image(path: str, spec: dict[str, Any]) -> np.ndarray:
+    from PIL import Image
+
+    shape = tuple(spec["shape"])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                if img.width * img.height > MAX_IMAGE_PIXELS:
-                    raise ValueError(f"--input={path}: image of {img.width} x {img.height} "
-                                     f"pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels")
-                img = img.convert("L" if shape[-1] == 1 else "RGB")
-                img = img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
-                x = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
-        raise ValueError(f"--input={path}: not a readable image ({error})") from None
+                width, height = img.size
+                if width * height <= MAX_IMAGE_PIXELS:
+                    img = img.convert("L" if shape[-1] == 1 else "RGB")
+                    img = img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+                    x = np.asarray(img, dtype=np.float32) / 255.0
+    except Exception as error:  # Pillow raises many types on malformed files
+        raise ValueError(f"--input={path}: not a readable image ({first_line(error)})") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"--input={path}: image of {width} x {height} pixels exceeds the "
+                         f"limit of {MAX_IMAGE_PIXELS} pixels")
     return _from_unit(x.reshape(shape), spec["value_range"])[None]
 
 
