@@ -117,7 +117,7 @@ class Bundle:
         Feeds must be exactly the graph's inputs: float32 arrays of the declared shapes with
         one batch size (their values are not checked here).
         """
-        sess, names = self._session(graph)
+        self._session(graph)
         inputs = self._inputs[graph]
         if not isinstance(feeds, Mapping) or set(feeds) != set(inputs):
             got = sorted(map(str, feeds)) if isinstance(feeds, Mapping) else feeds
@@ -127,8 +127,13 @@ class Bundle:
         if len(batches) > 1:
             raise BundleError(f"inputs of graph {graph!r} have batch sizes {sorted(batches)}; "
                               f"expected one batch size")
+        return self._run(graph, dict(feeds))
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`run` for feeds built by this class from validated inputs."""
+        sess, names = self._session(graph)
         try:
-            return dict(zip(names, sess.run(names, dict(feeds))))
+            return dict(zip(names, sess.run(names, feeds)))
         except bundle_files.ORT_ERRORS as error:
             raise BundleError(f"bundle graph {graph!r} failed: {first_line(error)}") from None
 
@@ -209,14 +214,14 @@ class Bundle:
     # ------------------------------------------------------------------ inference
     def encode(self, modality: str, x: np.ndarray) -> Params:
         """Posterior (mean, logvar) of q(z | x); logvar is None for deterministic encoders."""
-        out = self.run(f"encoder_{modality}", {"x": self._x(modality, x)})
+        out = self._run(f"encoder_{modality}", {"x": self._x(modality, x)})
         return out["mean"], out.get("logvar")
 
     def decode(self, modality: str, z: np.ndarray) -> np.ndarray:
         """Mean of p(x | z) for latents z of shape (batch, latent_dim)."""
         z = self._array("z", z, (self.latent_dim,))
         self._check_batch(len(z), tuple(self.spec(modality)["shape"]))
-        return self.run(f"decoder_{modality}", {"z": z})["x"]
+        return self._run(f"decoder_{modality}", {"z": z})["x"]
 
     def fuse(self, params: Mapping[str, Params], method: str | None = None) -> Params:
         """Joint posterior (mean, logvar) over the content code of any subset of modalities.
@@ -251,7 +256,7 @@ class Bundle:
             feeds.setdefault(f"logvar_{m}", zeros)
         mask = np.array([[m in params for m in self.modalities]], np.float32)
         feeds["mask"] = np.repeat(mask, n, axis=0)
-        out = self.run(f"fuse_{method}", feeds)
+        out = self._run(f"fuse_{method}", feeds)
         return out["mean"], out["logvar"]
 
     def translate(self, src: str, dst: str, x: np.ndarray, seed: Seed = None,
@@ -275,14 +280,14 @@ class Bundle:
         rng = self._rng(seed)
         self._posterior_feeds(feeds, len(x), rng, sample)
         self._style_feeds(feeds, "style_noise", len(x), rng)
-        return self.run(f"translate_{src}_to_{dst}", feeds)["x_out"]
+        return self._run(f"translate_{src}_to_{dst}", feeds)["x_out"]
 
     def reconstruct(self, modality: str, x: np.ndarray, seed: Seed = None,
                     sample: bool = True) -> np.ndarray:
         """Encode, sample (or take the mean with sample=False) and decode the same modality."""
         feeds = {"x": self._x(modality, x)}
         self._posterior_feeds(feeds, len(x), self._rng(seed), sample)
-        return self.run(f"reconstruct_{modality}", feeds)["x_out"]
+        return self._run(f"reconstruct_{modality}", feeds)["x_out"]
 
     def generate(self, n: int, seed: Seed = None) -> dict[str, np.ndarray]:
         """`n` joint samples from the prior: modality -> (n, *shape), sharing one content code."""
@@ -294,5 +299,5 @@ class Bundle:
         feeds = {"content_noise": self.noise((int(n), self.content_dim), rng)}
         for m in self.modalities:
             self._style_feeds(feeds, f"style_noise_{m}", int(n), rng)
-        out = self.run("generate", feeds)
+        out = self._run("generate", feeds)
         return {m: out[f"x_{m}"] for m in self.modalities}
