@@ -91,9 +91,9 @@ def test_symbolic_links_are_refused(bundle_path, tmp_path):
     leaving = copy_bundle(bundle_path, tmp_path / "leaving")
     (leaving / "encoder_hand.onnx").unlink()
     (leaving / "encoder_hand.onnx").symlink_to(outside)
-    put_graph_sha = read_manifest(leaving)
-    put_graph_sha["files"]["encoder_hand.onnx"] = manifest_lib.sha256_file(outside)
-    write_manifest(leaving, put_graph_sha)
+    manifest = read_manifest(leaving)
+    manifest["files"]["encoder_hand.onnx"] = manifest_lib.sha256_file(outside)
+    write_manifest(leaving, manifest)
     refused("'encoder_hand.onnx' is a symbolic link", Bundle, leaving)
     # a link inside the bundle and a linked manifest are refused too
     inside = copy_bundle(bundle_path, tmp_path / "inside")
