@@ -1,11 +1,17 @@
-"""Bundle manifest: schema, format versioning and sha256 checksums (json + hashlib only).
+"""Bundle manifest: reading, writing, sha256 checksums and digest pinning (json + hashlib only).
 
 A bundle is a directory holding `manifest.json` and the ONNX graphs it lists. The manifest
 records everything an application needs to run the graphs without TensorFlow: the modalities
 (shape, dtype, value range), the latent layout, the posterior family and the distribution of the
 explicit noise inputs, the fusion methods, the ONNX opset, every graph's inputs and outputs, the
 training flags and checkpoint step, and the sha256 of every graph file. Readers refuse a bundle
-whose format version they do not know or whose files are missing or altered.
+whose format version they do not know or whose files are missing or altered; the structure
+rules live in `export.schema`, the file and graph checks in `export.bundle_files`.
+
+Pinning: the sha256 of `manifest.json` covers every graph (the manifest lists their sha256).
+The export writes it beside the bundle as `<bundle>.sha256`, in `sha256sum` format; an app that
+loads a bundle it did not build keeps that digest itself and passes it as `Bundle(path,
+digest=...)`. A digest read from the same place as the bundle proves nothing.
 """
 
 from __future__ import annotations
@@ -13,18 +19,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
-FORMAT = "mmali_tf.bundle"
-#: bumped whenever a reader of the previous version would misinterpret a bundle.
-FORMAT_VERSION = 1
+from export import schema
+from export.errors import BundleError, show
+from export.limits import DEFAULT_LIMITS, Limits
+from export.schema import FORMAT, FORMAT_VERSION  # noqa: F401  (the format is part of this API)
+
 MANIFEST_NAME = "manifest.json"
-NOISE_DISTRIBUTIONS = ("normal", "laplace")
-#: top-level keys every manifest has (in writing order).
-REQUIRED_KEYS = ("format", "format_version", "model", "modalities", "latent", "noise",
-                 "fusion_methods", "opset", "weights", "checkpoint_step", "training_flags",
-                 "graphs", "files")
+DIGEST_SUFFIX = ".sha256"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 #: the contract of the graph inputs, recorded verbatim in every manifest for other-language apps.
 CONVENTIONS = {
     "batch": "axis 0 of every graph input and output is the dynamic axis named 'batch'",
@@ -67,73 +73,80 @@ def metadata_props(manifest: Mapping[str, Any], graph: Mapping[str, Any]) -> dic
 def write_manifest(directory: str | os.PathLike, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Checksum every graph file listed in `manifest["graphs"]` and write `manifest.json`.
 
-    Returns the manifest as written (with `files` filled in).
+    The manifest is validated with the same rules the runtime applies. Returns the manifest as
+    written (with `files` filled in).
     """
     directory = Path(directory)
     out = dict(manifest)
     out["files"] = {g["file"]: sha256_file(directory / g["file"])
                     for g in manifest["graphs"].values()}
-    validate(out)
+    schema.validate(out)
     with open(directory / MANIFEST_NAME, "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=2)
+        json.dump(out, f, indent=2, allow_nan=False)  # the reader refuses NaN
         f.write("\n")
     return out
 
 
-def validate(manifest: Mapping[str, Any]) -> None:
-    """Raise a one-line ValueError if `manifest` does not follow this format version."""
-    if not isinstance(manifest, Mapping):
-        raise ValueError(f"bundle manifest must be a JSON object, got {type(manifest).__name__}")
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"not an mmali_tf bundle manifest: format is {manifest.get('format')!r}, "
-                         f"expected {FORMAT!r}")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ValueError(f"bundle format_version must be an integer, got {version!r}")
-    if version != FORMAT_VERSION:
-        newer = "newer than" if version > FORMAT_VERSION else "older than"
-        raise ValueError(f"bundle format_version {version} is {newer} the version this runtime "
-                         f"reads ({FORMAT_VERSION}); re-export the bundle or upgrade mmali_tf")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise ValueError(f"bundle manifest lacks required keys {missing}")
-    if manifest["noise"].get("distribution") not in NOISE_DISTRIBUTIONS:
-        raise ValueError(f"bundle noise distribution {manifest['noise'].get('distribution')!r} "
-                         f"is not one of {NOISE_DISTRIBUTIONS}")
-    for name, graph in manifest["graphs"].items():
-        if graph.get("file") not in manifest["files"]:
-            raise ValueError(f"bundle graph {name!r} names file {graph.get('file')!r} that has "
-                             f"no checksum in the manifest")
+def digest_path(bundle_dir: str | os.PathLike) -> Path:
+    """Where the export records the manifest digest: `<bundle>.sha256` beside the directory."""
+    bundle_dir = Path(bundle_dir)
+    return bundle_dir.parent / f"{bundle_dir.name}{DIGEST_SUFFIX}"
 
 
-def load_manifest(directory: str | os.PathLike, verify: bool = True) -> dict[str, Any]:
-    """Read and validate `directory/manifest.json`; with `verify`, check every file's sha256.
+def digest_line(bundle_dir: str | os.PathLike, name: str | None = None) -> str:
+    """`<sha256 of manifest.json>  <name>/manifest.json` (the `sha256sum` format; `name`
+    defaults to the directory's own name)."""
+    bundle_dir = Path(bundle_dir)
+    return (f"{sha256_file(bundle_dir / MANIFEST_NAME)}  {name or bundle_dir.name}/"
+            f"{MANIFEST_NAME}\n")
 
-    Raises:
-      FileNotFoundError: the directory, the manifest or a listed file is missing.
-      ValueError: unreadable manifest, unknown format version, or a checksum mismatch.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"bundle directory {str(directory)!r} does not exist")
-    path = directory / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"bundle {str(directory)!r} has no {MANIFEST_NAME}; "
-                                f"expected a directory written by tools/export_onnx.py")
+
+def check_digest(manifest_bytes: bytes, digest: str) -> None:
+    """Refuse `manifest_bytes` unless their sha256 is `digest` (64 hex digits, any case)."""
+    pinned = digest.strip().lower() if isinstance(digest, str) else None
+    if pinned is None or not _HEX64.fullmatch(pinned):
+        raise BundleError(f"bundle digest {show(digest)} is not a sha256; expected 64 "
+                          f"hexadecimal digits (the first field of the export's .sha256 file)")
+    actual = hashlib.sha256(manifest_bytes).hexdigest()
+    if actual != pinned:
+        raise BundleError(f"bundle manifest sha256 is {actual}, not the pinned digest {pinned}; "
+                          f"refusing a bundle that differs from the one pinned")
+
+
+def parse_manifest(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """Parse and validate the bytes of `manifest.json` (strict JSON: UTF-8, no NaN or
+    Infinity, no duplicate keys, bounded size and nesting). Raises `BundleError`."""
+    if len(raw) > limits.manifest_bytes:
+        raise BundleError(f"bundle manifest has {len(raw)} bytes; the limit is "
+                          f"{limits.manifest_bytes} (Limits.manifest_bytes)")
     try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant,
+                              object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:
-        raise ValueError(f"bundle manifest {str(path)!r} is not valid JSON ({error.msg} at line "
-                         f"{error.lineno})") from None
-    validate(manifest)
-    if verify:
-        for name, expected in manifest["files"].items():
-            file = directory / name
-            if not file.is_file():
-                raise FileNotFoundError(f"bundle {str(directory)!r} is incomplete: {name!r} "
-                                        f"listed in the manifest is missing")
-            if sha256_file(file) != expected:
-                raise ValueError(f"bundle file {name!r} does not match its manifest sha256 "
-                                 f"(modified or corrupted); refusing to load it")
+        raise BundleError(f"bundle manifest is not valid JSON ({error.msg} at line "
+                          f"{error.lineno})") from None
+    except UnicodeDecodeError:
+        raise BundleError("bundle manifest is not valid UTF-8 text") from None
+    except RecursionError:
+        raise BundleError("bundle manifest nests arrays or objects too deeply") from None
+    except BundleError:
+        raise
+    except ValueError as error:  # e.g. an integer literal of thousands of digits
+        raise BundleError(f"bundle manifest holds an unreadable value "
+                          f"({show(str(error), 120)})") from None
+    schema.validate(manifest, limits)
     return manifest
+
+
+def _reject_constant(name: str) -> None:
+    raise BundleError(f"bundle manifest holds {name}; JSON numbers must be finite")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise BundleError(f"bundle manifest repeats key {show(twice)} in one object; "
+                          f"expected every key once")
+    return out

@@ -4,7 +4,8 @@
 inference interface only (`encode`, `decode`, `fuse`, `prior_params`, `layout`, ...), converts
 it with `tf2onnx.convert.from_function`, names the dynamic axis `batch`, embeds the manifest in
 `metadata_props`, runs `onnx.checker.check_model(full_check=True)` and writes the bundle
-atomically (a temporary directory beside the target, renamed at the end).
+atomically (a temporary directory beside the target, renamed at the end), then
+`<out_dir>.sha256`: the manifest's sha256 in `sha256sum` format, for apps to pin.
 
 Graphs (every input/output has the dynamic leading axis `batch`):
   encoder_<m>      x -> mean, logvar (logvar absent for deterministic encoders)
@@ -298,6 +299,7 @@ def export_bundle(model: Any, out_dir: str | os.PathLike, opset: int = 17, weigh
                           checkpoint_step, dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    tmp_digest = out.parent / f".{out.name}{manifest_lib.DIGEST_SUFFIX}.{uuid.uuid4().hex[:8]}"
     try:
         entries = {}
         for plan in plans:
@@ -305,10 +307,13 @@ def export_bundle(model: Any, out_dir: str | os.PathLike, opset: int = 17, weigh
             entries[plan.name] = _finalize(proto, plan, core)
             onnx.save(proto, str(tmp / entries[plan.name]["file"]))
         manifest = manifest_lib.write_manifest(tmp, {**core, "graphs": entries})
+        tmp_digest.write_text(manifest_lib.digest_line(tmp, out.name))
         os.chmod(tmp, 0o755)
         _replace_dir(tmp, out)
+        os.replace(tmp_digest, manifest_lib.digest_path(out))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp_digest.unlink(missing_ok=True)
         raise
     return manifest
 

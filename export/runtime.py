@@ -5,14 +5,18 @@
     mean, logvar = bundle.encode("hand", x_hand)
     samples = bundle.generate(16, seed=0)                                # {modality: array}
 
-`Bundle` checks the manifest's format version and every file's sha256 on open, creates one
-onnxruntime session per graph lazily (thread-safe), validates inputs with one-line ValueErrors,
-and draws the explicit noise inputs with numpy from the manifest's noise distribution. All the
-math runs inside the exported graphs; this module only composes them.
+`Bundle` treats the bundle as untrusted input: on open it checks the manifest (optionally
+pinned with `digest=`), the directory listing and every file's sha256 (`export.bundle_files`);
+it creates one onnxruntime session per graph lazily (thread-safe) from checked bytes, compares
+each graph's real inputs and outputs with the manifest, bounds every size (`export.limits`),
+validates inputs, and draws the explicit noise inputs with numpy from the manifest's noise
+distribution. Every refusal is a one-line `BundleError` (a ValueError). All the math runs
+inside the exported graphs; this module only composes them.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from pathlib import Path
@@ -21,7 +25,9 @@ from typing import Any, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from export import manifest as manifest_lib
+from export import bundle_files
+from export.errors import BundleError, first_line, show
+from export.limits import DEFAULT_LIMITS, Limits
 
 Params = tuple[np.ndarray, "np.ndarray | None"]
 Seed = int | np.random.Generator | None
@@ -46,6 +52,14 @@ class Bundle:
     Args:
       path: bundle directory written by `export.onnx_export.export_bundle`.
       threads: intra-op threads of every session (1 suits concurrent small requests).
+      digest: sha256 of the bundle's manifest.json (printed by the export and written beside
+        the bundle as `<bundle>.sha256`); the bundle is refused unless it matches. Pin it for
+        every bundle you did not build yourself.
+      limits: upper bounds on declared sizes and on each call's batch (`export.limits`).
+
+    Raises:
+      FileNotFoundError: `path` is not a directory or holds no manifest.json.
+      BundleError: the bundle is refused (see `export.bundle_files`).
 
     Attributes:
       manifest: the parsed manifest (see `export.manifest`).
@@ -53,11 +67,12 @@ class Bundle:
       specs: modality name -> its manifest entry (shape, dtype, value_range, kind, ...).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int = 1, *, digest: str | None = None,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         if int(threads) < 1:
             raise ValueError(f"threads={threads} must be >= 1")
-        self.path = Path(path)
-        self.manifest = manifest_lib.load_manifest(self.path, verify=True)
+        self.limits = limits
+        self.path, self.manifest = bundle_files.open_bundle(path, digest, limits)
         self.specs = {s["name"]: s for s in self.manifest["modalities"]}
         self.modalities = tuple(self.specs)
         self.latent_dim = int(self.manifest["latent"]["latent_dim"])
@@ -67,6 +82,8 @@ class Bundle:
         self.fusion_methods = tuple(self.manifest["fusion_methods"])
         self._threads = int(threads)
         self._sessions: dict[str, tuple[ort.InferenceSession, list[str]]] = {}
+        self._inputs = {g: {i["name"]: tuple(i["shape"][1:]) for i in entry["inputs"]}
+                        for g, entry in self.manifest["graphs"].items()}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -79,54 +96,100 @@ class Bundle:
         return self._session(graph)[0]
 
     def _session(self, graph: str) -> tuple[ort.InferenceSession, list[str]]:
+        if not isinstance(graph, str) or graph not in self.manifest["graphs"]:
+            raise BundleError(f"bundle has no graph {show(graph)}; it has "
+                              f"{sorted(self.manifest['graphs'])}")
         entry = self._sessions.get(graph)
         if entry is not None:
             return entry
-        if graph not in self.manifest["graphs"]:
-            raise ValueError(f"bundle has no graph {graph!r}; it has "
-                             f"{sorted(self.manifest['graphs'])}")
         with self._lock:
             entry = self._sessions.get(graph)
             if entry is None:
-                file = self.path / self.manifest["graphs"][graph]["file"]
-                sess = ort.InferenceSession(str(file), sess_options=session_options(self._threads),
-                                            providers=["CPUExecutionProvider"])
+                sess = bundle_files.load_session(self.path, graph, self.manifest,
+                                                 session_options(self._threads), self.limits)
                 entry = (sess, [o.name for o in sess.get_outputs()])
                 self._sessions[graph] = entry
         return entry
 
     def run(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one graph; returns its outputs by name (feeds are not validated here)."""
+        """Run one graph; returns its outputs by name.
+
+        Feeds must be exactly the graph's inputs: float32 arrays of the declared shapes with
+        one batch size (their values are not checked here).
+        """
+        self._session(graph)
+        inputs = self._inputs[graph]
+        if not isinstance(feeds, Mapping) or set(feeds) != set(inputs):
+            got = sorted(map(str, feeds)) if isinstance(feeds, Mapping) else feeds
+            raise BundleError(f"graph {graph!r} takes inputs {sorted(inputs)}; got {show(got)}")
+        batches = {self._checked(f"input {k!r} of {graph!r}", feeds[k], shape).shape[0]
+                   for k, shape in inputs.items()}
+        if len(batches) > 1:
+            raise BundleError(f"inputs of graph {graph!r} have batch sizes {sorted(batches)}; "
+                              f"expected one batch size")
+        return self._run(graph, dict(feeds))
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`run` for feeds built by this class from validated inputs."""
         sess, names = self._session(graph)
-        return dict(zip(names, sess.run(names, feeds)))
+        try:
+            return dict(zip(names, sess.run(names, feeds)))
+        except bundle_files.ORT_ERRORS as error:
+            raise BundleError(f"bundle graph {graph!r} failed: {first_line(error)}") from None
 
     # ------------------------------------------------------------------ validation and noise
     def spec(self, modality: str, role: str = "modality") -> dict[str, Any]:
-        """Manifest entry of `modality` (ValueError naming the bundle's modalities if unknown)."""
-        if modality not in self.specs:
-            raise ValueError(f"unknown {role} {modality!r}; this bundle has {self.modalities}")
+        """Manifest entry of `modality` (BundleError naming the bundle's modalities if unknown)."""
+        if not isinstance(modality, str) or modality not in self.specs:
+            raise BundleError(f"unknown {role} {show(modality)}; this bundle has "
+                              f"{self.modalities}")
         return self.specs[modality]
 
-    @staticmethod
-    def _array(name: str, x: Any, shape: tuple[int, ...],
-               value_range: tuple[float, float] | None = None) -> np.ndarray:
+    def _checked(self, name: str, x: Any, shape: tuple[int, ...]) -> np.ndarray:
+        """`x` as a float32 array of shape (batch, *shape) within `limits` (values unchecked)."""
         if not isinstance(x, np.ndarray):
-            raise ValueError(f"{name} must be a numpy array, got {type(x).__name__}")
+            raise BundleError(f"{name} must be a numpy array, got {type(x).__name__}")
         if x.dtype != np.float32:
-            raise ValueError(f"{name} has dtype {x.dtype}; expected float32 "
-                             f"(convert with .astype(np.float32))")
+            raise BundleError(f"{name} has dtype {str(x.dtype)[:60]}; expected float32 "
+                              f"(convert with .astype(np.float32))")
         if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
-            raise ValueError(f"{name} has shape {tuple(x.shape)}; expected (batch, "
-                             f"{', '.join(map(str, shape))})")
+            raise BundleError(f"{name} has shape {show(x.shape)}; expected (batch, "
+                              f"{', '.join(map(str, shape))})")
         if x.shape[0] == 0:
-            raise ValueError(f"{name} has an empty batch; expected at least one example")
+            raise BundleError(f"{name} has an empty batch; expected at least one example")
+        self._check_batch(x.shape[0], shape)
+        return x
+
+    def _array(self, name: str, x: Any, shape: tuple[int, ...],
+               value_range: tuple[float, float] | None = None) -> np.ndarray:
+        x = self._checked(name, x, shape)
         low, high = x.min(), x.max()  # NaN and inf propagate into these
         if not (np.isfinite(low) and np.isfinite(high)):
-            raise ValueError(f"{name} contains NaN or inf values")
+            raise BundleError(f"{name} contains NaN or inf values")
         if value_range is not None and (low < value_range[0] or high > value_range[1]):
-            raise ValueError(f"{name} has values in [{low:.4g}, {high:.4g}] outside the "
-                             f"modality's range [{value_range[0]:g}, {value_range[1]:g}]")
+            raise BundleError(f"{name} has values in [{low:.4g}, {high:.4g}] outside the "
+                              f"modality's range [{value_range[0]:g}, {value_range[1]:g}]")
         return np.ascontiguousarray(x)
+
+    def _check_batch(self, n: int, *shapes: tuple[int, ...]) -> None:
+        """A batch of `n` examples of each shape (inputs, outputs, latents) within `limits`."""
+        if n > self.limits.batch:
+            raise BundleError(f"batch of {n} examples exceeds the limit of {self.limits.batch} "
+                              f"(Limits.batch); split it")
+        for shape in (*shapes, (self.latent_dim,)):
+            if n * math.prod(shape) > self.limits.batch_elements:
+                raise BundleError(f"batch of {n} x {tuple(shape)} exceeds the limit of "
+                                  f"{self.limits.batch_elements} values per array "
+                                  f"(Limits.batch_elements); split it")
+
+    def _rng(self, seed: Seed) -> np.random.Generator:
+        if isinstance(seed, np.random.Generator):
+            return seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise BundleError(f"seed={show(seed)} must be a non-negative integer, None or a "
+                              f"numpy Generator")
+        return np.random.default_rng(seed)
 
     def _x(self, modality: str, x: Any) -> np.ndarray:
         spec = self.spec(modality)
@@ -151,14 +214,14 @@ class Bundle:
     # ------------------------------------------------------------------ inference
     def encode(self, modality: str, x: np.ndarray) -> Params:
         """Posterior (mean, logvar) of q(z | x); logvar is None for deterministic encoders."""
-        out = self.run(f"encoder_{modality}", {"x": self._x(modality, x)})
+        out = self._run(f"encoder_{modality}", {"x": self._x(modality, x)})
         return out["mean"], out.get("logvar")
 
     def decode(self, modality: str, z: np.ndarray) -> np.ndarray:
         """Mean of p(x | z) for latents z of shape (batch, latent_dim)."""
-        self.spec(modality)
         z = self._array("z", z, (self.latent_dim,))
-        return self.run(f"decoder_{modality}", {"z": z})["x"]
+        self._check_batch(len(z), tuple(self.spec(modality)["shape"]))
+        return self._run(f"decoder_{modality}", {"z": z})["x"]
 
     def fuse(self, params: Mapping[str, Params], method: str | None = None) -> Params:
         """Joint posterior (mean, logvar) over the content code of any subset of modalities.
@@ -167,20 +230,24 @@ class Bundle:
           params: modality -> (mean, logvar) as returned by `encode`, same batch for all.
           method: one of the manifest's `fusion_methods` (default: the model's own).
         """
-        method = method or self.manifest["model"]["default_fusion"]
-        if method not in self.fusion_methods:
-            raise ValueError(f"unknown fusion method {method!r}; this bundle has "
-                             f"{self.fusion_methods or 'none (deterministic encoders)'}")
-        if not params:
-            raise ValueError("fuse needs the posterior of at least one modality")
+        method = self.manifest["model"]["default_fusion"] if method is None else method
+        if not isinstance(method, str) or method not in self.fusion_methods:
+            raise BundleError(f"unknown fusion method {show(method)}; this bundle has "
+                              f"{self.fusion_methods or 'none (deterministic encoders)'}")
+        if not isinstance(params, Mapping) or not params:
+            raise BundleError(f"fuse needs the posterior of at least one modality as a mapping "
+                              f"modality -> (mean, logvar); got {show(params)}")
         feeds, n = {}, None
-        for m, (mean, logvar) in params.items():
+        for m, pair in params.items():
             self.spec(m)
-            mean = self._array(f"mean of {m!r}", mean, (self.latent_dim,))
-            logvar = self._array(f"logvar of {m!r}", logvar, (self.latent_dim,))
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise BundleError(f"posterior of {m!r} must be a (mean, logvar) pair, got "
+                                  f"{type(pair).__name__}")
+            mean = self._array(f"mean of {m!r}", pair[0], (self.latent_dim,))
+            logvar = self._array(f"logvar of {m!r}", pair[1], (self.latent_dim,))
             if (n is not None and mean.shape[0] != n) or logvar.shape[0] != mean.shape[0]:
-                raise ValueError(f"posterior of {m!r} has batch {mean.shape[0]}; every mean "
-                                 f"and logvar must share one batch size")
+                raise BundleError(f"posterior of {m!r} has batch {mean.shape[0]}; every mean "
+                                  f"and logvar must share one batch size")
             n = mean.shape[0]
             feeds[f"mean_{m}"], feeds[f"logvar_{m}"] = mean, logvar
         zeros = np.zeros((n, self.latent_dim), np.float32)
@@ -189,7 +256,7 @@ class Bundle:
             feeds.setdefault(f"logvar_{m}", zeros)
         mask = np.array([[m in params for m in self.modalities]], np.float32)
         feeds["mask"] = np.repeat(mask, n, axis=0)
-        out = self.run(f"fuse_{method}", feeds)
+        out = self._run(f"fuse_{method}", feeds)
         return out["mean"], out["logvar"]
 
     def translate(self, src: str, dst: str, x: np.ndarray, seed: Seed = None,
@@ -206,28 +273,31 @@ class Bundle:
         self.spec(src, "source modality")
         self.spec(dst, "target modality")
         if src == dst:
-            raise ValueError(f"translate needs two different modalities, got {src!r} twice; "
-                             f"use reconstruct({src!r}, x)")
+            raise BundleError(f"translate needs two different modalities, got {src!r} twice; "
+                              f"use reconstruct({src!r}, x)")
         feeds = {"x": self._x(src, x)}
-        rng = np.random.default_rng(seed)
+        self._check_batch(len(x), tuple(self.specs[dst]["shape"]))
+        rng = self._rng(seed)
         self._posterior_feeds(feeds, len(x), rng, sample)
         self._style_feeds(feeds, "style_noise", len(x), rng)
-        return self.run(f"translate_{src}_to_{dst}", feeds)["x_out"]
+        return self._run(f"translate_{src}_to_{dst}", feeds)["x_out"]
 
     def reconstruct(self, modality: str, x: np.ndarray, seed: Seed = None,
                     sample: bool = True) -> np.ndarray:
         """Encode, sample (or take the mean with sample=False) and decode the same modality."""
         feeds = {"x": self._x(modality, x)}
-        self._posterior_feeds(feeds, len(x), np.random.default_rng(seed), sample)
-        return self.run(f"reconstruct_{modality}", feeds)["x_out"]
+        self._posterior_feeds(feeds, len(x), self._rng(seed), sample)
+        return self._run(f"reconstruct_{modality}", feeds)["x_out"]
 
     def generate(self, n: int, seed: Seed = None) -> dict[str, np.ndarray]:
         """`n` joint samples from the prior: modality -> (n, *shape), sharing one content code."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"generate needs a positive integer number of samples, got {n!r}")
-        rng = np.random.default_rng(seed)
+            raise BundleError(f"generate needs a positive integer number of samples, got "
+                              f"{show(n)}")
+        self._check_batch(int(n), *(tuple(s["shape"]) for s in self.specs.values()))
+        rng = self._rng(seed)
         feeds = {"content_noise": self.noise((int(n), self.content_dim), rng)}
         for m in self.modalities:
             self._style_feeds(feeds, f"style_noise_{m}", int(n), rng)
-        out = self.run("generate", feeds)
+        out = self._run("generate", feeds)
         return {m: out[f"x_{m}"] for m in self.modalities}

@@ -397,6 +397,9 @@ def define_translate_flags() -> None:
     if _defined("bundle"):
         return
     flags.DEFINE_string("bundle", None, "Bundle directory written by tools/export_onnx.py.")
+    flags.DEFINE_string("bundle_digest", None, "Refuse the bundle unless the sha256 of its "
+                        "manifest.json is this (printed by the export, also in <bundle>.sha256); "
+                        "pin every bundle you did not build yourself.")
     flags.DEFINE_string("from", None, "Source modality (e.g. hand).")
     flags.DEFINE_string("to", None, "Target modality (e.g. print).")
     flags.DEFINE_string("input", None, "Source data: .npy (one example or a batch, float in the "

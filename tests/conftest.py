@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: a tiny in-memory paired dataset and quiet, deterministic TF."""
+"""Shared pytest fixtures: a tiny in-memory paired dataset, quiet deterministic TF, and one
+exported mmALI bundle per test session (export takes seconds; tests copy it to alter it)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,25 @@ def make_toy_dataset(specs=(HAND, PRINT), n_per_class: int = 8, dm: int = 3,
 @pytest.fixture
 def toy_dataset() -> PairedDataset:
     return make_toy_dataset()
+
+
+#: graphs of the session's shared bundle (a subset keeps the export short).
+BUNDLE_GRAPHS = ["encoder_hand", "encoder_print", "decoder_hand", "decoder_print",
+                 "fuse_geometric", "translate_hand_to_print", "reconstruct_hand", "generate"]
+
+
+@pytest.fixture(scope="session")
+def bundle_path(tmp_path_factory):
+    """A stochastic mmALI bundle (latent 8 = style 3 + content 5) exported once per session.
+
+    Read-only: tests that alter a bundle copy it first.
+    """
+    from export.onnx_export import export_bundle
+    from mmali_tf import models
+
+    model = models.build("mmali", [HAND, PRINT], {"latent_dim": 8, "style_dim": 3,
+                                                  "ema_decay": 0.99, "seed": 0})
+    model.build_from_specs()
+    path = tmp_path_factory.mktemp("shared_bundle") / "bundle"
+    export_bundle(model, path, graphs=BUNDLE_GRAPHS, checkpoint_step=5)
+    return path

@@ -12,27 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HAND, PRINT
 from export import runtime
+from export.errors import BundleError
 from export.runtime import Bundle
 
 ROOT = Path(__file__).resolve().parents[1]
-GRAPHS = ["encoder_hand", "encoder_print", "decoder_hand", "decoder_print", "fuse_geometric",
-          "translate_hand_to_print", "reconstruct_hand", "generate"]
 TOL = dict(rtol=1e-5, atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def bundle_path(tmp_path_factory) -> Path:
-    from export.onnx_export import export_bundle
-    from mmali_tf import models
-
-    model = models.build("mmali", [HAND, PRINT], {"latent_dim": 8, "style_dim": 3,
-                                                  "ema_decay": 0.99, "seed": 0})
-    model.build_from_specs()
-    path = tmp_path_factory.mktemp("runtime") / "bundle"
-    export_bundle(model, path, graphs=GRAPHS, checkpoint_step=5)
-    return path
 
 
 @pytest.fixture
@@ -131,7 +116,7 @@ def test_tampered_partial_and_unknown_bundles_are_refused(bundle_path, tmp_path)
 
     partial = copy_bundle(bundle_path, tmp_path / "partial")
     (partial / "generate.onnx").unlink()
-    with pytest.raises(FileNotFoundError, match="incomplete: 'generate.onnx'"):
+    with pytest.raises(BundleError, match="incomplete: 'generate.onnx'"):
         Bundle(partial)
 
     newer = copy_bundle(bundle_path, tmp_path / "newer")
@@ -173,11 +158,11 @@ def test_noise_follows_the_manifest_distribution(bundle):
 
 def test_eight_threads_sharing_one_bundle_match_sequential_calls(bundle_path, monkeypatch):
     created = []
-    real_session = runtime.ort.InferenceSession
+    real_load = runtime.bundle_files.load_session
 
-    def counting(path, *args, **kwargs):
-        created.append(Path(path).name)
-        return real_session(path, *args, **kwargs)
+    def counting(directory, graph, *args, **kwargs):
+        created.append(graph)
+        return real_load(directory, graph, *args, **kwargs)
 
     def work(b: Bundle, i: int) -> list[np.ndarray]:
         x = images(3, seed=i)
@@ -185,7 +170,7 @@ def test_eight_threads_sharing_one_bundle_match_sequential_calls(bundle_path, mo
                 b.generate(2, seed=i)["hand"], b.reconstruct("hand", x, seed=i)]
 
     expected = [work(Bundle(bundle_path), i) for i in range(8)]
-    monkeypatch.setattr(runtime.ort, "InferenceSession", counting)
+    monkeypatch.setattr(runtime.bundle_files, "load_session", counting)
     shared, results, barrier = Bundle(bundle_path), [None] * 8, threading.Barrier(8)
 
     def thread(i: int) -> None:
@@ -202,8 +187,8 @@ def test_eight_threads_sharing_one_bundle_match_sequential_calls(bundle_path, mo
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w)
     # lazy initialisation created exactly one session per graph used
-    assert sorted(created) == sorted(["translate_hand_to_print.onnx", "encoder_hand.onnx",
-                                      "generate.onnx", "reconstruct_hand.onnx"])
+    assert sorted(created) == sorted(["translate_hand_to_print", "encoder_hand", "generate",
+                                      "reconstruct_hand"])
 
 
 def test_runtime_never_imports_tensorflow(bundle_path):

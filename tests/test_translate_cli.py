@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +43,8 @@ def exported(tmp_path_factory):
                    "--graphs=encoder_hand,translate_hand_to_print")
     assert out.returncode == 0, out.stderr
     assert "wrote" in out.stdout and "step 7" in out.stdout
+    digest = (root / "bundle.sha256").read_text().split()[0]
+    assert f"bundle digest {digest} (in {root / 'bundle.sha256'}" in out.stdout
     return model, root / "bundle"
 
 
@@ -106,21 +111,75 @@ def test_translate_png_round_trip_without_tensorflow(exported, tmp_path):
     np.testing.assert_array_equal(got, translate_tool.image_grid(want, (0.0, 1.0)))
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A tiny PNG file that declares `width` x `height` pixels (its pixel data is cut short)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))
+
+
+def npy_header(shape: tuple[int, ...]) -> bytes:
+    """A float32 .npy file that declares `shape` but holds 64 bytes of data."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}".ljust(117) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(64)
+
+
+def test_pinned_bundle_digest(exported, tmp_path):
+    _, path = exported
+    digest = path.with_name("bundle.sha256").read_text().split()[0]
+    np.save(tmp_path / "ok.npy", np.full((2, 28, 28, 1), 0.5, np.float32))
+    args = [f"--bundle={path}", "--from=hand", "--to=print", f"--input={tmp_path / 'ok.npy'}",
+            f"--output={tmp_path / 'y.npy'}"]
+    out = run_tool("translate.py", *args, f"--bundle_digest={digest}")
+    assert out.returncode == 0, out.stderr
+    other = "0" * 64
+    out = run_tool("translate.py", *args, f"--bundle_digest={other}")
+    assert out.returncode == 2 and out.stderr.strip() == (
+        f"error: bundle manifest sha256 is {digest}, not the pinned digest {other}; refusing "
+        f"a bundle that differs from the one pinned"), out.stderr
+
+
+def test_hostile_input_files_are_refused_before_reading(tmp_path):
+    """Sizes declared by .npy and image headers are bounded before any data is allocated."""
+    spec = {"name": "hand", "shape": [28, 28, 1], "kind": "image", "value_range": [0.0, 1.0]}
+    (tmp_path / "huge.png").write_bytes(png_header(5000, 5000))
+    (tmp_path / "bomb.png").write_bytes(png_header(100_000, 100_000))
+    (tmp_path / "huge.npy").write_bytes(npy_header((10 ** 8, 28, 28, 1)))
+    (tmp_path / "short.npy").write_bytes(npy_header((4, 28, 28, 1)))
+    for name, message in [
+        ("huge.png", "image of 5000 x 5000 pixels exceeds the limit of 16777216 pixels"),
+        ("bomb.png", "not a readable image"),
+        ("huge.npy", "not a readable .npy array"),  # declares 292 GiB, holds 64 bytes
+        ("short.npy", "not a readable .npy array"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            translate_tool.read_input(str(tmp_path / name), spec)
+
+
 def test_bad_translate_input_is_one_line_and_exit_2(exported, tmp_path):
     _, path = exported
     np.save(tmp_path / "x.npy", np.full((2, 28, 28, 1), 2.0, np.float32))
     np.save(tmp_path / "ok.npy", np.full((2, 28, 28, 1), 0.5, np.float32))
     (tmp_path / "bad.png").write_bytes(b"not a png")
+    with open(tmp_path / "big.npy", "wb") as f:  # 70000 real (sparse, all-zero) images
+        f.write(npy_header((70_000, 28, 28, 1))[:-64])
+        f.truncate(f.tell() + 70_000 * 28 * 28 * 4)
     base = [f"--bundle={path}", "--from=hand", "--to=print"]
+
+    def files(source: str, target: str = "y.npy") -> list[str]:
+        return base + [f"--input={tmp_path / source}", f"--output={tmp_path / target}"]
+
     cases = [
-        (base + [f"--input={tmp_path / 'x.npy'}", f"--output={tmp_path / 'y.npy'}"],
-         "outside the modality's range"),
-        (base + [f"--input={tmp_path / 'missing.npy'}", f"--output={tmp_path / 'y.npy'}"],
-         "no such file"),
-        (base + [f"--input={tmp_path / 'ok.npy'}", f"--output={tmp_path / 'y.txt'}"],
-         "unsupported file type '.txt'"),
-        (base + [f"--input={tmp_path / 'bad.png'}", f"--output={tmp_path / 'y.npy'}"],
-         "not a readable image"),
+        (files("x.npy"), "outside the modality's range"),
+        (files("missing.npy"), "no such file"),
+        (files("ok.npy", "y.txt"), "unsupported file type '.txt'"),
+        (files("bad.png"), "not a readable image"),
+        (files("big.npy"), "array of shape (70000, 28, 28, 1) exceeds the limits of 65536 "
+                           "examples"),
+        (files("ok.npy") + ["--bundle_digest=abc"], "bundle digest 'abc' is not a sha256"),
         ([f"--bundle={path}", "--from=hand", "--to=svhn", f"--input={tmp_path / 'ok.npy'}",
           f"--output={tmp_path / 'y.npy'}"], "unknown target modality 'svhn'"),
         ([f"--bundle={tmp_path}", "--from=hand", "--to=print", f"--input={tmp_path / 'ok.npy'}",

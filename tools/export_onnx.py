@@ -5,7 +5,9 @@
 
 Writes `manifest.json` plus one ONNX graph per encoder, decoder, fusion method, ordered
 translation pair, reconstruction and the joint generator (see `export.onnx_export`). The bundle
-appears atomically: a failed export leaves nothing behind. Bad input prints one line and exits 2.
+appears atomically: a failed export leaves nothing behind. Prints the bundle digest (the sha256
+of its manifest), also written beside the bundle as `<out>.sha256` (`sha256sum -c` reads it).
+Bad input prints one line and exits 2.
 """
 
 from __future__ import annotations
@@ -45,8 +47,13 @@ def main(argv: list[str]) -> None:
         trained.model, FLAGS.out, opset=FLAGS.opset, weights=weights,
         training_flags=trained.config, checkpoint_step=trained.step,
         dataset=trained.dataset_name, overwrite=FLAGS.overwrite, graphs=FLAGS.graphs)
+    from export import manifest as manifest_lib
+
+    digest = manifest_lib.digest_path(FLAGS.out)
     print(f"wrote {FLAGS.out}: {manifest['model']['name']} step {trained.step} ({weights} "
           f"weights), {len(manifest['graphs'])} graphs, opset {FLAGS.opset}")
+    print(f"bundle digest {digest.read_text().split()[0]} (in {digest}; pin it with "
+          f"--bundle_digest or Bundle(path, digest=...))")
 
 
 def run() -> None:

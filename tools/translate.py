@@ -6,7 +6,10 @@
 Input: a `.npy` array (one example or a batch; float32 in the source modality's value range,
 or uint8 0..255) or an image file (`.png`, `.jpg`, `.bmp`; converted to grey or RGB and resized
 to the source modality's shape). Output: `.npy` (the translated batch) or `.png` (an image grid
-of the batch, for image modalities). Bad input prints one line and exits with code 2.
+of the batch, for image modalities). `--bundle_digest=<sha256>` refuses any bundle whose
+manifest has another sha256 (see README, "Loading bundles you did not build"). Inputs are
+bounded before they are read (`export.limits`: batch size and values per array; images up to
+MAX_IMAGE_PIXELS). Bad input or a refused bundle prints one line and exits with code 2.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -22,11 +26,15 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from export.errors import first_line  # noqa: E402
+from export.limits import DEFAULT_LIMITS, Limits  # noqa: E402
 from mmali_tf import cli  # noqa: E402
 from mmali_tf import flags as mmali_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+#: largest input image (width x height) decoded; larger files are refused before decoding.
+MAX_IMAGE_PIXELS = 1 << 24
 REQUIRED = ("bundle", "from", "to", "input", "output")
 
 
@@ -43,36 +51,61 @@ def _from_unit(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
     return (lo + x * (hi - lo)).astype(np.float32)
 
 
-def read_input(path: str, spec: dict[str, Any]) -> np.ndarray:
-    """Load `path` as a float32 batch of the modality described by manifest entry `spec`."""
+def read_input(path: str, spec: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+    """Load `path` as a float32 batch of the modality described by manifest entry `spec`.
+
+    The size an .npy header or an image header declares is checked against `limits` (and
+    MAX_IMAGE_PIXELS) before any data is read, so a hostile file cannot exhaust memory.
+    """
     ext = _extension(path, (".npy",) + IMAGE_EXTENSIONS, "input")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--input={path}: no such file")
-    shape = tuple(spec["shape"])
     if ext == ".npy":
-        try:
-            x = np.load(path, allow_pickle=False)
-        except ValueError as error:
-            raise ValueError(f"--input={path}: not a readable .npy array ({error})") from None
-        if x.dtype == np.uint8:
-            x = _from_unit(x / 255.0, spec["value_range"])
-        elif not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"--input={path}: dtype {x.dtype} is neither floating point nor "
-                             f"uint8")
-        x = x.astype(np.float32)
-        return x[None] if x.shape == shape else x
+        return _read_npy(path, spec, limits)
     if spec["kind"] != "image":
         raise ValueError(f"--input={path}: modality {spec['name']!r} is a vector modality; "
                          f"give a .npy file")
-    from PIL import Image, UnidentifiedImageError
+    return _read_image(path, spec)
 
+
+def _read_npy(path: str, spec: dict[str, Any], limits: Limits) -> np.ndarray:
+    shape = tuple(spec["shape"])
+    try:  # memory-mapped: nothing is read or allocated before the checks below
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as error:  # malformed headers raise many types (TokenError, Overflow...)
+        raise ValueError(f"--input={path}: not a readable .npy array "
+                         f"({first_line(error)})") from None
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"--input={path}: dtype {str(x.dtype)[:60]} is neither floating point "
+                         f"nor uint8")
+    batch = 1 if x.shape == shape or not x.ndim else x.shape[0]
+    if x.size > limits.batch_elements or batch > limits.batch:
+        raise ValueError(f"--input={path}: array of shape {x.shape} exceeds the limits of "
+                         f"{limits.batch} examples and {limits.batch_elements} values")
+    x = np.array(x)
+    x = _from_unit(x / 255.0, spec["value_range"]) if x.dtype == np.uint8 else x
+    x = x.astype(np.float32)
+    return x[None] if x.shape == shape else x
+
+
+def _read_image(path: str, spec: dict[str, Any]) -> np.ndarray:
+    from PIL import Image
+
+    shape = tuple(spec["shape"])
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if shape[-1] == 1 else "RGB")
-            img = img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
-            x = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"--input={path}: not a readable image ({error})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height <= MAX_IMAGE_PIXELS:
+                    img = img.convert("L" if shape[-1] == 1 else "RGB")
+                    img = img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+                    x = np.asarray(img, dtype=np.float32) / 255.0
+    except Exception as error:  # Pillow raises many types on malformed files
+        raise ValueError(f"--input={path}: not a readable image ({first_line(error)})") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"--input={path}: image of {width} x {height} pixels exceeds the "
+                         f"limit of {MAX_IMAGE_PIXELS} pixels")
     return _from_unit(x.reshape(shape), spec["value_range"])[None]
 
 
@@ -115,13 +148,13 @@ def main(argv: list[str]) -> None:
         out_dir = os.path.dirname(os.path.abspath(FLAGS.output))
         if not os.path.isdir(out_dir):
             raise FileNotFoundError(f"--output={FLAGS.output}: directory {out_dir} does not exist")
-        bundle = Bundle(FLAGS.bundle)
+        bundle = Bundle(FLAGS.bundle, digest=FLAGS.bundle_digest)
         src_spec = bundle.spec(src, "source modality")
         dst_spec = bundle.spec(dst, "target modality")
         if out_ext == ".png" and dst_spec["kind"] != "image":
             raise ValueError(f"--output={FLAGS.output}: target {dst!r} is a vector modality; "
                              f"write a .npy file")
-        x = read_input(FLAGS.input, src_spec)
+        x = read_input(FLAGS.input, src_spec, bundle.limits)
         y = bundle.translate(src, dst, x, seed=FLAGS.seed, sample=not FLAGS.use_mean)
     write_output(FLAGS.output, y, dst_spec)
     print(f"translated {len(x)} x {src} -> {dst}: {FLAGS.output}")
