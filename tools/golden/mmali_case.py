@@ -1,0 +1,222 @@
+"""Golden case: one critic update and one generator update of the authors' factorised mmALI.
+
+Builds `models.mmali.factor2.FactorModel` exactly as `train_mmali_mnist_svhn.py` does (MNIST-SVHN
+networks, Gaussian encoders, `XXDiscriminatorDot`), runs the training script's D step (batches A
+and B) and G step (batches C and D) once each with two Adam optimizers, and records every loss
+term (under this project's names), every draw, gradient and updated parameter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mmali_tf.reference import golden
+from tools.golden.torch_common import (DrawRecorder, Fixture, exact_singular_vectors, nhwc,
+                                       sigmas)
+
+MMALI_COMMIT = "3b500a7d8680c0cb8f414d9dc90608e0cd235c40"
+KEYS = {"mnist": "0mnist", "svhn": "1svhn"}
+CONFIG = dict(dataset="mnist_svhn", model="mmali", latent_dim=20, style_dim=10,
+              lambda_unimodal=0.1, lambda_x_rec=0.05, lambda_s_rec=0.05, lambda_c_rec=0.05,
+              joint_rec=True, lr=2e-4, beta1=0.5, beta2=0.999, init="normal")
+
+
+def build(ref):
+    """The authors' FactorModel for MNIST-SVHN (their classes, their constructor arguments)."""
+    import models
+    import models.mmali.factor2
+    import models.mnist
+    import models.mnist_svhn
+    import models.svhn
+    d, s = CONFIG["latent_dim"], CONFIG["style_dim"]
+    img = (1, 28, 28)
+    crit = {"0mnist": nn.ModuleList([
+                models.mnist.XZDiscriminator(img_shape=img, latent_dim=d, output_dim=3),
+                models.mnist.XZDiscriminator(img_shape=img, latent_dim=d)]),
+            "1svhn": nn.ModuleList([
+                models.svhn.XZDiscriminator(channels=3, latent_dim=d, output_dim=3),
+                models.svhn.XZDiscriminator(channels=3, latent_dim=d)])}
+    return models.mmali.factor2.FactorModel(
+        encoders={"0mnist": models.GaussianConditional(models.mnist.Encoder(img_shape=img,
+                                                                             latent_dim=2 * d)),
+                  "1svhn": models.GaussianConditional(models.svhn.Encoder(channels=3,
+                                                                           latent_dim=2 * d))},
+        decoders={"0mnist": models.mnist.Decoder(img_shape=img, latent_dim=d),
+                  "1svhn": models.svhn.Decoder(channels=3, latent_dim=d)},
+        xz_discriminators=crit,
+        joint_discriminator=models.mnist_svhn.XXDiscriminatorDot(img_shape=img, channels=3),
+        content_dim=d - s, lambda_unimodal=CONFIG["lambda_unimodal"],
+        lambda_x_rec=CONFIG["lambda_x_rec"], lambda_c_rec=CONFIG["lambda_c_rec"],
+        lambda_s_rec=CONFIG["lambda_s_rec"], joint_rec=CONFIG["joint_rec"])
+
+
+def our_name(step: str, name: str) -> str:
+    """This project's loss-term name of an authors' loss key (M = 2)."""
+    mods = list(KEYS)
+    by_key = {v: k for k, v in KEYS.items()}
+    for key, m in by_key.items():
+        if name.startswith(key + "_"):
+            rest = name[len(key) + 1:]
+            if rest in ("c0", "c1"):
+                return f"{step}_{m}_{rest}"
+            if rest.startswith("c") and rest[1:].isdigit():
+                others = [o for o in mods if o != m]
+                return f"{step}_{m}_cross_{others[int(rest[1:]) - 2]}"
+            return {"1": f"d_{m}_b", "s_rec": f"g_{m}_s_rec", "x_rec": f"g_{m}_x_rec",
+                    "c_rec": f"g_{m}_c_rec", "x_rec_joint": f"g_{m}_joint_x_rec"}[rest]
+    if name.startswith("joint_q"):
+        return f"g_joint_q_{mods[int(name[7:])]}"
+    return {"joint": "d_joint", "joint_p": "g_joint_p", "joint_c_rec": "g_joint_c_rec"}[name]
+
+
+def sn_vectors(model) -> dict:
+    return {k: v for k, v in model.state_dict().items()
+            if k.endswith(("weight_u", "weight_v"))
+            and not k.startswith(("generators.", "discriminators."))}
+
+
+def grads_and_params(params: dict) -> tuple[dict, dict]:
+    grads = {k: p.grad for k, p in params.items() if p.grad is not None}
+    return grads, {k: p.detach().clone() for k, p in params.items()}
+
+
+def make(seed: int = 0, n: int = 6):
+    torch.manual_seed(seed)
+    model = build(None)
+    # FactorModel also registers its modules under `generators.` / `discriminators.`: aliases
+    shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()
+              if not k.endswith(("weight_u", "weight_v"))
+              and not k.startswith(("generators.", "discriminators."))]
+    start = golden.seeded_weights(shapes, seed)
+    state = model.state_dict()
+    with torch.no_grad():
+        for k, v in start.items():
+            state[k].copy_(torch.from_numpy(v))
+    exact_singular_vectors(model)
+    start_state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    d, s = CONFIG["latent_dim"], CONFIG["style_dim"]
+    opt_g = torch.optim.Adam(model.generators.parameters(), lr=CONFIG["lr"],
+                             betas=(CONFIG["beta1"], CONFIG["beta2"]))
+    opt_d = torch.optim.Adam(model.discriminators.parameters(), lr=CONFIG["lr"],
+                             betas=(CONFIG["beta1"], CONFIG["beta2"]))
+    fx = Fixture("mmali_mnist_svhn", dict(
+        case="mmali_mnist_svhn", repo="6b5d/mmali", commit=MMALI_COMMIT,
+        files=["models/mmali/factor2.py (FactorModel.forward_jsd2)",
+               "train_mmali_mnist_svhn.py (model construction, D/G step)",
+               "models/mnist.py", "models/svhn.py", "models/mnist_svhn.py", "utils.py"],
+        config=CONFIG, batch=n, seed=seed, modality_keys=KEYS,
+        note="Both updates start from golden.seeded_weights(seed) (the init_param_normal "
+             "distribution). Spectral-norm u, v are the exact top singular pair, so a power iteration is a fixed point and the number of iterations "
+             "per update (fewer in this project by design) does not change sigma."))
+    fx.meta["weight_shapes"] = [[k, list(v)] for k, v in shapes]  # state_dict order
+    fx.add("sn_start/", sn_vectors(model))
+
+    def images():
+        return torch.rand(n, 1, 28, 28), torch.rand(n, 3, 32, 32)
+
+    params = dict(model.named_parameters())
+    # ---- D step: batch A (joint=False) then batch B (joint=True), as the training script
+    xa, xb = images(), images()
+    za = {m: torch.randn(n, d) for m in KEYS}
+    perm_b = {m: torch.randperm(n) for m in KEYS}
+    with DrawRecorder() as rec:
+        losses = model({KEYS[m]: {"x": x, "z": za[m]} for m, x in zip(KEYS, xa)},
+                       train_d=True, joint=False)
+        losses.update(model({KEYS[m]: {"x": x, "z": torch.zeros(n, d), "extra_x": x[perm_b[m]]}
+                             for m, x in zip(KEYS, xb)}, train_d=True, joint=True))
+        opt_d.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        opt_d.step()
+    draws = rec.take([f"eps_a/{m}" for m in KEYS])
+    for m in KEYS:
+        pa, pz = rec.take(["perm", "perm_z"], "perms").values()
+        draws[f"perm_a/{m}"] = pa
+        draws[f"c_a/{m}"] = za[m].numpy()[pz][:, s:]
+    draws.update(rec.take([f"eps_b/{m}" for m in KEYS]))
+    rec.check_empty()
+    draws.update({f"z_a/{m}": za[m] for m in KEYS})
+    draws.update({f"perm_b/{m}": perm_b[m].numpy().astype(np.int32) for m in KEYS})
+    grads, after = grads_and_params(params)
+    fx.add("batch/d/", {f"a/{m}": nhwc(x) for m, x in zip(KEYS, xa)})
+    fx.add("batch/d/", {f"b/{m}": nhwc(x) for m, x in zip(KEYS, xb)})
+    fx.add("draw/d/", draws)
+    fx.add("loss/d/", {our_name("d", k): v for k, v in losses.items()})
+    fx.add("grad/d/", golden.summarise({k: v.numpy() for k, v in grads.items()}))
+    fx.add("after/d/", golden.summarise({k: v.numpy() for k, v in after.items()}))
+    fx.add("sn_after_d/", sn_vectors(model))
+    fx.add("sigma_after_d/", sigmas(model))
+    # ---- G step, from the same starting weights (so that it is tested on its own)
+    model.load_state_dict(start_state)
+    model.zero_grad(set_to_none=True)
+    xc, xd = images(), images()
+    zc = {m: torch.randn(n, d) for m in KEYS}
+    s_d = {m: torch.randn(n, s) for m in KEYS}
+    c_d = torch.randn(n, d - s)
+    with DrawRecorder() as rec:
+        losses = model({KEYS[m]: {"x": x, "z": zc[m]} for m, x in zip(KEYS, xc)},
+                       train_d=False, joint=False)
+        losses.update(model({KEYS[m]: {"x": x, "z": torch.cat([s_d[m], c_d], 1)}
+                             for m, x in zip(KEYS, xd)}, train_d=False, joint=True))
+        opt_g.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        opt_g.step()
+    draws = rec.take([f"eps_c/{m}" for m in KEYS] + [f"eps_rec/{m}" for m in KEYS]
+                     + [f"eps_d/{m}" for m in KEYS] + ["eps_joint_c_rec", "eps_joint_x_rec"])
+    rec.check_empty()
+    draws.update({f"z_c/{m}": zc[m] for m in KEYS})
+    draws.update({f"z_d/style/{m}": s_d[m] for m in KEYS})
+    draws["z_d/content"] = c_d
+    grads, after_g = grads_and_params(params)
+    fx.add("batch/g/", {f"c/{m}": nhwc(x) for m, x in zip(KEYS, xc)})
+    fx.add("batch/g/", {f"d/{m}": nhwc(x) for m, x in zip(KEYS, xd)})
+    fx.add("draw/g/", draws)
+    fx.add("loss/g/", {our_name("g", k): v for k, v in losses.items()})
+    fx.add("grad/g/", golden.summarise({k: v.numpy() for k, v in grads.items()}))
+    fx.add("after/g/", golden.summarise({k: v.numpy() for k, v in after_g.items()}))
+    return fx, model
+
+
+def write_checkpoint(model, out_dir: str, steps: int = 3, n: int = 8,
+                     path: str = "/tmp/mmali_golden/authors_mmali_mnist_svhn.pt") -> str:
+    """Train `model` a few more steps with the authors' loop and save it as their
+    `save_checkpoint` does ({'n_iter', 'model', 'model_ema', ...}); also write the authors'
+    decoder outputs on fixed z (`<out_dir>/mmali_mnist_svhn_decoders.npz`) for the import round
+    trip. The checkpoint itself (~100 MB) is written outside the project."""
+    import copy
+    import os
+
+    d, s = CONFIG["latent_dim"], CONFIG["style_dim"]
+    ema = copy.deepcopy(model)
+    opts = [torch.optim.Adam(p.parameters(), lr=CONFIG["lr"],
+                             betas=(CONFIG["beta1"], CONFIG["beta2"]))
+            for p in (model.discriminators, model.generators)]
+    for it in range(steps):
+        for train_d, opt in ((True, opts[0]), (False, opts[1])):
+            xs = [torch.rand(n, 1, 28, 28), torch.rand(n, 3, 32, 32)]
+            c = torch.randn(n, d - s)
+            losses = model({KEYS[m]: {"x": x, "z": torch.randn(n, d)} for m, x in zip(KEYS, xs)},
+                           train_d=train_d, joint=False)
+            losses.update(model({KEYS[m]: {"x": x, "z": torch.cat([torch.randn(n, s), c], 1),
+                                           "extra_x": x[torch.randperm(n)]}
+                                 for m, x in zip(KEYS, xs)}, train_d=train_d, joint=True))
+            opt.zero_grad(set_to_none=True)
+            sum(losses.values()).backward()
+            opt.step()
+        ema.lerp(model, 0.5)  # a visible EMA (the script's beta after ema_start)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save({"n_iter": steps, "model": model.state_dict(), "model_ema": ema.state_dict(),
+                "optimizer_D": opts[0].state_dict(), "optimizer_G": opts[1].state_dict()}, path)
+    z = torch.randn(16, d)
+    fx = Fixture("mmali_mnist_svhn_decoders", dict(
+        case="mmali_mnist_svhn_decoders", checkpoint=path, steps=steps,
+        note="decoder outputs (NHWC) of the checkpoint's model and model_ema on z"))
+    fx.add("", {"z": z})
+    with torch.no_grad():
+        for tag, net in (("model", model), ("model_ema", ema)):
+            net.eval()
+            for m in KEYS:
+                fx.add(f"{tag}/", {m: nhwc(getattr(net.decoders, KEYS[m])(z))})
+    return fx.write(out_dir)
