@@ -1,18 +1,19 @@
 """Map an authors' PyTorch state_dict onto this project's Keras networks.
 
-Each network of a model is paired with the state_dict prefix of the authors' module that plays
-its role (`MAPPINGS`). Within a pair, the weight-carrying layers of both sides are matched in
-order (Keras topological order, PyTorch registration order) and converted with
-`mmali_tf.reference.layout`. Every tensor is checked before anything is assigned, so a missing,
-extra or misshaped tensor raises `ImportMismatch` (one line naming the tensor and both shapes)
-and leaves the model untouched.
+Each network (or variable) of a model is paired with the state_dict prefix of the authors'
+module that plays its role (`mmali_tf.reference.mappings`). Within a network, the
+weight-carrying layers of both sides are matched in order (Keras topological order, PyTorch
+registration order) and converted with `mmali_tf.reference.layout`; two torch heads that our
+network computes as one layer (e.g. MMVAE's `fc21`/`fc22`) are concatenated first. Every tensor
+is checked before anything is assigned: a missing, extra or misshaped tensor raises
+`ImportMismatch` (one line naming the tensor and both shapes) and leaves the model untouched.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -22,7 +23,7 @@ from mmali_tf.reference import layout
 
 WEIGHTED = (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Conv2DTranspose, SNDense,
             SNConv2D)
-SN_SUFFIXES = ("weight_orig", "weight_u", "weight_v")
+TORCH_NAMES = {"kernel": None, "bias": "bias", "sn_u": "weight_u", "sn_v": "weight_v"}
 
 
 class ImportMismatch(ValueError):
@@ -30,11 +31,23 @@ class ImportMismatch(ValueError):
 
 
 @dataclass
+class Pair:
+    """Our `target` (a Keras network or one variable) and the authors' module `prefix`
+    (for a variable: its exact key). `merge`: sibling modules under `prefix` whose outputs our
+    network computes with one layer (concatenated along the output axis)."""
+
+    target: object
+    prefix: str
+    merge: Sequence[str] = ()
+
+
+@dataclass
 class TorchLayer:
-    """One torch module's tensors: `path` (module prefix) and `tensors` (suffix -> array)."""
+    """One torch module's tensors (suffix -> array) and the state_dict keys they came from."""
 
     path: str
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def spectral(self) -> bool:
@@ -45,14 +58,25 @@ class TorchLayer:
         return "weight_orig" if self.spectral else "weight"
 
 
-def torch_layers(state: Mapping[str, np.ndarray], prefix: str) -> list[TorchLayer]:
-    """Modules under `prefix` that hold a weight, in state_dict order."""
+def torch_layers(state: Mapping[str, np.ndarray], prefix: str,
+                 merge: Sequence[str] = ()) -> list[TorchLayer]:
+    """Modules under `prefix` that hold tensors, in state_dict order (`merge` modules joined)."""
     groups: OrderedDict[str, TorchLayer] = OrderedDict()
     for key, value in state.items():
-        if not key.startswith(prefix):
-            continue
-        path, _, suffix = key.rpartition(".")
-        groups.setdefault(path, TorchLayer(path)).tensors[suffix] = np.asarray(value)
+        if key.startswith(prefix):
+            path, _, suffix = key.rpartition(".")
+            tl = groups.setdefault(path, TorchLayer(path))
+            tl.tensors[suffix], tl.keys[suffix] = np.asarray(value), key
+    if merge:
+        parts = [groups.pop(prefix + m, None) for m in merge]
+        if any(p is None for p in parts):
+            missing = [prefix + m for m, p in zip(merge, parts) if p is None]
+            raise ImportMismatch(f"missing tensor: no module {missing[0]} in the checkpoint")
+        joined = TorchLayer("+".join(p.path for p in parts))
+        for suffix in parts[0].tensors:
+            joined.tensors[suffix] = np.concatenate([p.tensors[suffix] for p in parts], 0)
+            joined.keys[suffix] = "+".join(p.keys[suffix] for p in parts)
+        groups[joined.path] = joined
     return list(groups.values())
 
 
@@ -114,83 +138,71 @@ def _convert(layer, tl: TorchLayer) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def network_assignments(net: keras.Model, state: Mapping[str, np.ndarray],
-                        prefix: str) -> tuple[list[tuple[keras.Variable, np.ndarray, str]], set[str]]:
-    """Checked (variable, value, torch key) triples for `net` from the tensors under `prefix`,
-    and the keys used."""
-    ours, theirs = keras_layers(net), torch_layers(state, prefix)
-    pairs, used = [], set()
+def _shape(a) -> tuple[int, ...]:
+    return tuple(int(s) for s in np.shape(a))
+
+
+def network_assignments(net: keras.Model, state: Mapping[str, np.ndarray], prefix: str,
+                        merge: Sequence[str] = ()) -> list[tuple[keras.Variable, np.ndarray, str]]:
+    """Checked (variable, value, torch key) triples for `net` from the tensors under `prefix`."""
+    ours, theirs = keras_layers(net), torch_layers(state, prefix, merge)
+    out = []
     for i in range(max(len(ours), len(theirs))):
         if i >= len(theirs):
             raise ImportMismatch(f"missing tensor: no {prefix}* module for {net.name}/"
-                                 f"{ours[i].name} {tuple(ours[i].weights[0].shape)}")
+                                 f"{ours[i].name} {_shape(ours[i].weights[0])}")
         tl = theirs[i]
         if i >= len(ours):
-            key = f"{tl.path}.{tl.weight_key}"
-            raise ImportMismatch(f"unexpected tensor {key} {tuple(tl.tensors[tl.weight_key].shape)}"
-                                 f": {net.name} has no layer left for it")
+            raise ImportMismatch(f"unexpected tensor {tl.keys[tl.weight_key]} "
+                                 f"{_shape(tl.tensors[tl.weight_key])}: {net.name} has no "
+                                 "layer left for it")
         layer = ours[i]
         if tl.spectral != isinstance(layer, (SNDense, SNConv2D)):
             raise ImportMismatch(f"{tl.path}: spectral norm is {'on' if tl.spectral else 'off'} "
                                  f"in the checkpoint but not in {net.name}/{layer.name}")
         variables = {v.name: v for v in layer.weights}
         for name, value in _convert(layer, tl):
-            torch_key = f"{tl.path}.{dict(kernel=tl.weight_key, sn_u='weight_u', sn_v='weight_v').get(name, name)}"
+            key = tl.keys[TORCH_NAMES[name] or tl.weight_key]
             var = variables.pop(name, None)
-            if var is None or tuple(var.shape) != value.shape:
-                theirs_shape = tuple(state[torch_key].shape)
+            if var is None or _shape(var) != _shape(value):
                 raise ImportMismatch(
-                    f"{torch_key}: shape {theirs_shape} (as {value.shape} in Keras layout) does "
-                    f"not fit {net.name}/{layer.name}/{name} "
-                    f"{None if var is None else tuple(var.shape)}")
-            pairs.append((var, value, torch_key))
-            used.add(torch_key)
+                    f"{key}: shape {_shape(tl.tensors[TORCH_NAMES[name] or tl.weight_key])} "
+                    f"(as {_shape(value)} in Keras layout) does not fit {net.name}/"
+                    f"{layer.name}/{name} {None if var is None else _shape(var)}")
+            out.append((var, value, key))
         if variables:
             name = next(iter(variables))
             raise ImportMismatch(f"missing tensor for {net.name}/{layer.name}/{name} "
-                                 f"{tuple(variables[name].shape)} in {tl.path}")
-    return pairs, used
+                                 f"{_shape(variables[name])} in {tl.path}")
+    return out
 
 
-# ----------------------------------------------------------------------------- per-model maps
-Pairing = list[tuple[keras.Model, str]]
+def pair_assignments(pairs: Sequence[Pair], state: Mapping[str, np.ndarray],
+                     ignore: Sequence[str] = ()) -> list[tuple[keras.Variable, np.ndarray, str]]:
+    """Checked triples for every pair; a state key no pair uses (and containing none of the
+    strings in `ignore`) is an error."""
+    out = []
+    for p in pairs:
+        if isinstance(p.target, keras.Model):
+            out += network_assignments(p.target, state, p.prefix, p.merge)
+            continue
+        if p.prefix not in state:
+            raise ImportMismatch(f"missing tensor {p.prefix} for {p.target.path} "
+                                 f"{_shape(p.target)}")
+        value = np.asarray(state[p.prefix])
+        if value.size != int(np.prod(_shape(p.target))):
+            raise ImportMismatch(f"{p.prefix}: shape {_shape(value)} does not fit "
+                                 f"{p.target.path} {_shape(p.target)}")
+        out.append((p.target, value.reshape(_shape(p.target)), p.prefix))
+    used = {k for _, _, key in out for k in key.split("+")}
+    extra = [k for k in state if k not in used and not any(s in k for s in ignore)]
+    if extra:
+        raise ImportMismatch(f"unexpected tensor {extra[0]} {_shape(state[extra[0]])}: nothing "
+                             f"in the model takes it ({len(extra)} unused in all)")
+    return out
 
 
-def _keys(state: Mapping[str, np.ndarray], root: str, model) -> dict[str, str]:
-    """Our modality -> the authors' modality key (their sorted keys, in our modality order)."""
-    keys = sorted({k.split(".")[1] for k in state if k.startswith(root + ".")})
-    if len(keys) != len(model.modalities):
-        raise ImportMismatch(f"the checkpoint has {len(keys)} modalities under {root}. "
-                             f"({keys}), the model has {len(model.modalities)} "
-                             f"{model.modalities}")
-    return dict(zip(model.modalities, keys))
-
-
-def _mmali_generators(model, state, encoders, decoders) -> Pairing:
-    keys = _keys(state, "encoders", model)
-    return ([(encoders[m], f"encoders.{k}.module.") for m, k in keys.items()]
-            + [(decoders[m], f"decoders.{k}.") for m, k in keys.items()])
-
-
-def mmali_pairing(model, state) -> Pairing:
-    """6b5d/mmali FactorModel: encoders, decoders, xz_discriminators[0|1], joint_discriminator."""
-    keys = _keys(state, "encoders", model)
-    out = _mmali_generators(model, state, model.encoders, model.decoders)
-    for m, k in keys.items():
-        out += [(model.critics_a[m], f"xz_discriminators.{k}.0."),
-                (model.critics_b[m], f"xz_discriminators.{k}.1.")]
-    return out + [(model.joint_critic, "joint_discriminator.")]
-
-
-MAPPINGS: dict[str, Callable] = {"mmali": mmali_pairing}
-#: prefixes under which a model registers the same modules a second time
-ALIASES: dict[str, tuple[str, ...]] = {"mmali": ("generators.", "discriminators.")}
-EMA_MAPPINGS: dict[str, Callable] = {
-    "mmali": lambda model, state: _mmali_generators(model, state, model.ema.encoders,
-                                                    model.ema.decoders)}
-
-
-def drop_aliases(state: Mapping[str, np.ndarray], aliases: tuple[str, ...]) -> dict:
+def drop_aliases(state: Mapping[str, np.ndarray], aliases: Sequence[str]) -> dict:
     """`state` without keys `<alias><key>` that repeat `<key>` (modules registered twice)."""
     out = {}
     for k, v in state.items():
@@ -199,69 +211,8 @@ def drop_aliases(state: Mapping[str, np.ndarray], aliases: tuple[str, ...]) -> d
             out[k] = v
             continue
         primary = k[len(alias):]
-        if primary not in state or np.shape(state[primary]) != np.shape(v):
-            raise ImportMismatch(f"unexpected tensor {k} {tuple(np.shape(v))}: it should repeat "
-                                 f"{primary} but that is "
-                                 f"{tuple(np.shape(state[primary])) if primary in state else 'absent'}")
-    return out
-
-
-def _assignments(pairing: Pairing, state: Mapping[str, np.ndarray],
-                 ignore: tuple[str, ...] = ()) -> list:
-    pairs, used = [], set()
-    for net, prefix in pairing:
-        p, u = network_assignments(net, state, prefix)
-        pairs += p
-        used |= u
-    extra = [k for k in state if k not in used and not k.startswith(ignore)]
-    if extra:
-        raise ImportMismatch(f"unexpected tensor {extra[0]} {tuple(np.shape(state[extra[0]]))}: "
-                             f"nothing in the model takes it ({len(extra)} unused in all)")
-    return pairs
-
-
-def _model_pairs(model, state, ema_state) -> list:
-    name = model.config.get("model", getattr(model, "registry_name", ""))
-    if name not in MAPPINGS:
-        raise ImportMismatch(f"no weight mapping for model {name!r}; known: {sorted(MAPPINGS)}")
-    state = drop_aliases(state, ALIASES.get(name, ()))
-    pairs = _assignments(MAPPINGS[name](model, state), state)
-    if ema_state is not None:
-        ema_state = drop_aliases(ema_state, ALIASES.get(name, ()))
-        if model.ema is None:
-            raise ImportMismatch("the checkpoint has an EMA model but this model has no EMA "
-                                 "(set --ema_decay)")
-        gen = ("encoders.", "decoders.")
-        pairs += [(v, x, "ema:" + k) for v, x, k in _assignments(
-            EMA_MAPPINGS[name](model, ema_state), ema_state,
-            ignore=tuple(k.split(".")[0] + "." for k in ema_state if not k.startswith(gen)))]
-    return pairs
-
-
-def import_state_dict(model, state: Mapping[str, np.ndarray],
-                      ema_state: Mapping[str, np.ndarray] | None = None) -> None:
-    """Assign the authors' `state` (and `ema_state`, their EMA model) to `model`.
-
-    Raises ImportMismatch, before assigning anything, when a tensor is missing, extra or
-    misshaped. The EMA state's critic tensors are ignored (the authors' EMA copies the whole
-    model but only the generators are averaged).
-    """
-    for var, value, _ in _model_pairs(model, state, ema_state):
-        var.assign(np.asarray(value, np.float32))
-
-
-def torch_layout(model, shapes: Mapping[str, tuple[int, ...]]) -> dict[int, tuple[str, Callable]]:
-    """id(variable) -> (torch key, fn) where fn maps an array in our layout (e.g. a gradient)
-    back to the torch tensor's layout (the inverse of the import's permutations)."""
-    index_state = {k: np.arange(int(np.prod(s)), dtype=np.float64).reshape(s)
-                   for k, s in shapes.items()}
-    out = {}
-    for var, idx, key in _model_pairs(model, index_state, None):
-        flat_idx = idx.astype(np.int64).ravel()
-
-        def to_torch(a, flat_idx=flat_idx, shape=tuple(shapes[key])):
-            res = np.empty(flat_idx.size, np.asarray(a).dtype)
-            res[flat_idx] = np.asarray(a).ravel()
-            return res.reshape(shape)
-        out[id(var)] = (key, to_torch)
+        if primary not in state or _shape(state[primary]) != _shape(v):
+            found = _shape(state[primary]) if primary in state else "absent"
+            raise ImportMismatch(f"unexpected tensor {k} {_shape(v)}: it should repeat "
+                                 f"{primary}, which is {found}")
     return out

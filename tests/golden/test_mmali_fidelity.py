@@ -22,7 +22,8 @@ from mmali_tf.data.svhn import MNIST, SVHN
 from mmali_tf.models.draws import ReplayDraws
 from mmali_tf.models.mmali import MMALI
 from mmali_tf.reference import golden
-from mmali_tf.reference.importer import import_state_dict, keras_layers, torch_layout
+from mmali_tf.reference.importer import keras_layers
+from mmali_tf.reference.mappings import TorchLayout, import_state_dict
 
 CASE = "mmali_mnist_svhn"
 
@@ -43,8 +44,7 @@ def fresh_model(fx):
     sn = fx.group("sn_start/")
     state.update(sn)
     import_state_dict(model, state)
-    all_shapes = {**shapes, **{k: v.shape for k, v in sn.items()}}
-    return model, torch_layout(model, all_shapes)
+    return model, TorchLayout(model, {k: np.shape(v) for k, v in state.items()})
 
 
 def run_update(fx, step: str):
@@ -63,20 +63,8 @@ def run_update(fx, step: str):
     assert not replay.unused(), f"draws of the authors' step that ours never made: {replay.unused()}"
     opt.apply(grads, variables)
     terms.pop("total")
-    torch_grads = {}
-    for v, g in zip(variables, grads):
-        key, fn_ = to_torch[id(v)]
-        torch_grads[key] = fn_(g.numpy())
+    torch_grads = to_torch.convert([(v, g.numpy()) for v, g in zip(variables, grads)])
     return terms, torch_grads, model, to_torch
-
-
-def params_in_torch_layout(model, to_torch, variables) -> dict[str, np.ndarray]:
-    out = {}
-    for v in variables:
-        key, fn_ = to_torch[id(v)]
-        if not key.endswith(("weight_u", "weight_v")):
-            out[key] = fn_(v.numpy())
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +84,8 @@ def test_update_matches_authors(fx, updates, step):
     terms, grads, model, to_torch = updates(step)
     problems = term_mismatches({k: v.numpy() for k, v in terms.items()}, fx.group(f"loss/{step}/"))
     problems += tensor_mismatches("gradient of", grads, fx.group(f"grad/{step}/"), 1e-4, 1e-7)
-    after = params_in_torch_layout(model, to_torch, model.critic_variables
-                                   + model.generator_variables)
+    after = to_torch.convert([(v, v.numpy()) for v in model.critic_variables
+                              + model.generator_variables])
     # A first Adam step moves a weight by lr * g / (|g| + eps): where |g| is near eps (a few
     # freshly initialised biases) float rounding of g shows in the step, so updated weights are
     # held to 5% of one step. The Keras-vs-torch epsilon placement differed by up to a whole
@@ -115,10 +103,10 @@ def test_spectral_norm_state_after_critic_update(fx, updates):
         [model.critics_b[m] for m in model.modalities] + [model.joint_critic]
     got_uv, got_sigma = {}, {}
     for layer in [lay for net in critics for lay in keras_layers(net)]:
-        for var in (layer.sn_u, layer.sn_v):
-            key, fn_ = to_torch[id(var)]
-            got_uv[key] = fn_(var.numpy())
-        got_sigma[key[:-len(".weight_v")]] = float(layer.sigma(training=False))
+        got_uv.update(to_torch.convert([(layer.sn_u, layer.sn_u.numpy()),
+                                        (layer.sn_v, layer.sn_v.numpy())]))
+        key = to_torch.keys_of(layer.sn_u)[0]
+        got_sigma[key[:-len(".weight_u")]] = float(layer.sigma(training=False))
     problems = tensor_mismatches("spectral-norm vector", got_uv, fx.group("sn_after_d/"),
                                  1e-4, 1e-6)
     problems += term_mismatches(got_sigma, fx.group("sigma_after_d/"), rtol=1e-5)
