@@ -41,41 +41,49 @@ def seeded_weights(shapes: Iterable[tuple[str, tuple[int, ...]]], seed: int,
     return out
 
 
+def _probe_basis(name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(PROBES unit directions, SAMPLES entry indices) of tensor `name` (seeded by its name)."""
+    rng = _rng("probe/" + name, 0)
+    dirs = rng.standard_normal((PROBES, size))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    return dirs, rng.choice(size, SAMPLES, replace=False)
+
+
 def probe(name: str, value: np.ndarray) -> np.ndarray:
     """The stored summary of tensor `name`: the tensor itself if small, else [norm, projections,
     sampled entries] (float64 arithmetic, float32 result)."""
     flat = np.asarray(value, np.float64).ravel()
     if flat.size <= FULL_SIZE:
         return flat.astype(np.float32)
-    rng = _rng("probe/" + name, 0)
-    dirs = rng.standard_normal((PROBES, flat.size))
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    idx = rng.choice(flat.size, SAMPLES, replace=False)
+    dirs, idx = _probe_basis(name, flat.size)
     return np.concatenate([[np.linalg.norm(flat)], dirs @ flat, flat[idx]]).astype(np.float32)
 
 
 def compare(name: str, got: np.ndarray, probe_want: np.ndarray, rtol: float,
-            atol: float) -> str | None:
+            atol: float, slack: np.ndarray | None = None) -> str | None:
     """None if `got` (the full tensor) matches the stored probe, else a one-line reason.
 
     Entries are compared with `atol + rtol * (|want| + rms)`, rms the tensor's root mean square
     (so entries near zero by cancellation are judged on the tensor's scale); norm and
-    projections with `atol + rtol * norm`.
+    projections with `atol + rtol * norm`. `slack` (same shape as `got`) adds a per-entry
+    tolerance (its norm for the norm and projections).
     """
     got = np.asarray(got)
     p, w = probe(name, got).astype(np.float64), np.asarray(probe_want, np.float64)
     if p.shape != w.shape:
         return f"{name}: summary shape {p.shape}, expected {w.shape} (tensor shape {got.shape})"
+    extra = np.zeros(got.size) if slack is None else np.asarray(slack, np.float64).ravel()
     if got.size <= FULL_SIZE:
         rms = float(np.sqrt(np.mean(w ** 2))) if w.size else 0.0
         what = [f"entry {i}" for i in range(w.size)]
-        tol = atol + rtol * (np.abs(w) + rms)
+        tol = atol + rtol * (np.abs(w) + rms) + extra
     else:
         rms = w[0] / np.sqrt(got.size)
         what = ["norm"] + [f"projection {i}" for i in range(PROBES)] + \
             [f"sampled entry {i}" for i in range(SAMPLES)]
-        tol = np.concatenate([np.full(1 + PROBES, atol + rtol * w[0]),
-                              atol + rtol * (np.abs(w[1 + PROBES:]) + rms)])
+        idx = _probe_basis(name, got.size)[1]
+        tol = np.concatenate([np.full(1 + PROBES, atol + rtol * w[0] + np.linalg.norm(extra)),
+                              atol + rtol * (np.abs(w[1 + PROBES:]) + rms) + extra[idx]])
     bad = np.abs(p - w) > tol
     if bad.any():
         i = int(np.argmax(np.abs(p - w) - tol))
