@@ -71,6 +71,16 @@ def our_name(step: str, name: str) -> str:
     return {"joint": "d_joint", "joint_p": "g_joint_p", "joint_c_rec": "g_joint_c_rec"}[name]
 
 
+@torch.no_grad()
+def decoded(model, z: torch.Tensor) -> dict:
+    """{"z": z, <our modality>: the authors' decoder output on z (NHWC)}, in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = {"z": z, **{m: nhwc(getattr(model.decoders, k)(z)) for m, k in KEYS.items()}}
+    model.train(was_training)
+    return out
+
+
 def sn_vectors(model) -> dict:
     return {k: v for k, v in model.state_dict().items()
             if k.endswith(("weight_u", "weight_v"))
@@ -111,6 +121,7 @@ def make(seed: int = 0, n: int = 6):
         note="Both updates start from golden.seeded_weights(seed) (the init_param_normal "
              "distribution). Spectral-norm u, v are the exact top singular pair, so a power iteration is a fixed point and the number of iterations "
              "per update (fewer in this project by design) does not change sigma."))
+    fx.add("decoded/", decoded(model, torch.randn(8, CONFIG["latent_dim"])))
     fx.meta["weight_shapes"] = [[k, list(v)] for k, v in shapes]  # state_dict order
     fx.add("sn_start/", sn_vectors(model))
 
@@ -184,7 +195,7 @@ def write_checkpoint(model, out_dir: str, steps: int = 3, n: int = 8,
     """Train `model` a few more steps with the authors' loop and save it as their
     `save_checkpoint` does ({'n_iter', 'model', 'model_ema', ...}); also write the authors'
     decoder outputs on fixed z (`<out_dir>/mmali_mnist_svhn_decoders.npz`) for the import round
-    trip. The checkpoint itself (~100 MB) is written outside the project."""
+    trip. The checkpoint (~100 MB, as .pt and as .npz) is written outside the project."""
     import copy
     import os
 
@@ -209,14 +220,13 @@ def write_checkpoint(model, out_dir: str, steps: int = 3, n: int = 8,
     os.makedirs(os.path.dirname(path), exist_ok=True)
     torch.save({"n_iter": steps, "model": model.state_dict(), "model_ema": ema.state_dict(),
                 "optimizer_D": opts[0].state_dict(), "optimizer_G": opts[1].state_dict()}, path)
-    z = torch.randn(16, d)
+    np.savez(path[:-3] + ".npz", n_iter=steps,
+             **{f"model/{k}": v.numpy() for k, v in model.state_dict().items()},
+             **{f"model_ema/{k}": v.numpy() for k, v in ema.state_dict().items()})
     fx = Fixture("mmali_mnist_svhn_decoders", dict(
         case="mmali_mnist_svhn_decoders", checkpoint=path, steps=steps,
         note="decoder outputs (NHWC) of the checkpoint's model and model_ema on z"))
-    fx.add("", {"z": z})
-    with torch.no_grad():
-        for tag, net in (("model", model), ("model_ema", ema)):
-            net.eval()
-            for m in KEYS:
-                fx.add(f"{tag}/", {m: nhwc(getattr(net.decoders, KEYS[m])(z))})
+    z = torch.randn(8, d)
+    fx.add("model/", decoded(model, z))
+    fx.add("model_ema/", decoded(ema, z))
     return fx.write(out_dir)
