@@ -1,4 +1,5 @@
-"""mmALI (M=2, MNIST-SVHN networks) against the authors' code (6b5d/mmali, factor2.py).
+"""mmALI against the authors' code (6b5d/mmali, factor2.py): M=2 with MNIST-SVHN networks and
+every reconstruction term + joint_rec on; M=3 with MultiMNIST networks.
 
 Same starting weights, same batch, same draws: every loss term, gradient and updated parameter
 of one critic update and one generator update must equal what `FactorModel.forward_jsd2` and
@@ -18,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from golden_fixtures import Fixture, tensor_mismatches, term_mismatches
+from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.data.svhn import MNIST, SVHN
 from mmali_tf.models.draws import ReplayDraws
 from mmali_tf.models.mmali import MMALI
@@ -25,18 +27,25 @@ from mmali_tf.reference import golden
 from mmali_tf.reference.importer import keras_layers
 from mmali_tf.reference.mappings import TorchLayout, import_state_dict
 
-CASE = "mmali_mnist_svhn"
+CASES = ["mmali_mnist_svhn", "mmali_multimnist_m3"]
 
 
-@pytest.fixture(scope="module")
-def fx():
-    return Fixture(CASE)
+@pytest.fixture(scope="module", params=CASES)
+def fx(request):
+    return Fixture(request.param)
+
+
+def specs_of(meta):
+    """Our modality specs of a case: MNIST/SVHN, or 28x28 MLP views (MultiMNIST)."""
+    if meta["config"]["dataset"] == "mnist_svhn":
+        return [MNIST, SVHN]
+    return [ModalitySpec(m, (28, 28, 1), "image", "mnist_mlp") for m in meta["modalities"]]
 
 
 def fresh_model(fx):
     """Our model with the fixture's starting weights (seeded) and spectral-norm vectors."""
     meta = fx.meta
-    model = MMALI([MNIST, SVHN], dict(meta["config"], seed=0))
+    model = MMALI(specs_of(meta), dict(meta["config"], seed=0))
     model.build_from_specs()
     model.compile()
     shapes = {k: tuple(v) for k, v in meta["weight_shapes"]}  # state_dict order

@@ -33,9 +33,10 @@ def main(argv=None) -> int:
     if args.mmali:
         torch_common.add_to_path(args.mmali)
         from tools.golden import mmali_case, sn_case
-        fx, model = mmali_case.make()
-        fx.meta["commit"] = torch_common.repo_commit(args.mmali, fx.meta["commit"])
-        written.append(fx.write(args.out))
+        for setup in (mmali_case.MULTIMNIST, mmali_case.MNIST_SVHN):
+            fx, model = mmali_case.make(setup)
+            fx.meta["commit"] = torch_common.repo_commit(args.mmali, fx.meta["commit"])
+            written.append(fx.write(args.out))
         written.append(sn_case.make().write(args.out))
         written.append(mmali_case.write_checkpoint(model, args.out))
     if args.mmvae:

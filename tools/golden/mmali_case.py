@@ -8,6 +8,8 @@ term (under this project's names), every draw, gradient and updated parameter.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -17,45 +19,78 @@ from tools.golden.torch_common import (DrawRecorder, Fixture, exact_singular_vec
                                        sigmas)
 
 MMALI_COMMIT = "3b500a7d8680c0cb8f414d9dc90608e0cd235c40"
-KEYS = {"mnist": "0mnist", "svhn": "1svhn"}
-CONFIG = dict(dataset="mnist_svhn", model="mmali", latent_dim=20, style_dim=10,
-              lambda_unimodal=0.1, lambda_x_rec=0.05, lambda_s_rec=0.05, lambda_c_rec=0.05,
-              joint_rec=True, lr=2e-4, beta1=0.5, beta2=0.999, init="normal")
 
 
-def build(ref):
-    """The authors' FactorModel for MNIST-SVHN (their classes, their constructor arguments)."""
+@dataclass
+class Setup:
+    """One golden mmALI case: our modality -> the authors' key, image shapes (CHW), config."""
+
+    case: str
+    keys: dict
+    shapes: tuple
+    config: dict
+    script: str
+
+    @property
+    def mods(self) -> list:
+        return list(self.keys)
+
+
+BASE = dict(model="mmali", latent_dim=20, style_dim=10, lr=2e-4, beta1=0.5, beta2=0.999,
+            init="normal")
+MNIST_SVHN = Setup("mmali_mnist_svhn", {"mnist": "0mnist", "svhn": "1svhn"},
+                   ((1, 28, 28), (3, 32, 32)),
+                   dict(BASE, dataset="mnist_svhn", lambda_unimodal=0.1, lambda_x_rec=0.05,
+                        lambda_s_rec=0.05, lambda_c_rec=0.05, joint_rec=True),
+                   "train_mmali_mnist_svhn.py")
+MULTIMNIST = Setup("mmali_multimnist_m3", {f"rot{90 * i}": f"{i}mnist" for i in range(3)},
+                   ((1, 28, 28),) * 3,
+                   dict(BASE, dataset="multimnist", num_views=3, lambda_unimodal=0.1),
+                   "train_mmali_multimnist.py")
+KEYS = MNIST_SVHN.keys
+CONFIG = MNIST_SVHN.config
+
+
+def build(setup: Setup):
+    """The authors' FactorModel (their classes and constructor arguments, as `setup.script`)."""
     import models
     import models.mmali.factor2
     import models.mnist
     import models.mnist_svhn
+    import models.multimnist
     import models.svhn
-    d, s = CONFIG["latent_dim"], CONFIG["style_dim"]
+    cfg = setup.config
+    d, s, n_mod = cfg["latent_dim"], cfg["style_dim"], len(setup.keys)
     img = (1, 28, 28)
-    crit = {"0mnist": nn.ModuleList([
-                models.mnist.XZDiscriminator(img_shape=img, latent_dim=d, output_dim=3),
-                models.mnist.XZDiscriminator(img_shape=img, latent_dim=d)]),
-            "1svhn": nn.ModuleList([
-                models.svhn.XZDiscriminator(channels=3, latent_dim=d, output_dim=3),
-                models.svhn.XZDiscriminator(channels=3, latent_dim=d)])}
+
+    def parts(shape):
+        if shape == img:
+            return (models.mnist.Encoder(img_shape=img, latent_dim=2 * d),
+                    models.mnist.Decoder(img_shape=img, latent_dim=d),
+                    [models.mnist.XZDiscriminator(img_shape=img, latent_dim=d,
+                                                  output_dim=n_mod + 1),
+                     models.mnist.XZDiscriminator(img_shape=img, latent_dim=d)])
+        return (models.svhn.Encoder(channels=3, latent_dim=2 * d),
+                models.svhn.Decoder(channels=3, latent_dim=d),
+                [models.svhn.XZDiscriminator(channels=3, latent_dim=d, output_dim=n_mod + 1),
+                 models.svhn.XZDiscriminator(channels=3, latent_dim=d)])
+    nets = {k: parts(shape) for k, shape in zip(setup.keys.values(), setup.shapes)}
+    joint = (models.mnist_svhn.XXDiscriminatorDot(img_shape=img, channels=3) if n_mod == 2
+             else models.multimnist.MultiXDiscriminator(n_modalities=n_mod))
     return models.mmali.factor2.FactorModel(
-        encoders={"0mnist": models.GaussianConditional(models.mnist.Encoder(img_shape=img,
-                                                                             latent_dim=2 * d)),
-                  "1svhn": models.GaussianConditional(models.svhn.Encoder(channels=3,
-                                                                           latent_dim=2 * d))},
-        decoders={"0mnist": models.mnist.Decoder(img_shape=img, latent_dim=d),
-                  "1svhn": models.svhn.Decoder(channels=3, latent_dim=d)},
-        xz_discriminators=crit,
-        joint_discriminator=models.mnist_svhn.XXDiscriminatorDot(img_shape=img, channels=3),
-        content_dim=d - s, lambda_unimodal=CONFIG["lambda_unimodal"],
-        lambda_x_rec=CONFIG["lambda_x_rec"], lambda_c_rec=CONFIG["lambda_c_rec"],
-        lambda_s_rec=CONFIG["lambda_s_rec"], joint_rec=CONFIG["joint_rec"])
+        encoders={k: models.GaussianConditional(v[0]) for k, v in nets.items()},
+        decoders={k: v[1] for k, v in nets.items()},
+        xz_discriminators={k: nn.ModuleList(v[2]) for k, v in nets.items()},
+        joint_discriminator=joint, content_dim=d - s,
+        lambda_unimodal=cfg["lambda_unimodal"], lambda_x_rec=cfg.get("lambda_x_rec", 0.0),
+        lambda_c_rec=cfg.get("lambda_c_rec", 0.0), lambda_s_rec=cfg.get("lambda_s_rec", 0.0),
+        joint_rec=cfg.get("joint_rec", False))
 
 
-def our_name(step: str, name: str) -> str:
-    """This project's loss-term name of an authors' loss key (M = 2)."""
-    mods = list(KEYS)
-    by_key = {v: k for k, v in KEYS.items()}
+def our_name(setup: Setup, step: str, name: str) -> str:
+    """This project's loss-term name of an authors' loss key."""
+    mods = setup.mods
+    by_key = {v: k for k, v in setup.keys.items()}
     for key, m in by_key.items():
         if name.startswith(key + "_"):
             rest = name[len(key) + 1:]
@@ -72,11 +107,11 @@ def our_name(step: str, name: str) -> str:
 
 
 @torch.no_grad()
-def decoded(model, z: torch.Tensor) -> dict:
+def decoded(model, keys: dict, z: torch.Tensor) -> dict:
     """{"z": z, <our modality>: the authors' decoder output on z (NHWC)}, in eval mode."""
     was_training = model.training
     model.eval()
-    out = {"z": z, **{m: nhwc(getattr(model.decoders, k)(z)) for m, k in KEYS.items()}}
+    out = {"z": z, **{m: nhwc(getattr(model.decoders, k)(z)) for m, k in keys.items()}}
     model.train(was_training)
     return out
 
@@ -92,9 +127,25 @@ def grads_and_params(params: dict) -> tuple[dict, dict]:
     return grads, {k: p.detach().clone() for k, p in params.items()}
 
 
-def make(seed: int = 0, n: int = 6):
+def g_draw_names(setup: Setup) -> list[str]:
+    """Names of the authors' in-model normal draws of a G step, in their call order."""
+    cfg, mods = setup.config, setup.mods
+    rec = cfg.get("lambda_s_rec", 0) > 0 or (cfg.get("lambda_c_rec", 0) > 0
+                                             and not cfg.get("joint_rec"))
+    names = [f"eps_c/{m}" for m in mods] + ([f"eps_rec/{m}" for m in mods] if rec else [])
+    names += [f"eps_d/{m}" for m in mods]
+    if cfg.get("joint_rec") and cfg.get("lambda_c_rec", 0) > 0:
+        names.append("eps_joint_c_rec")
+    if cfg.get("joint_rec") and cfg.get("lambda_x_rec", 0) > 0:
+        names.append("eps_joint_x_rec")
+    return names
+
+
+def make(setup: Setup = MNIST_SVHN, seed: int = 0, n: int = 6):
+    """The fixture of `setup` and the authors' model (at its starting weights + one D step)."""
     torch.manual_seed(seed)
-    model = build(None)
+    model = build(setup)
+    cfg, keys, mods = setup.config, setup.keys, setup.mods
     # FactorModel also registers its modules under `generators.` / `discriminators.`: aliases
     shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()
               if not k.endswith(("weight_u", "weight_v"))
@@ -107,54 +158,60 @@ def make(seed: int = 0, n: int = 6):
     exact_singular_vectors(model)
     start_state = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    d, s = CONFIG["latent_dim"], CONFIG["style_dim"]
-    opt_g = torch.optim.Adam(model.generators.parameters(), lr=CONFIG["lr"],
-                             betas=(CONFIG["beta1"], CONFIG["beta2"]))
-    opt_d = torch.optim.Adam(model.discriminators.parameters(), lr=CONFIG["lr"],
-                             betas=(CONFIG["beta1"], CONFIG["beta2"]))
-    fx = Fixture("mmali_mnist_svhn", dict(
-        case="mmali_mnist_svhn", repo="6b5d/mmali", commit=MMALI_COMMIT,
+    d, s = cfg["latent_dim"], cfg["style_dim"]
+    opt_g = torch.optim.Adam(model.generators.parameters(), lr=cfg["lr"],
+                             betas=(cfg["beta1"], cfg["beta2"]))
+    opt_d = torch.optim.Adam(model.discriminators.parameters(), lr=cfg["lr"],
+                             betas=(cfg["beta1"], cfg["beta2"]))
+    fx = Fixture(setup.case, dict(
+        case=setup.case, repo="6b5d/mmali", commit=MMALI_COMMIT,
         files=["models/mmali/factor2.py (FactorModel.forward_jsd2)",
-               "train_mmali_mnist_svhn.py (model construction, D/G step)",
-               "models/mnist.py", "models/svhn.py", "models/mnist_svhn.py", "utils.py"],
-        config=CONFIG, batch=n, seed=seed, modality_keys=KEYS,
+               f"{setup.script} (model construction, D/G step)", "models/mnist.py",
+               "models/svhn.py", "models/mnist_svhn.py", "models/multimnist.py", "utils.py"],
+        config=cfg, batch=n, seed=seed, modality_keys=keys, modalities=mods,
+        shapes_chw=[list(x) for x in setup.shapes],
         note="Both updates start from golden.seeded_weights(seed) (the init_param_normal "
-             "distribution). Spectral-norm u, v are the exact top singular pair, so a power iteration is a fixed point and the number of iterations "
-             "per update (fewer in this project by design) does not change sigma."))
-    fx.add("decoded/", decoded(model, torch.randn(8, CONFIG["latent_dim"])))
+             "distribution). Spectral-norm u, v are the exact top singular pair, so a power "
+             "iteration is a fixed point and the number of iterations per update (fewer in "
+             "this project by design) does not change sigma."))
+    fx.add("decoded/", decoded(model, keys, torch.randn(8, d)))
     fx.meta["weight_shapes"] = [[k, list(v)] for k, v in shapes]  # state_dict order
     fx.add("sn_start/", sn_vectors(model))
 
     def images():
-        return torch.rand(n, 1, 28, 28), torch.rand(n, 3, 32, 32)
+        return [torch.rand(n, *shape) for shape in setup.shapes]
+
+    def inputs(xs, zs, extra=None):
+        return {keys[m]: {"x": x, "z": zs[m], **({} if extra is None else
+                                                  {"extra_x": x[extra[m]]})}
+                for m, x in zip(mods, xs)}
 
     params = dict(model.named_parameters())
     # ---- D step: batch A (joint=False) then batch B (joint=True), as the training script
     xa, xb = images(), images()
-    za = {m: torch.randn(n, d) for m in KEYS}
-    perm_b = {m: torch.randperm(n) for m in KEYS}
+    za = {m: torch.randn(n, d) for m in mods}
+    perm_b = {m: torch.randperm(n) for m in mods}
+    unused_z = {m: torch.zeros(n, d) for m in mods}
     with DrawRecorder() as rec:
-        losses = model({KEYS[m]: {"x": x, "z": za[m]} for m, x in zip(KEYS, xa)},
-                       train_d=True, joint=False)
-        losses.update(model({KEYS[m]: {"x": x, "z": torch.zeros(n, d), "extra_x": x[perm_b[m]]}
-                             for m, x in zip(KEYS, xb)}, train_d=True, joint=True))
+        losses = model(inputs(xa, za), train_d=True, joint=False)
+        losses.update(model(inputs(xb, unused_z, perm_b), train_d=True, joint=True))
         opt_d.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
         opt_d.step()
-    draws = rec.take([f"eps_a/{m}" for m in KEYS])
-    for m in KEYS:
+    draws = rec.take([f"eps_a/{m}" for m in mods])
+    for m in mods:
         pa, pz = rec.take(["perm", "perm_z"], "perms").values()
         draws[f"perm_a/{m}"] = pa
         draws[f"c_a/{m}"] = za[m].numpy()[pz][:, s:]
-    draws.update(rec.take([f"eps_b/{m}" for m in KEYS]))
+    draws.update(rec.take([f"eps_b/{m}" for m in mods]))
     rec.check_empty()
-    draws.update({f"z_a/{m}": za[m] for m in KEYS})
-    draws.update({f"perm_b/{m}": perm_b[m].numpy().astype(np.int32) for m in KEYS})
+    draws.update({f"z_a/{m}": za[m] for m in mods})
+    draws.update({f"perm_b/{m}": perm_b[m].numpy().astype(np.int32) for m in mods})
     grads, after = grads_and_params(params)
-    fx.add("batch/d/", {f"a/{m}": nhwc(x) for m, x in zip(KEYS, xa)})
-    fx.add("batch/d/", {f"b/{m}": nhwc(x) for m, x in zip(KEYS, xb)})
+    fx.add("batch/d/", {f"a/{m}": nhwc(x) for m, x in zip(mods, xa)})
+    fx.add("batch/d/", {f"b/{m}": nhwc(x) for m, x in zip(mods, xb)})
     fx.add("draw/d/", draws)
-    fx.add("loss/d/", {our_name("d", k): v for k, v in losses.items()})
+    fx.add("loss/d/", {our_name(setup, "d", k): v for k, v in losses.items()})
     fx.add("grad/d/", golden.summarise({k: v.numpy() for k, v in grads.items()}))
     fx.add("after/d/", golden.summarise({k: v.numpy() for k, v in after.items()}))
     fx.add("sn_after_d/", sn_vectors(model))
@@ -163,28 +220,26 @@ def make(seed: int = 0, n: int = 6):
     model.load_state_dict(start_state)
     model.zero_grad(set_to_none=True)
     xc, xd = images(), images()
-    zc = {m: torch.randn(n, d) for m in KEYS}
-    s_d = {m: torch.randn(n, s) for m in KEYS}
+    zc = {m: torch.randn(n, d) for m in mods}
+    s_d = {m: torch.randn(n, s) for m in mods}
     c_d = torch.randn(n, d - s)
     with DrawRecorder() as rec:
-        losses = model({KEYS[m]: {"x": x, "z": zc[m]} for m, x in zip(KEYS, xc)},
-                       train_d=False, joint=False)
-        losses.update(model({KEYS[m]: {"x": x, "z": torch.cat([s_d[m], c_d], 1)}
-                             for m, x in zip(KEYS, xd)}, train_d=False, joint=True))
+        losses = model(inputs(xc, zc), train_d=False, joint=False)
+        losses.update(model(inputs(xd, {m: torch.cat([s_d[m], c_d], 1) for m in mods}),
+                            train_d=False, joint=True))
         opt_g.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
         opt_g.step()
-    draws = rec.take([f"eps_c/{m}" for m in KEYS] + [f"eps_rec/{m}" for m in KEYS]
-                     + [f"eps_d/{m}" for m in KEYS] + ["eps_joint_c_rec", "eps_joint_x_rec"])
+    draws = rec.take(g_draw_names(setup))
     rec.check_empty()
-    draws.update({f"z_c/{m}": zc[m] for m in KEYS})
-    draws.update({f"z_d/style/{m}": s_d[m] for m in KEYS})
+    draws.update({f"z_c/{m}": zc[m] for m in mods})
+    draws.update({f"z_d/style/{m}": s_d[m] for m in mods})
     draws["z_d/content"] = c_d
     grads, after_g = grads_and_params(params)
-    fx.add("batch/g/", {f"c/{m}": nhwc(x) for m, x in zip(KEYS, xc)})
-    fx.add("batch/g/", {f"d/{m}": nhwc(x) for m, x in zip(KEYS, xd)})
+    fx.add("batch/g/", {f"c/{m}": nhwc(x) for m, x in zip(mods, xc)})
+    fx.add("batch/g/", {f"d/{m}": nhwc(x) for m, x in zip(mods, xd)})
     fx.add("draw/g/", draws)
-    fx.add("loss/g/", {our_name("g", k): v for k, v in losses.items()})
+    fx.add("loss/g/", {our_name(setup, "g", k): v for k, v in losses.items()})
     fx.add("grad/g/", golden.summarise({k: v.numpy() for k, v in grads.items()}))
     fx.add("after/g/", golden.summarise({k: v.numpy() for k, v in after_g.items()}))
     return fx, model
@@ -227,6 +282,6 @@ def write_checkpoint(model, out_dir: str, steps: int = 3, n: int = 8,
         case="mmali_mnist_svhn_decoders", checkpoint=path, steps=steps,
         note="decoder outputs (NHWC) of the checkpoint's model and model_ema on z"))
     z = torch.randn(8, d)
-    fx.add("model/", decoded(model, z))
-    fx.add("model_ema/", decoded(ema, z))
+    fx.add("model/", decoded(model, KEYS, z))
+    fx.add("model_ema/", decoded(ema, KEYS, z))
     return fx.write(out_dir)
