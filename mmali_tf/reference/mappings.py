@@ -2,7 +2,8 @@
 
 `import_state_dict(model, state, ema_state)` assigns an authors' state_dict (and their EMA
 model's) to one of our models; `TorchLayout` maps our arrays (weights, gradients) back to the
-authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`) and MMVAE (iffsid/mmvae).
+authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation (`JointModel`)
+and MMVAE (iffsid/mmvae).
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ def mmali_ema_pairs(model, state) -> list[Pair]:
     return _mmali_generators(model, state, model.ema.encoders, model.ema.decoders)
 
 
+def mmali_joint_pairs(model, state) -> list[Pair]:
+    """6b5d/mmali JointModel: encoders, decoders and `discriminators` (MultiXZDiscriminator)."""
+    return (_mmali_generators(model, state, model.encoders, model.decoders)
+            + [Pair(model.critic, "discriminators.")])
+
+
 # ----------------------------------------------------------------------------- MMVAE
 def mmvae_pairs(model, state) -> list[Pair]:
     """iffsid/mmvae MMVAE: vaes.<i>.enc (mean/scale heads fc21+fc22 or c1+c2), vaes.<i>.dec,
@@ -75,6 +82,7 @@ class ModelMap:
 MODEL_MAPS: dict[str, ModelMap] = {
     "mmali": ModelMap(mmali_pairs, mmali_ema_pairs,
                       aliases=("generators.", "discriminators.")),
+    "mmali_joint": ModelMap(mmali_joint_pairs, mmali_ema_pairs, aliases=("generators.",)),
     "mmvae": ModelMap(mmvae_pairs, ignore=("_pz_params.",)),
 }
 

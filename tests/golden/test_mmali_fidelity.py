@@ -1,5 +1,6 @@
-"""mmALI against the authors' code (6b5d/mmali, factor2.py): M=2 with MNIST-SVHN networks and
-every reconstruction term + joint_rec on; M=3 with MultiMNIST networks.
+"""mmALI against the authors' code (6b5d/mmali): factor2.py with M=2 MNIST-SVHN networks and
+every reconstruction term + joint_rec on, with M=3 MultiMNIST networks, and the
+joint-discriminator ablation (joint.py, M=3).
 
 Same starting weights, same batch, same draws: every loss term, gradient and updated parameter
 of one critic update and one generator update must equal what `FactorModel.forward_jsd2` and
@@ -19,15 +20,15 @@ import pytest
 import tensorflow as tf
 
 from golden_fixtures import Fixture, tensor_mismatches, term_mismatches
+from mmali_tf import models
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.data.svhn import MNIST, SVHN
 from mmali_tf.models.draws import ReplayDraws
-from mmali_tf.models.mmali import MMALI
 from mmali_tf.reference import golden
 from mmali_tf.reference.importer import keras_layers
 from mmali_tf.reference.mappings import TorchLayout, import_state_dict
 
-CASES = ["mmali_mnist_svhn", "mmali_multimnist_m3"]
+CASES = ["mmali_mnist_svhn", "mmali_multimnist_m3", "mmali_joint_multimnist_m3"]
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -45,7 +46,7 @@ def specs_of(meta):
 def fresh_model(fx):
     """Our model with the fixture's starting weights (seeded) and spectral-norm vectors."""
     meta = fx.meta
-    model = MMALI(specs_of(meta), dict(meta["config"], seed=0))
+    model = models.build(meta["config"]["model"], specs_of(meta), dict(meta["config"], seed=0))
     model.build_from_specs()
     model.compile()
     shapes = {k: tuple(v) for k, v in meta["weight_shapes"]}  # state_dict order
@@ -60,7 +61,7 @@ def run_update(fx, step: str):
     """One of our updates with the fixture's batch and draws: (terms, grads, model, layout)."""
     model, to_torch = fresh_model(fx)
     batch = fx.group(f"batch/{step}/")
-    names = ("a", "b") if step == "d" else ("c", "d")
+    names = sorted({k.split("/")[0] for k in batch})  # D: a, b; G: c, d; joint ablation: a
     batches = [{m: tf.constant(batch[f"{b}/{m}"]) for m in model.modalities} for b in names]
     replay = ReplayDraws(fx.group(f"draw/{step}/"))
     model.draws = replay
@@ -108,8 +109,11 @@ def test_update_matches_authors(fx, updates, step):
 def test_spectral_norm_state_after_critic_update(fx, updates):
     """u, v stored by the critics' power iterations and sigma = u^T W v after the update."""
     _, _, model, to_torch = updates("d")
-    critics = [model.critics_a[m] for m in model.modalities] + \
-        [model.critics_b[m] for m in model.modalities] + [model.joint_critic]
+    if hasattr(model, "critic"):  # joint ablation
+        critics = [model.critic]
+    else:
+        critics = [model.critics_a[m] for m in model.modalities] + \
+            [model.critics_b[m] for m in model.modalities] + [model.joint_critic]
     got_uv, got_sigma = {}, {}
     for layer in [lay for net in critics for lay in keras_layers(net)]:
         got_uv.update(to_torch.convert([(layer.sn_u, layer.sn_u.numpy()),

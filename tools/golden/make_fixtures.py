@@ -37,6 +37,7 @@ def main(argv=None) -> int:
             fx, model = mmali_case.make(setup)
             fx.meta["commit"] = torch_common.repo_commit(args.mmali, fx.meta["commit"])
             written.append(fx.write(args.out))
+        written.append(mmali_case.make_joint()[0].write(args.out))
         written.append(sn_case.make().write(args.out))
         written.append(mmali_case.write_checkpoint(model, args.out))
     if args.mmvae:

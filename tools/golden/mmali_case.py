@@ -285,3 +285,96 @@ def write_checkpoint(model, out_dir: str, steps: int = 3, n: int = 8,
     fx.add("model/", decoded(model, KEYS, z))
     fx.add("model_ema/", decoded(ema, KEYS, z))
     return fx.write(out_dir)
+
+
+JOINT = Setup("mmali_joint_multimnist_m3", {f"rot{90 * i}": f"{i}mnist" for i in range(3)},
+              ((1, 28, 28),) * 3, dict(BASE, model="mmali_joint", dataset="multimnist",
+                                       num_views=3), "train_mmali_multimnist_joint.py")
+
+
+def build_joint(setup: Setup):
+    """The authors' JointModel with MultiXZDiscriminator (as train_mmali_multimnist_joint.py)."""
+    import models
+    import models.mmali.joint
+    import models.mnist
+    import models.multimnist
+    cfg, img, n_mod = setup.config, (1, 28, 28), len(setup.keys)
+    d, s = cfg["latent_dim"], cfg["style_dim"]
+    keys = list(setup.keys.values())
+    return models.mmali.joint.JointModel(
+        encoders={k: models.GaussianConditional(models.mnist.Encoder(img_shape=img,
+                                                                     latent_dim=2 * d))
+                  for k in keys},
+        decoders={k: models.mnist.Decoder(img_shape=img, latent_dim=d) for k in keys},
+        discriminator=models.multimnist.MultiXZDiscriminator(
+            n_modalities=n_mod, latent_dim=n_mod * s + d - s, output_dim=n_mod + 1),
+        content_dim=d - s)
+
+
+def make_joint(setup: Setup = JOINT, seed: int = 0, n: int = 6):
+    """One D and one G update of the joint-discriminator ablation.
+
+    The authors' script calls the model twice per update (a batch with independent prior z,
+    then one with shared content), but both calls return the same loss keys
+    ('<last key>_c<i>'), so `dict.update` keeps only the second call's losses: only the
+    shared-content batch trains, as in our `mmali_joint` (one batch per update). The first
+    call's draws are consumed and discarded here too.
+    """
+    torch.manual_seed(seed)
+    model = build_joint(setup)
+    cfg, keys, mods = setup.config, setup.keys, setup.mods
+    shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()
+              if not k.endswith(("weight_u", "weight_v")) and not k.startswith("generators.")]
+    state = model.state_dict()
+    with torch.no_grad():
+        for k, v in golden.seeded_weights(shapes, seed).items():
+            state[k].copy_(torch.from_numpy(v))
+    exact_singular_vectors(model)
+    start_state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    d, s = cfg["latent_dim"], cfg["style_dim"]
+    fx = Fixture(setup.case, dict(
+        case=setup.case, repo="6b5d/mmali", commit=MMALI_COMMIT,
+        files=["models/mmali/joint.py (JointModel.forward_jsd)", f"{setup.script}",
+               "models/multimnist.py (MultiXZDiscriminator)", "models/mnist.py"],
+        config=cfg, batch=n, seed=seed, modality_keys=keys, modalities=mods,
+        note=make_joint.__doc__.split("\n\n")[1].strip()))
+    fx.meta["weight_shapes"] = [[k, list(v)] for k, v in shapes]
+    fx.add("sn_start/", {k: v for k, v in model.state_dict().items()
+                         if k.endswith(("weight_u", "weight_v"))})
+    last = sorted(keys.values())[-1]
+    names = {f"{last}_c{i}": n_ for i, n_ in enumerate([f"q_{m}" for m in mods] + ["p"])}
+    params = dict(model.named_parameters())
+    for step, train_d in (("d", True), ("g", False)):
+        model.load_state_dict(start_state)
+        model.zero_grad(set_to_none=True)
+        opt = torch.optim.Adam((model.discriminators if train_d else model.generators)
+                               .parameters(), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]))
+        discarded = [torch.rand(n, 1, 28, 28) for _ in mods]
+        xs = [torch.rand(n, 1, 28, 28) for _ in mods]
+        styles = {m: torch.randn(n, s) for m in mods}
+        content = torch.randn(n, d - s)
+        with DrawRecorder() as rec:
+            losses = model({keys[m]: {"x": x, "z": torch.randn(n, d)}
+                            for m, x in zip(mods, discarded)}, train_d=train_d)
+            losses.update(model({keys[m]: {"x": x, "z": torch.cat([styles[m], content], 1)}
+                                 for m, x in zip(mods, xs)}, train_d=train_d))
+            opt.zero_grad(set_to_none=True)
+            sum(losses.values()).backward()
+            opt.step()
+        rec.take([f"discarded/{m}" for m in mods])
+        draws = rec.take([f"eps/{m}" for m in mods])
+        rec.check_empty()
+        draws.update({f"z/style/{m}": styles[m] for m in mods})
+        draws["z/content"] = content
+        grads, after = grads_and_params(params)
+        fx.add(f"batch/{step}/", {f"a/{m}": nhwc(x) for m, x in zip(mods, xs)})
+        fx.add(f"draw/{step}/", draws)
+        fx.add(f"loss/{step}/", {f"{step}_{names[k]}": v for k, v in losses.items()})
+        fx.add(f"grad/{step}/", golden.summarise({k: v.numpy() for k, v in grads.items()}))
+        fx.add(f"after/{step}/", golden.summarise({k: v.numpy() for k, v in after.items()}))
+        if train_d:
+            fx.add("sn_after_d/", {k: v for k, v in model.state_dict().items()
+                                   if k.endswith(("weight_u", "weight_v"))})
+            fx.add("sigma_after_d/", sigmas(model, aliases=("generators.",)))
+    return fx, model

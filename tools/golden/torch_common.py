@@ -113,11 +113,13 @@ def exact_singular_vectors(module: torch.nn.Module) -> None:
         m.weight_v.copy_(vh[0].float())
 
 
-def sigmas(module: torch.nn.Module) -> dict[str, np.ndarray]:
-    """sigma = u^T W v of every spectral-norm layer with its stored u, v (no iteration)."""
+def sigmas(module: torch.nn.Module,
+           aliases: tuple[str, ...] = ("generators.", "discriminators.")) -> dict[str, np.ndarray]:
+    """sigma = u^T W v of every spectral-norm layer with its stored u, v (no iteration);
+    modules also registered under an alias prefix are listed once."""
     out = {}
     for name, m in spectral_norm_modules(module):
-        if name.startswith(("generators.", "discriminators.")):
+        if name.startswith(aliases):
             continue
         w = m.weight_orig.detach().reshape(m.weight_orig.shape[0], -1)
         out[name] = np.float32(torch.dot(m.weight_u, w @ m.weight_v).item())
