@@ -43,23 +43,30 @@ def specs_of(meta):
     return [ModalitySpec(m, (28, 28, 1), "image", "mnist_mlp") for m in meta["modalities"]]
 
 
-def fresh_model(fx):
-    """Our model with the fixture's starting weights (seeded) and spectral-norm vectors."""
+def build(fx):
+    """Our model, its layout map and the fixture's starting state (seeded weights, SN vectors)."""
     meta = fx.meta
     model = models.build(meta["config"]["model"], specs_of(meta), dict(meta["config"], seed=0))
     model.build_from_specs()
     model.compile()
     shapes = {k: tuple(v) for k, v in meta["weight_shapes"]}  # state_dict order
     state = golden.seeded_weights(shapes.items(), meta["seed"])
-    sn = fx.group("sn_start/")
-    state.update(sn)
+    state.update(fx.group("sn_start/"))
+    return model, TorchLayout(model, {k: np.shape(v) for k, v in state.items()}), state
+
+
+def critics_of(model) -> list:
+    if hasattr(model, "critic"):  # joint ablation
+        return [model.critic]
+    return [model.critics_a[m] for m in model.modalities] + \
+        [model.critics_b[m] for m in model.modalities] + [model.joint_critic]
+
+
+def run_update(fx, model, to_torch, state, step: str) -> dict:
+    """One of our updates from the starting state with the fixture's batch and draws: its
+    terms, gradients and weights after the update (torch layout), and for the critic update
+    the spectral-norm vectors and sigmas it leaves."""
     import_state_dict(model, state)
-    return model, TorchLayout(model, {k: np.shape(v) for k, v in state.items()})
-
-
-def run_update(fx, step: str):
-    """One of our updates with the fixture's batch and draws: (terms, grads, model, layout)."""
-    model, to_torch = fresh_model(fx)
     batch = fx.group(f"batch/{step}/")
     names = sorted({k.split("/")[0] for k in batch})  # D: a, b; G: c, d; joint ablation: a
     batches = [{m: tf.constant(batch[f"{b}/{m}"]) for m in model.modalities} for b in names]
@@ -73,54 +80,52 @@ def run_update(fx, step: str):
     assert not replay.unused(), f"draws of the authors' step that ours never made: {replay.unused()}"
     opt.apply(grads, variables)
     terms.pop("total")
-    torch_grads = to_torch.convert([(v, g.numpy()) for v, g in zip(variables, grads)])
-    return terms, torch_grads, model, to_torch
+    out = {"terms": {k: v.numpy() for k, v in terms.items()},
+           "grads": to_torch.convert([(v, g.numpy()) for v, g in zip(variables, grads)]),
+           "after": to_torch.convert([(v, v.numpy()) for v in model.critic_variables
+                                      + model.generator_variables]),
+           "sn": {}, "sigma": {}}
+    if step == "d":
+        for layer in [lay for net in critics_of(model) for lay in keras_layers(net)]:
+            out["sn"].update(to_torch.convert([(layer.sn_u, layer.sn_u.numpy()),
+                                               (layer.sn_v, layer.sn_v.numpy())]))
+            key = to_torch.keys_of(layer.sn_u)[0]
+            out["sigma"][key[:-len(".weight_u")]] = float(layer.sigma(training=False))
+    return out
 
 
 @pytest.fixture(scope="module")
 def updates(fx):
-    """Each update run once per module: step -> (terms, grads, model, layout)."""
-    cache = {}
+    """Each update run once per case, on one model built per case: step -> results."""
+    built, cache = build(fx), {}
 
     def get(step):
         if step not in cache:
-            cache[step] = run_update(fx, step)
+            cache[step] = run_update(fx, *built, step)
         return cache[step]
     return get
 
 
 @pytest.mark.parametrize("step", ["d", "g"])
 def test_update_matches_authors(fx, updates, step):
-    terms, grads, model, to_torch = updates(step)
-    problems = term_mismatches({k: v.numpy() for k, v in terms.items()}, fx.group(f"loss/{step}/"))
-    problems += tensor_mismatches("gradient of", grads, fx.group(f"grad/{step}/"), 1e-4, 1e-7)
-    after = to_torch.convert([(v, v.numpy()) for v in model.critic_variables
-                              + model.generator_variables])
+    res = updates(step)
+    problems = term_mismatches(res["terms"], fx.group(f"loss/{step}/"))
+    problems += tensor_mismatches("gradient of", res["grads"], fx.group(f"grad/{step}/"), 1e-4,
+                                  1e-7)
     # A first Adam step moves a weight by lr * g / (|g| + eps): where |g| is near eps (a few
     # freshly initialised biases) float rounding of g shows in the step, so updated weights are
     # held to 5% of one step. The Keras-vs-torch epsilon placement differed by up to a whole
     # step, a wrong lr or beta by more.
     lr = fx.meta["config"]["lr"]
-    problems += tensor_mismatches("after Adam:", after, fx.group(f"after/{step}/"), 1e-5,
+    problems += tensor_mismatches("after Adam:", res["after"], fx.group(f"after/{step}/"), 1e-5,
                                   0.05 * lr)
     assert not problems, "\n".join(problems)
 
 
 def test_spectral_norm_state_after_critic_update(fx, updates):
     """u, v stored by the critics' power iterations and sigma = u^T W v after the update."""
-    _, _, model, to_torch = updates("d")
-    if hasattr(model, "critic"):  # joint ablation
-        critics = [model.critic]
-    else:
-        critics = [model.critics_a[m] for m in model.modalities] + \
-            [model.critics_b[m] for m in model.modalities] + [model.joint_critic]
-    got_uv, got_sigma = {}, {}
-    for layer in [lay for net in critics for lay in keras_layers(net)]:
-        got_uv.update(to_torch.convert([(layer.sn_u, layer.sn_u.numpy()),
-                                        (layer.sn_v, layer.sn_v.numpy())]))
-        key = to_torch.keys_of(layer.sn_u)[0]
-        got_sigma[key[:-len(".weight_u")]] = float(layer.sigma(training=False))
-    problems = tensor_mismatches("spectral-norm vector", got_uv, fx.group("sn_after_d/"),
+    res = updates("d")
+    problems = tensor_mismatches("spectral-norm vector", res["sn"], fx.group("sn_after_d/"),
                                  1e-4, 1e-6)
-    problems += term_mismatches(got_sigma, fx.group("sigma_after_d/"), rtol=1e-5)
+    problems += term_mismatches(res["sigma"], fx.group("sigma_after_d/"), rtol=1e-5)
     assert not problems, "\n".join(problems)
