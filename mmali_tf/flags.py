@@ -282,6 +282,10 @@ def _define_vae_flags() -> None:
                          lower_bound=1)
     flags.DEFINE_enum("objective", "dreg", ("dreg", "iwae", "elbo"), "MMVAE objective / "
                       "gradient estimator.")
+    flags.DEFINE_enum("dreg_estimator", "released", ("released", "paper"), "MMVAE "
+                      "--objective=dreg encoder gradients: 'released' weights them by w~ as "
+                      "iffsid/mmvae's code does (its gradient hook never fires; the paper's "
+                      "numbers), 'paper' by w~^2 (DReG, Tucker et al. 2019).")
     flags.DEFINE_enum("posterior", "laplace", ("laplace", "normal"), "MMVAE posterior and "
                       "prior family.")
     flags.DEFINE_boolean("learn_prior", True, "MMVAE: learn the prior's scales.")

@@ -83,7 +83,7 @@ def fed_noise(model, arrays):
     """Make `model.sample_noise` return `arrays` in order (checking the requested shapes)."""
     queue = list(arrays)
 
-    def fake(shape, seed=None):
+    def fake(shape, seed=None, name=None):
         want = tuple(int(s) for s in np.asarray(shape))
         got = queue.pop(0)
         assert got.shape == want, (got.shape, want)

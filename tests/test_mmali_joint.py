@@ -53,9 +53,6 @@ def test_joint_trains_a_few_steps_with_xla():
     assert set(hist) == {"d_loss", "g_loss", *model.loss_term_names()}
     assert all(np.isfinite(v[-1]) for v in hist.values())
     assert model.g_optimizer.iterations.numpy() == 4
-    np.testing.assert_allclose(hist["g_loss"][-1],
-                               sum(hist[f"g_{k}"][-1] for k in ("q_hand", "q_rot", "p")),
-                               rtol=1e-4)
     z = model.sample_prior(2)
     assert model.decode("rot", z["rot"]).shape == (2, 28, 28, 1)
     assert tf.reduce_all(tf.math.is_finite(model.encode("hand", tf.zeros((2, 28, 28, 1)))[1]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from mmali_tf.data.specs import ModalitySpec
@@ -23,7 +24,10 @@ def _toy_log_weights(a, b, c, theta, x, eps, stop_q):
     return lw, z
 
 
-def test_dreg_matches_analytic_expression_and_iwae_decoder_gradient():
+@pytest.mark.parametrize("estimator,power", [("paper", 2), ("released", 1)])
+def test_dreg_matches_analytic_expression_and_iwae_decoder_gradient(estimator, power):
+    """paper: encoder gradients weighted by w~^2 (DReG); released: by w~ (iffsid/mmvae's code,
+    whose hook never fires)."""
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=4).astype(np.float32))
     eps = tf.constant(rng.normal(size=(1, 6, 4, 1)).astype(np.float32))
@@ -31,18 +35,19 @@ def test_dreg_matches_analytic_expression_and_iwae_decoder_gradient():
     with tf.GradientTape(persistent=True) as tape:
         lw, z = _toy_log_weights(a, b, c, theta, x, eps, stop_q=True)
         theta_loss = tf.reduce_sum(obj.dreg_surrogates(lw)[0])
-    ga, gb, gc, gtheta = dreg_gradients(tape, theta_loss, lw, z, [a, b, c], [theta])
+    ga, gb, gc, gtheta = dreg_gradients(tape, theta_loss, lw, z, [a, b, c], [theta],
+                                        estimator)
 
-    # analytic DReG: -sum_k w~^2 (d lw/d z)(d z/d phi) with the q parameters held fixed
+    # analytic: -sum_k w~^power (d lw/d z)(d z/d phi) with the q parameters held fixed
     xn, e = x.numpy().astype(np.float64), eps.numpy()[0, :, :, 0].astype(np.float64)
     mu, sig = 0.7 * xn - 0.2, np.exp(-0.25)
     zn = mu + sig * e
     lwn = (-0.5 * zn ** 2 - 0.5 * (xn - 1.3 * zn) ** 2 + 0.5 * e ** 2 + np.log(sig))
     w = np.exp(lwn - lwn.max(0)); w /= w.sum(0)
     dlw_dz = -zn + 1.3 * (xn - 1.3 * zn) + (zn - mu) / sig ** 2
-    np.testing.assert_allclose(ga.numpy(), -(w ** 2 * dlw_dz * xn).sum(), rtol=1e-4)
-    np.testing.assert_allclose(gb.numpy(), -(w ** 2 * dlw_dz).sum(), rtol=1e-4)
-    np.testing.assert_allclose(gc.numpy(), -(w ** 2 * dlw_dz * 0.5 * sig * e).sum(), rtol=1e-4)
+    np.testing.assert_allclose(ga.numpy(), -(w ** power * dlw_dz * xn).sum(), rtol=1e-4)
+    np.testing.assert_allclose(gb.numpy(), -(w ** power * dlw_dz).sum(), rtol=1e-4)
+    np.testing.assert_allclose(gc.numpy(), -(w ** power * dlw_dz * 0.5 * sig * e).sum(), rtol=1e-4)
 
     # decoder gradient = gradient of the plain IWAE bound
     with tf.GradientTape(persistent=True) as tape2:

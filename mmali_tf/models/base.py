@@ -25,6 +25,7 @@ import tensorflow as tf
 from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.ema import WeightEMA
+from mmali_tf.models.draws import RandomDraws, standard_noise
 
 Params = tuple[tf.Tensor, "tf.Tensor | None"]
 
@@ -69,6 +70,8 @@ class MultimodalModel(keras.Model):
         latent_dim = int(self.config.get("latent_dim", 20))
         self.layout = latent_lib.LatentLayout(style_dim, latent_dim - style_dim)
         self.seed_generator = keras.random.SeedGenerator(int(self.config.get("seed", 0)))
+        #: where every training draw comes from (tests swap in `ReplayDraws`, see draws.py).
+        self.draws = RandomDraws(self.seed_generator)
         self.encoders: dict[str, keras.Model] = {}
         self.decoders: dict[str, keras.Model] = {}
         self.build_networks()
@@ -151,30 +154,34 @@ class MultimodalModel(keras.Model):
             logvars.append(self.layout.content(logvar))
         return latent_lib.fuse(means, logvars, method, prior_expert=self.prior_expert)
 
-    def sample_noise(self, shape: Sequence[int], seed: Any = None) -> tf.Tensor:
-        """Standard noise of the posterior family (Normal(0,1) or Laplace(0,1))."""
-        seed = self.seed_generator if seed is None else seed
-        if self.posterior_family == "laplace":
-            u = keras.random.uniform(shape, minval=-0.5 + 1e-7, maxval=0.5, seed=seed)
-            return -tf.sign(u) * tf.math.log1p(-2.0 * tf.abs(u))
-        return keras.random.normal(shape, seed=seed)
+    def sample_noise(self, shape: Sequence[int], seed: Any = None,
+                     name: str = "noise") -> tf.Tensor:
+        """Standard noise of the posterior family (Normal(0,1) or Laplace(0,1)).
+
+        Without `seed` the draw comes from `self.draws` under `name` (the fidelity seam).
+        """
+        if seed is None:
+            return self.draws.noise(name, shape, self.posterior_family)
+        return standard_noise(shape, self.posterior_family, seed)
 
     def sample_posterior(self, mean: tf.Tensor, logvar: tf.Tensor | None,
-                         seed: Any = None) -> tf.Tensor:
+                         seed: Any = None, name: str = "noise") -> tf.Tensor:
         """One reparameterised sample of q(z|x) (the mean itself when deterministic)."""
         if logvar is None:
             return mean
-        noise = self.sample_noise(tf.shape(mean), seed)
+        noise = self.sample_noise(tf.shape(mean), seed, name)
         return latent_lib.reparameterize(mean, logvar, noise, self.posterior_family)
 
-    def sample_prior(self, n: int, seed: Any = None) -> dict[str, tf.Tensor]:
+    def sample_prior(self, n: int, seed: Any = None,
+                     name: str = "prior") -> dict[str, tf.Tensor]:
         """Prior latents per modality: one shared content code, independent style codes."""
         mean, logvar = self.prior_params()
         s, c = self.layout.style_dim, self.layout.content_dim
-        content = self.sample_noise([n, c], seed)
+        content = self.sample_noise([n, c], seed, f"{name}/content")
         out = {}
         for m in self.modalities:
-            noise = tf.concat([self.sample_noise([n, s], seed), content], axis=-1)
+            noise = tf.concat([self.sample_noise([n, s], seed, f"{name}/style/{m}"), content],
+                              axis=-1)
             out[m] = latent_lib.reparameterize(mean, logvar, noise, self.posterior_family)
         return out
 

@@ -106,22 +106,19 @@ class AdversarialModel(MultimodalModel):
         super().compile(optimizer=None, jit_compile=bool(jit_compile), **kwargs)
 
     # ----------------------------------------------------------------- helpers
-    def encode_sample(self, modality: str, x: tf.Tensor):
-        """(sample, mean, logvar) of q(z|x) with the training-mode encoder."""
+    def encode_sample(self, modality: str, x: tf.Tensor, draw: str):
+        """(sample, mean, logvar) of q(z|x) with the training-mode encoder; noise `draw`."""
         mean, logvar = self.params_from_encoder_output(
             self.encoders[modality](x, training=True))
-        return self.sample_posterior(mean, logvar), mean, logvar
+        return self.sample_posterior(mean, logvar, name=draw), mean, logvar
 
     def decode_train(self, modality: str, z: tf.Tensor) -> tf.Tensor:
         return self.decoders[modality](z, training=True)
 
-    def prior_full(self, n: int) -> dict[str, tf.Tensor]:
+    def prior_full(self, n: int, draw: str) -> dict[str, tf.Tensor]:
         """Independent full prior latents per modality (batches A and C)."""
-        return {m: self.sample_noise([n, self.layout.latent_dim]) for m in self.modalities}
-
-    def permutation(self, n: int) -> tf.Tensor:
-        """A uniformly random permutation of range(n) (XLA-compatible)."""
-        return tf.argsort(keras.random.uniform([n], seed=self.seed_generator))
+        return {m: self.sample_noise([n, self.layout.latent_dim], name=f"{draw}/{m}")
+                for m in self.modalities}
 
     def unimodal_x(self, batch: Batch, modality: str) -> tf.Tensor:
         """x of a unimodal critic term: the unpaired pool with `--unpaired=pool`."""
@@ -132,7 +129,8 @@ class AdversarialModel(MultimodalModel):
         parts = {k: tf.split(data[k], self.draws_per_step, axis=0) for k in keys}
         return [{k: parts[k][i] for k in keys} for i in range(self.draws_per_step)]
 
-    def _update(self, loss_fn, batches, variables, optimizer) -> dict[str, tf.Tensor]:
+    def loss_gradients(self, loss_fn, batches, variables) -> tuple[dict[str, tf.Tensor], list]:
+        """({term: value, "total": sum}, gradients of the total w.r.t. `variables`)."""
         # Record only ops that depend on the variables being trained: the other side's
         # networks run forward-only (no backward pass is built for them).
         with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -140,9 +138,12 @@ class AdversarialModel(MultimodalModel):
             terms = loss_fn(*batches)
             total = tf.add_n(list(terms.values()))
             scaled = self.distribute_scale(total)
-        grads = tape.gradient(scaled, variables)
+        return {**terms, "total": total}, tape.gradient(scaled, variables)
+
+    def _update(self, loss_fn, batches, variables, optimizer) -> dict[str, tf.Tensor]:
+        terms, grads = self.loss_gradients(loss_fn, batches, variables)
         optimizer.apply(grads, variables)
-        return {**terms, "total": total}
+        return terms
 
     # ----------------------------------------------------------------- training
     def train_step(self, data: Batch) -> dict[str, tf.Tensor]:
@@ -265,10 +266,10 @@ class MMALI(AdversarialModel):
         mods, lay = self.modalities, self.layout
         n = tf.shape(batch_a[mods[0]])[0]
         xa = {m: self.unimodal_x(batch_a, m) for m in mods}
-        za = self.prior_full(n)
-        ea = {m: sg(self.encode_sample(m, xa[m])[0]) for m in mods}
+        za = self.prior_full(n, "z_a")
+        ea = {m: sg(self.encode_sample(m, xa[m], f"eps_a/{m}")[0]) for m in mods}
         ga = {m: sg(self.decode_train(m, za[m])) for m in mods}
-        eb = {m: sg(self.encode_sample(m, batch_b[m])[0]) for m in mods}
+        eb = {m: sg(self.encode_sample(m, batch_b[m], f"eps_b/{m}")[0]) for m in mods}
         terms = {}
         for k, m in enumerate(mods):
             crit_a = self.critics_a[m]
@@ -284,9 +285,9 @@ class MMALI(AdversarialModel):
                 terms[f"d_{m}_cross_{mods[j]}"] = L.ce(g, L.cross_class(k, j, len(mods)))
             crit_b = self.critics_b[m]
             f = crit_b.get_layer("x_features")(xa[m], training=True)
-            perm = self.permutation(n)
+            perm = self.draws.permutation(f"perm_a/{m}", n)
             z_fake = lay.join(tf.gather(lay.style(ea[m]), perm),
-                              self.sample_noise([n, lay.content_dim]))
+                              self.sample_noise([n, lay.content_dim], name=f"c_a/{m}"))
             real, fake = tf.split(self._score(crit_b, tf.concat([f, tf.gather(f, perm)], 0),
                                               tf.concat([ea[m], z_fake], 0)), 2, axis=0)
             terms[f"d_{m}_b"] = L.bce_real(real) + L.bce_fake(fake)
@@ -294,7 +295,8 @@ class MMALI(AdversarialModel):
         if self.unpaired_pool:
             real, fake = self._joint_scores(xb, [batch_b[f"{m}_unpaired"] for m in mods], None)
         else:
-            real, fake = self._joint_scores(xb, None, [self.permutation(n) for _ in mods])
+            real, fake = self._joint_scores(xb, None, [self.draws.permutation(f"perm_b/{m}", n)
+                                                       for m in mods])
         terms["d_joint"] = L.bce_real(real) + L.bce_fake(fake)
         return terms
 
@@ -307,10 +309,10 @@ class MMALI(AdversarialModel):
     def _unimodal_generator_terms(self, batch: Batch) -> dict[str, tf.Tensor]:
         lay, terms = self.layout, {}
         n = tf.shape(batch[self.modalities[0]])[0]
-        z = self.prior_full(n)
+        z = self.prior_full(n, "z_c")
         for m, spec in zip(self.modalities, self.specs):
             x = self.unimodal_x(batch, m)
-            e = self.encode_sample(m, x)[0]
+            e = self.encode_sample(m, x, f"eps_c/{m}")[0]
             g = self.decode_train(m, z[m])
             if self.lambda_u > 0:
                 crit = self.critics_a[m]
@@ -325,7 +327,7 @@ class MMALI(AdversarialModel):
             want_c = self.lambda_c > 0 and not self.joint_rec
             want_s = self.lambda_s > 0 and lay.style_dim > 0
             if want_c or want_s:
-                z_re = self.encode_sample(m, g)[0]
+                z_re = self.encode_sample(m, g, f"eps_rec/{m}")[0]
                 if want_c:
                     terms[f"g_{m}_c_rec"] = self.lambda_c * L.mse(lay.content(z_re),
                                                                   lay.content(z[m]))
@@ -337,8 +339,8 @@ class MMALI(AdversarialModel):
     def _joint_generator_terms(self, batch: Batch) -> dict[str, tf.Tensor]:
         mods, lay, big_m = self.modalities, self.layout, len(self.modalities)
         n = tf.shape(batch[mods[0]])[0]
-        z = self.sample_prior(n)
-        enc = {m: self.encode_sample(m, batch[m]) for m in mods}
+        z = self.sample_prior(n, name="z_d")
+        enc = {m: self.encode_sample(m, batch[m], f"eps_d/{m}") for m in mods}
         e = {m: enc[m][0] for m in mods}
         x_gen = {m: self.decode_train(m, z[m]) for m in mods}
         a_q, b_q, a_p, b_p = {}, {}, [], []
@@ -367,17 +369,18 @@ class MMALI(AdversarialModel):
         if self.joint_rec and self.lambda_c > 0:
             params = [self.params_from_encoder_output(
                 self.encoders[m](x_gen[m], training=True)) for m in mods]
-            c_rec = lay.content(self._fused_sample(params))
+            c_rec = lay.content(self._fused_sample(params, "eps_joint_c_rec"))
             terms["g_joint_c_rec"] = self.lambda_c * L.mse(c_rec, lay.content(z[mods[0]]))
         if self.joint_rec and self.lambda_x > 0:
-            c_bar = lay.content(self._fused_sample([enc[m][1:] for m in mods]))
+            c_bar = lay.content(self._fused_sample([enc[m][1:] for m in mods],
+                                                   "eps_joint_x_rec"))
             for m, spec in zip(mods, self.specs):
                 x_rec = self.decode_train(m, lay.join(lay.style(e[m]), c_bar))
                 terms[f"g_{m}_joint_x_rec"] = spec.recon_weight * self.lambda_x * L.mse(
                     x_rec, batch[m])
         return terms
 
-    def _fused_sample(self, params) -> tf.Tensor:
+    def _fused_sample(self, params, draw: str) -> tf.Tensor:
         """One sample of the geometric-mean joint posterior over all d dimensions (SPEC 4)."""
         mean, logvar = latent_lib.geometric_mean([p[0] for p in params], [p[1] for p in params])
-        return self.sample_posterior(mean, logvar)
+        return self.sample_posterior(mean, logvar, name=draw)

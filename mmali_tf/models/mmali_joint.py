@@ -52,8 +52,8 @@ class MMALIJoint(AdversarialModel):
         """Logits of D on the M+1 class inputs of one shared-content batch, in class order."""
         mods, lay = self.modalities, self.layout
         n = tf.shape(batch[mods[0]])[0]
-        z = self.sample_prior(n)
-        e = {m: self.encode_sample(m, batch[m])[0] for m in mods}
+        z = self.sample_prior(n, name="z")
+        e = {m: self.encode_sample(m, batch[m], f"eps/{m}")[0] for m in mods}
         x_gen = {m: self.decode_train(m, z[m]) for m in mods}
         if stop:
             e = {m: sg(v) for m, v in e.items()}

@@ -38,17 +38,28 @@ def likelihood_weights(specs: Sequence[ModalitySpec]) -> dict[str, float]:
     return {s.name: largest / s.size for s in specs}
 
 
+DREG_ESTIMATORS = ("released", "paper")
+
+
 def dreg_gradients(tape: tf.GradientTape, theta_loss: tf.Tensor, lw: tf.Tensor, z: tf.Tensor,
-                   enc_vars: Sequence[keras.Variable], theta_vars: Sequence[keras.Variable]
-                   ) -> list[tf.Tensor]:
+                   enc_vars: Sequence[keras.Variable], theta_vars: Sequence[keras.Variable],
+                   estimator: str = "released") -> list[tf.Tensor]:
     """DReG gradients (SPEC 9.3) from a persistent `tape`, in the order enc_vars + theta_vars.
 
     theta_loss: the weighted theta surrogate, e.g. sum_b -(1/M) sum_{m,k} sg(w~) lw, computed
     on the tape from lw (M, K, B) whose q-densities use stop-gradient parameters and from
-    z (M, K, B, D) = g(eps; phi). theta (decoders, prior) gradients are taken from it directly;
-    the gradient it sends to z is multiplied by w~ once more and pushed into the encoders,
-    which gives sum w~^2 (d lw/d z)(d z/d phi) (the authors' gradient hook on z).
+    z (M, K, B, D) = g(eps; phi). theta (decoders, prior) gradients are taken from it directly.
+    Encoders: `estimator="paper"` multiplies the gradient it sends to z by w~ once more, which
+    gives sum w~^2 (d lw/d z)(d z/d phi) (DReG; what iffsid/mmvae's hook on z intends);
+    "released" takes the surrogate's own gradient, sum w~ (d lw/d z)(d z/d phi), which is what
+    the released code computes: its hook is registered on a `torch.stack` of the samples that
+    nothing downstream uses, so it never fires (shown by tests/golden/test_mmvae_fidelity.py).
     """
+    if estimator not in DREG_ESTIMATORS:
+        raise ValueError(f"dreg estimator must be one of {DREG_ESTIMATORS}, got {estimator!r}")
+    if estimator == "released":
+        grads = tape.gradient(theta_loss, list(enc_vars) + list(theta_vars))
+        return list(grads)
     *theta_grads, g_z = tape.gradient(theta_loss, list(theta_vars) + [z])
     w = obj.dreg_weights(lw)
     enc_grads = tape.gradient(z, list(enc_vars), output_gradients=w[..., None] * g_z)
@@ -135,9 +146,10 @@ class VAEModel(MultimodalModel):
         ll = dists.log_likelihood(spec, mean, x)
         return self.lambdas[modality] * ll if weighted else ll
 
-    def sample_k(self, mean: tf.Tensor, logvar: tf.Tensor, k: int) -> tf.Tensor:
-        """k reparameterised samples (k, *mean.shape) of the posterior family."""
-        noise = self.sample_noise(tf.concat([[k], tf.shape(mean)], axis=0))
+    def sample_k(self, mean: tf.Tensor, logvar: tf.Tensor, k: int,
+                 draw: str = "eps") -> tf.Tensor:
+        """k reparameterised samples (k, *mean.shape) of the posterior family (noise `draw`)."""
+        noise = self.sample_noise(tf.concat([[k], tf.shape(mean)], axis=0), name=draw)
         scale = latent_lib.scale_from_logvar(logvar, self.posterior_family)
         return mean[None] + scale[None] * noise
 

@@ -4,10 +4,11 @@ q(z|X) = (1/M) sum_m q_m(z|x_m). With K samples z_{m,k} ~ q_m per modality
   log w_{m,k} = log p(z_{m,k}) + sum_d lambda_d log p(x_d|z_{m,k}) - log (1/M) sum_m' q_m'(z_{m,k})
   L = (1/M) sum_m LME_k log w_{m,k}              (paper Eq. 3, code `--looser`)
 summed over the batch (as the authors' code). `--objective`:
-* `dreg` (default): DReG gradients (SPEC 9.3): decoder/prior grads weighted by w~, encoder
-  grads by w~^2 through z only (every q in log w uses stop-gradient parameters). Implemented
-  with one persistent tape: grad(-(1/M) sum sg(w~) lw) w.r.t. decoders, prior and z, then the
-  z-gradient times w~ is pushed back into the encoders (the authors' gradient hook).
+* `dreg` (default): decoder/prior grads weighted by w~, encoder grads through z only (every q
+  in log w uses stop-gradient parameters), weighted by w~ as the authors' released code does
+  (`--dreg_estimator=released`, default: their gradient hook never fires) or by w~^2 as in the
+  DReG paper (`--dreg_estimator=paper`: the z-gradient times w~ is pushed back into the
+  encoders). See BUILD.md "Fidelity".
 * `iwae`: plain autodiff of L.  * `elbo`: the linear-time MoE ELBO (App. B, `objectives.moe_elbo`).
 Vectorised: all M*K*B latents are decoded in one call per decoder.
 
@@ -30,7 +31,7 @@ from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models.vae import distributions as dists
 from mmali_tf.models.vae import objectives as obj
-from mmali_tf.models.vae.common import Batch, VAEModel, dreg_gradients
+from mmali_tf.models.vae.common import DREG_ESTIMATORS, Batch, VAEModel, dreg_gradients
 from mmali_tf.registry import register_model
 
 OBJECTIVES = ("dreg", "iwae", "elbo")
@@ -60,6 +61,10 @@ class MMVAE(VAEModel):
         self.posterior_family = family
         self.scale_parameterisation = "softmax" if family == "laplace" else "softplus"
         self.k = int(config.get("num_importance_samples", 30))
+        self.dreg_estimator = str(config.get("dreg_estimator", "released"))
+        if self.dreg_estimator not in DREG_ESTIMATORS:
+            raise ValueError(f"--dreg_estimator must be one of {DREG_ESTIMATORS}, got "
+                             f"{self.dreg_estimator!r}")
         super().__init__(specs, config, **kwargs)
 
     # ----------------------------------------------------------------- prior
@@ -182,7 +187,8 @@ class MMVAE(VAEModel):
                 self.positive_weight * self.reduce_batch(theta_dp))
             extra, extra_terms = self.additional_loss(batch, cache)
             extra_scaled = None if extra is None else self.distribute_scale(extra)
-        grads = dreg_gradients(tape, theta_loss, cache["lw"], cache["z"], enc_vars, theta_vars)
+        grads = dreg_gradients(tape, theta_loss, cache["lw"], cache["z"], enc_vars, theta_vars,
+                               self.dreg_estimator)
         loss = self.positive_weight * self.reduce_batch(loss_dp)
         if extra is not None:
             extra_grads = tape.gradient(extra_scaled, enc_vars + theta_vars)

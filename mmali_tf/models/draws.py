@@ -1,0 +1,78 @@
+"""The fidelity seam: every random draw of a `train_step` goes through one `Draws` object.
+
+A model asks for draws by name (`draws.noise("eps_a/mnist", shape, family)`,
+`draws.permutation("perm_b/mnist", n)`, `draws.uniform("subsets", shape)`). `RandomDraws` (the
+default) ignores the name and samples from the model's `keras.random.SeedGenerator`, so the RNG
+state is still checkpointed and the step still compiles with XLA. `ReplayDraws` returns given
+arrays instead, so a test can replay one update with exactly the draws the authors' code made
+(DESIGN.md, "Fidelity seam").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def standard_noise(shape: Sequence[int], family: str, seed: Any) -> tf.Tensor:
+    """Standard noise of a posterior family: Normal(0, 1) or Laplace(0, 1)."""
+    if family == "laplace":
+        u = keras.random.uniform(shape, minval=-0.5 + 1e-7, maxval=0.5, seed=seed)
+        return -tf.sign(u) * tf.math.log1p(-2.0 * tf.abs(u))
+    return keras.random.normal(shape, seed=seed)
+
+
+class RandomDraws:
+    """Fresh pseudo-random draws from `seed_generator` (names are ignored)."""
+
+    def __init__(self, seed_generator: keras.random.SeedGenerator) -> None:
+        self.seed_generator = seed_generator
+
+    def noise(self, name: str, shape: Sequence[int], family: str = "normal") -> tf.Tensor:
+        return standard_noise(shape, family, self.seed_generator)
+
+    def uniform(self, name: str, shape: Sequence[int]) -> tf.Tensor:
+        return keras.random.uniform(shape, seed=self.seed_generator)
+
+    def permutation(self, name: str, n: int) -> tf.Tensor:
+        """A uniformly random permutation of range(n) (XLA-compatible)."""
+        return tf.argsort(keras.random.uniform([n], seed=self.seed_generator))
+
+
+class ReplayDraws:
+    """Draws given as arrays by name; asking for a missing name or a wrong shape is an error.
+
+    `unused()` lists the given names no draw asked for, so a test can check that the replay
+    consumed exactly the authors' draws.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        self.used: set[str] = set()
+
+    def _get(self, name: str, shape: Sequence[int] | None, dtype) -> tf.Tensor:
+        if name not in self.arrays:
+            raise KeyError(f"replay has no draw named {name!r}; it has {sorted(self.arrays)}")
+        value = self.arrays[name]
+        if shape is not None:
+            want = tuple(int(s) for s in tf.get_static_value(tf.convert_to_tensor(shape)))
+            if value.shape != want:
+                raise ValueError(f"replayed draw {name!r} has shape {value.shape}, the model "
+                                 f"asked for {want}")
+        self.used.add(name)
+        return tf.constant(value, dtype)
+
+    def noise(self, name: str, shape: Sequence[int], family: str = "normal") -> tf.Tensor:
+        return self._get(name, shape, tf.float32)
+
+    def uniform(self, name: str, shape: Sequence[int]) -> tf.Tensor:
+        return self._get(name, shape, tf.float32)
+
+    def permutation(self, name: str, n: int) -> tf.Tensor:
+        return self._get(name, [n], tf.int32)
+
+    def unused(self) -> list[str]:
+        return sorted(set(self.arrays) - self.used)

@@ -1,0 +1,160 @@
+"""Which authors' module plays the role of each of our networks, per model.
+
+`import_state_dict(model, state, ema_state)` assigns an authors' state_dict (and their EMA
+model's) to one of our models; `TorchLayout` maps our arrays (weights, gradients) back to the
+authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation (`JointModel`)
+and MMVAE (iffsid/mmvae).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+from mmali_tf.reference.importer import ImportMismatch, Pair, drop_aliases, pair_assignments
+
+
+def _keys(state: Mapping[str, np.ndarray], root: str, model) -> dict[str, str]:
+    """Our modality -> the authors' modality key (their sorted keys, in our modality order)."""
+    depth = root.count(".") + 1
+    keys = sorted({k.split(".")[depth] for k in state if k.startswith(root + ".")},
+                  key=lambda s: (len(s), s) if s.isdigit() else (0, s))
+    if len(keys) != len(model.modalities):
+        raise ImportMismatch(f"the checkpoint has {len(keys)} modalities under {root}. "
+                             f"({keys}), the model has {len(model.modalities)} "
+                             f"{model.modalities}")
+    return dict(zip(model.modalities, keys))
+
+
+# ----------------------------------------------------------------------------- mmALI
+def _mmali_generators(model, state, encoders, decoders) -> list[Pair]:
+    keys = _keys(state, "encoders", model)
+    return ([Pair(encoders[m], f"encoders.{k}.module.") for m, k in keys.items()]
+            + [Pair(decoders[m], f"decoders.{k}.") for m, k in keys.items()])
+
+
+def mmali_pairs(model, state) -> list[Pair]:
+    """6b5d/mmali FactorModel: encoders, decoders, xz_discriminators[0|1], joint_discriminator."""
+    keys = _keys(state, "encoders", model)
+    out = _mmali_generators(model, state, model.encoders, model.decoders)
+    for m, k in keys.items():
+        out += [Pair(model.critics_a[m], f"xz_discriminators.{k}.0."),
+                Pair(model.critics_b[m], f"xz_discriminators.{k}.1.")]
+    return out + [Pair(model.joint_critic, "joint_discriminator.")]
+
+
+def mmali_ema_pairs(model, state) -> list[Pair]:
+    return _mmali_generators(model, state, model.ema.encoders, model.ema.decoders)
+
+
+def mmali_joint_pairs(model, state) -> list[Pair]:
+    """6b5d/mmali JointModel: encoders, decoders and `discriminators` (MultiXZDiscriminator)."""
+    return (_mmali_generators(model, state, model.encoders, model.decoders)
+            + [Pair(model.critic, "discriminators.")])
+
+
+# ----------------------------------------------------------------------------- MMVAE
+def mmvae_pairs(model, state) -> list[Pair]:
+    """iffsid/mmvae MMVAE: vaes.<i>.enc (mean/scale heads fc21+fc22 or c1+c2), vaes.<i>.dec,
+    and the learned prior's logits `_pz_params.1`."""
+    keys = _keys(state, "vaes", model)
+    out = []
+    for m, k in keys.items():
+        heads = ("fc21", "fc22") if f"vaes.{k}.enc.fc21.weight" in state else ("c1", "c2")
+        out.append(Pair(model.encoders[m], f"vaes.{k}.enc.", merge=heads))
+    out += [Pair(model.decoders[m], f"vaes.{k}.dec.") for m, k in keys.items()]
+    if model.learn_prior:
+        out.append(Pair(model.prior_logits, "_pz_params.1"))
+    return out
+
+
+class ModelMap:
+    """How one registry model's networks correspond to the authors' state_dict."""
+
+    def __init__(self, pairs: Callable, ema_pairs: Callable | None = None,
+                 aliases: tuple[str, ...] = (), ignore: tuple[str, ...] = ()) -> None:
+        self.pairs, self.ema_pairs = pairs, ema_pairs
+        self.aliases, self.ignore = aliases, ignore
+
+
+#: registry model name -> ModelMap. `ignore`: tensors the authors keep but never use.
+MODEL_MAPS: dict[str, ModelMap] = {
+    "mmali": ModelMap(mmali_pairs, mmali_ema_pairs,
+                      aliases=("generators.", "discriminators.")),
+    "mmali_joint": ModelMap(mmali_joint_pairs, mmali_ema_pairs, aliases=("generators.",)),
+    "mmvae": ModelMap(mmvae_pairs, ignore=("_pz_params.",)),
+}
+
+
+def model_map(model) -> ModelMap:
+    name = model.config.get("model", getattr(model, "registry_name", ""))
+    if name not in MODEL_MAPS:
+        raise ImportMismatch(f"no weight mapping for model {name!r}; known: "
+                             f"{sorted(MODEL_MAPS)}")
+    return MODEL_MAPS[name]
+
+
+def assignments(model, state, ema_state=None) -> list:
+    """Checked (variable, value, torch key) triples of the whole import."""
+    mm = model_map(model)
+    state = drop_aliases(state, mm.aliases)
+    out = pair_assignments(mm.pairs(model, state), state, mm.ignore)
+    if ema_state is not None:
+        if model.ema is None or mm.ema_pairs is None:
+            raise ImportMismatch("the checkpoint has an EMA model but this model has no EMA "
+                                 "(set --ema_decay)")
+        ema_state = drop_aliases(ema_state, mm.aliases)
+        critics = tuple({k.split(".")[0] + "." for k in ema_state
+                         if not k.startswith(("encoders.", "decoders."))})
+        out += [(v, x, "ema:" + k) for v, x, k in
+                pair_assignments(mm.ema_pairs(model, ema_state), ema_state, critics)]
+    return out
+
+
+def import_state_dict(model, state: Mapping[str, np.ndarray],
+                      ema_state: Mapping[str, np.ndarray] | None = None) -> None:
+    """Assign the authors' `state` (and `ema_state`, their EMA model) to `model`.
+
+    Raises ImportMismatch, before assigning anything, when a tensor is missing, extra or
+    misshaped. The EMA state's critic tensors are ignored (the authors' EMA copies the whole
+    model but only its generators are averaged).
+    """
+    for var, value, _ in assignments(model, state, ema_state):
+        var.assign(np.asarray(value, np.float32))
+
+
+class TorchLayout:
+    """Maps arrays in our layout (by variable) back to the authors' tensors (by key)."""
+
+    def __init__(self, model, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        self.shapes = {k: tuple(s) for k, s in shapes.items()}
+        offsets, index_state, start = {}, {}, 0
+        for k, s in self.shapes.items():
+            size = int(np.prod(s))
+            index_state[k] = np.arange(start, start + size, dtype=np.float64).reshape(s)
+            offsets[k] = start
+            start += size
+        self._starts = np.array(list(offsets.values()))
+        self._keys = list(offsets)
+        self._index = {id(v): idx.astype(np.int64).ravel()
+                       for v, idx, _ in assignments(model, index_state)}
+
+    def keys_of(self, variable) -> list[str]:
+        idx = self._index[id(variable)]
+        return sorted({self._keys[i] for i in np.searchsorted(self._starts, idx, "right") - 1})
+
+    def convert(self, pairs) -> dict[str, np.ndarray]:
+        """{torch key: array} from (variable, array in our layout) pairs."""
+        flat = {}
+        for var, value in pairs:
+            idx = self._index[id(var)]
+            which = np.searchsorted(self._starts, idx, "right") - 1
+            value = np.asarray(value).ravel()
+            for w in np.unique(which):
+                key = self._keys[w]
+                dst = flat.setdefault(key, np.zeros(int(np.prod(self.shapes[key])),
+                                                    value.dtype))
+                sel = which == w
+                dst[idx[sel] - self._starts[w]] = value[sel]
+        return {k: v.reshape(self.shapes[k]) for k, v in flat.items()}

@@ -1,0 +1,53 @@
+"""Regenerate the golden fixtures under tests/golden/ from the authors' code.
+
+Developer tool: run it with a Python that has torch (CPU) and NumPy, e.g.
+
+    /work/refvenv/bin/python tools/golden/make_fixtures.py \\
+        --mmali=/path/to/6b5d+mmali --mmvae=/path/to/iffsid+mmvae/src
+
+Each --<repo> is an unmodified snapshot of the authors' public repository (never vendored into
+this project). Cases whose repository is not given are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from tools.golden import torch_common  # noqa: E402
+
+OUT = os.path.join(ROOT, "tests", "golden")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mmali", help="snapshot of github.com/6b5d/mmali")
+    ap.add_argument("--mmvae", help="src/ of a snapshot of github.com/iffsid/mmvae")
+    ap.add_argument("--out", default=OUT)
+    args = ap.parse_args(argv)
+    written = []
+    if args.mmali:
+        torch_common.add_to_path(args.mmali)
+        from tools.golden import mmali_case, sn_case
+        for setup in (mmali_case.MULTIMNIST, mmali_case.MNIST_SVHN):
+            fx, model = mmali_case.make(setup)
+            fx.meta["commit"] = torch_common.repo_commit(args.mmali, fx.meta["commit"])
+            written.append(fx.write(args.out))
+        written.append(mmali_case.make_joint()[0].write(args.out))
+        written.append(sn_case.make().write(args.out))
+        written.append(mmali_case.write_checkpoint(model, args.out))
+    if args.mmvae:
+        from tools.golden import mmvae_case
+        for fx in mmvae_case.make_all(args.mmvae):
+            written.append(fx.write(args.out))
+    for path in written:
+        print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path) / 1e3:.0f} kB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
