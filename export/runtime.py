@@ -27,14 +27,45 @@ Params = tuple[np.ndarray, "np.ndarray | None"]
 Seed = int | np.random.Generator | None
 
 
-def session_options(threads: int = 1) -> ort.SessionOptions:
-    """CPU options for small latency-bound graphs: few intra-op threads, no spinning."""
+MODES = ("latency", "throughput")
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may use (logical CPUs when the topology is unknown)."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    logical = len(allowed) if allowed else (os.cpu_count() or 1)
+    cores, cpu, package = set(), None, "0"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "processor":
+                    cpu = int(value)
+                elif key == "physical id":
+                    package = value
+                elif key == "core id" and (allowed is None or cpu in allowed):
+                    cores.add((package, value))
+    except (OSError, ValueError):
+        return logical
+    return max(1, min(len(cores) or logical, logical))
+
+
+def session_options(threads: int = 1, mode: str = "latency") -> ort.SessionOptions:
+    """CPU session options.
+
+    "latency": `threads` intra-op threads that never spin (small concurrent requests);
+    "throughput": `threads` intra-op threads that spin between ops (large batches).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not one of {MODES}")
+    spin = "1" if mode == "throughput" else "0"
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return opts
@@ -45,7 +76,10 @@ class Bundle:
 
     Args:
       path: bundle directory written by `export.onnx_export.export_bundle`.
-      threads: intra-op threads of every session (1 suits concurrent small requests).
+      threads: intra-op threads of every session; None: 1 in "latency" mode, the physical
+        cores in "throughput" mode.
+      mode: "latency" (default; non-spinning threads, suits many concurrent small requests) or
+        "throughput" (spinning threads, suits large batches such as a server's batch of 256).
 
     Attributes:
       manifest: the parsed manifest (see `export.manifest`).
@@ -53,9 +87,14 @@ class Bundle:
       specs: modality name -> its manifest entry (shape, dtype, value_range, kind, ...).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
-        if int(threads) < 1:
-            raise ValueError(f"threads={threads} must be >= 1")
+    def __init__(self, path: str | os.PathLike, threads: int | None = None,
+                 mode: str = "latency") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is not one of {MODES}")
+        if threads is None:
+            threads = physical_cores() if mode == "throughput" else 1
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads={threads!r} must be a positive integer (or None)")
         self.path = Path(path)
         self.manifest = manifest_lib.load_manifest(self.path, verify=True)
         self.specs = {s["name"]: s for s in self.manifest["modalities"]}
@@ -65,7 +104,7 @@ class Bundle:
         self.content_dim = int(self.manifest["latent"]["content_dim"])
         self.deterministic = bool(self.manifest["model"]["deterministic"])
         self.fusion_methods = tuple(self.manifest["fusion_methods"])
-        self._threads = int(threads)
+        self.threads, self.mode = threads, mode
         self._sessions: dict[str, tuple[ort.InferenceSession, list[str]]] = {}
         self._lock = threading.Lock()
 
@@ -89,7 +128,7 @@ class Bundle:
             entry = self._sessions.get(graph)
             if entry is None:
                 file = self.path / self.manifest["graphs"][graph]["file"]
-                sess = ort.InferenceSession(str(file), sess_options=session_options(self._threads),
+                sess = ort.InferenceSession(str(file), sess_options=session_options(self.threads, self.mode),
                                             providers=["CPUExecutionProvider"])
                 entry = (sess, [o.name for o in sess.get_outputs()])
                 self._sessions[graph] = entry

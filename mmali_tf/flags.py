@@ -285,3 +285,9 @@ def define_translate_flags() -> None:
                              allow_override=True)
     flags.DEFINE_boolean("use_mean", False, "Decode the source posterior mean instead of a "
                          "sample (the target style is still drawn from the prior).")
+    flags.DEFINE_enum("mode", "latency", ["latency", "throughput"], "onnxruntime session "
+                      "setting: latency (1 non-spinning thread) or throughput (large batches: "
+                      "physical cores, spinning threads).")
+    flags.DEFINE_integer("threads", None, "onnxruntime intra-op threads (default: 1 for "
+                         "--mode=latency, the physical cores for --mode=throughput).",
+                         lower_bound=1)

@@ -160,6 +160,22 @@ def test_sessions_use_explicit_cpu_options(bundle):
     assert bundle.session("generate") is sess
 
 
+def test_throughput_mode_uses_physical_cores_and_spins(bundle_path, bundle):
+    fast = Bundle(bundle_path, mode="throughput")
+    assert fast.threads == runtime.physical_cores() >= 1 and bundle.threads == 1
+    opts = fast.session("translate_hand_to_print").get_session_options()
+    assert opts.intra_op_num_threads == fast.threads
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert Bundle(bundle_path, threads=3, mode="throughput").threads == 3
+    x = images(64)
+    np.testing.assert_allclose(fast.translate("hand", "print", x, seed=0),
+                               bundle.translate("hand", "print", x, seed=0), **TOL)
+    with pytest.raises(ValueError, match="mode='fast' is not one of"):
+        Bundle(bundle_path, mode="fast")
+    with pytest.raises(ValueError, match="threads=0 must be a positive integer"):
+        Bundle(bundle_path, threads=0)
+
+
 def test_noise_follows_the_manifest_distribution(bundle):
     rng = np.random.default_rng(0)
     normal = bundle.noise((200_000,), rng)
