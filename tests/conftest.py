@@ -54,3 +54,19 @@ def make_toy_dataset(specs=(HAND, PRINT), n_per_class: int = 8, dm: int = 3,
 @pytest.fixture
 def toy_dataset() -> PairedDataset:
     return make_toy_dataset()
+
+
+@pytest.fixture(scope="session")
+def translate_bundle(tmp_path_factory):
+    """A digits-shaped mmALI bundle with both translate graphs (random init: the runtime tests
+    compare engines on the same graphs, which holds for any weights), exported once per session."""
+    from export.onnx_export import export_bundle
+    from mmali_tf import models
+
+    model = models.build("mmali", [HAND, PRINT], {"latent_dim": 8, "style_dim": 3,
+                                                  "ema_decay": 0.0, "seed": 0})
+    model.build_from_specs()
+    path = tmp_path_factory.mktemp("translate_bundle") / "bundle"
+    export_bundle(model, path, weights="raw",
+                  graphs=["translate_hand_to_print", "translate_print_to_hand"])
+    return path

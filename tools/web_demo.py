@@ -181,14 +181,14 @@ def open_page(browser: Any, url: str, threads: int) -> dict[str, Any]:
     return browser.run_async("return await window.mmali.ready;")
 
 
-def latency(browser: Any, manifest: Mapping[str, Any], runs: int = 20) -> float:
+def latency(browser: Any, runs: int = 20) -> float:
     """Median ms of one batch-1 translation (session.run) of the page's current selection."""
-    latent = manifest["latent"]
     times = browser.run_async(
-        "const t = []; for (let i = 0; i < args[0]; i++) {"
-        "  const r = await window.mmali.translate(new Array(args[1]).fill(0.1),"
-        "                                         new Array(args[2]).fill(-0.1));"
-        "  t.push(r.runMs); } return t;", runs, latent["latent_dim"], latent["style_dim"])
+        "const {latent_dim, style_dim} = window.mmali.latent(), t = [];"
+        "for (let i = 0; i < args[0]; i++) {"
+        "  const r = await window.mmali.translate(new Array(latent_dim).fill(0.1),"
+        "                                         new Array(style_dim).fill(-0.1));"
+        "  t.push(r.runMs); } return t;", runs)
     return float(np.median(times[2:]))
 
 
@@ -199,7 +199,6 @@ def measure(page_dir: str | os.PathLike, profile_dir: str | os.PathLike,
     with `screenshot`, also write a PNG of the page as it first loads (threads[0])."""
     from tools.headless import HeadlessChromium
 
-    manifest = json.loads((Path(page_dir) / "bundle" / "manifest.json").read_text())
     rows = []
     with serving(page_dir) as url, HeadlessChromium(profile_dir) as browser:
         for i, n in enumerate(threads):
@@ -207,7 +206,7 @@ def measure(page_dir: str | os.PathLike, profile_dir: str | os.PathLike,
             if screenshot and i == 0:
                 browser.screenshot(screenshot)
             rows.append({"threads": start["threads"], "load_ms": start["loadMs"],
-                         "translate_ms": latency(browser, manifest),
+                         "translate_ms": latency(browser),
                          "cross_origin_isolated": start["crossOriginIsolated"]})
     return rows
 

@@ -269,6 +269,7 @@ const ready = start().catch((error) => {
 // Test hook: drive the page with fixed inputs and noise (tests/test_web_demo.py).
 window.mmali = {
   ready,
+  latent() { return state.manifest.latent; },
   select(src, dst) { $("source").value = src; selectSource(); $("target").value = dst; },
   async loadImage(url) { await loadImage(await (await fetch(url)).blob()); },
   async translate(noise, styleNoise) {

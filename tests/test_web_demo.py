@@ -1,0 +1,79 @@
+"""tools/web_demo.py: the static page in headless Chromium (onnxruntime-web, wasm) against
+Python onnxruntime, through the page's own image loading, translation and canvas drawing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from conftest import make_toy_dataset
+from tools import translate as translate_tool
+from tools import web_demo
+from tools.headless import HeadlessChromium
+
+HAND_SPEC = {"name": "hand", "shape": [28, 28, 1], "kind": "image", "value_range": [0.0, 1.0]}
+
+
+@pytest.fixture(scope="module")
+def page(translate_bundle, tmp_path_factory) -> Path:
+    test = make_toy_dataset().test
+    examples = {m: (x[:4], test.labels[m][:4]) for m, x in test.instances.items()}
+    out = web_demo.build(translate_bundle, tmp_path_factory.mktemp("web") / "page",
+                         examples=examples)
+    # the fixed test image, served beside the page like a user's file
+    Image.fromarray(test.instances["hand"][3][..., 0]).save(out / "test_digit.png")
+    return out
+
+
+def test_build_refuses_missing_runtime_files_and_existing_output(translate_bundle, page, tmp_path):
+    with pytest.raises(FileNotFoundError, match="npm ci --ignore-scripts --prefix examples/web"):
+        web_demo.build(translate_bundle, tmp_path / "p", ort_dir=tmp_path)
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        web_demo.build(translate_bundle, page)
+    assert sorted(p.name for p in (page / "bundle").iterdir()) == [
+        "manifest.json", "translate_hand_to_print.onnx", "translate_print_to_hand.onnx"]
+
+
+def test_page_translates_like_python_onnxruntime(page, tmp_path):
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((3, 8), dtype=np.float32)
+    style = rng.standard_normal((3, 3), dtype=np.float32)
+    x = translate_tool.read_input(str(page / "test_digit.png"), HAND_SPEC)
+    sess = ort.InferenceSession(str(page / "bundle" / "translate_hand_to_print.onnx"),
+                                providers=["CPUExecutionProvider"])
+    want = sess.run(["x_out"], {"x": np.repeat(x, 3, axis=0), "noise": noise,
+                                "style_noise": style})[0]
+    timings = []
+    with web_demo.serving(page) as url, HeadlessChromium(tmp_path / "chromium") as browser:
+        start = web_demo.open_page(browser, url, threads=1)
+        assert start["crossOriginIsolated"] is True and start["threads"] == 1
+        browser.run_async("window.mmali.select('hand', 'print');"
+                          "await window.mmali.loadImage('test_digit.png');")
+        got = browser.run_async("return await window.mmali.translate(args[0], args[1]);",
+                                noise.ravel().tolist(), style.ravel().tolist())
+        y = np.asarray(got["y"], np.float32).reshape(want.shape)
+        assert np.abs(y - want).max() < 1e-4
+        # the canvas shows the 3 samples, 2 pixels apart, quantised to 8 bits
+        canvas = browser.run("return window.mmali.readOutput();")
+        rgba = np.asarray(canvas["rgba"], np.uint8).reshape(canvas["height"], canvas["width"], 4)
+        assert rgba.shape == (36, 3 * 34 + 2, 4)
+        levels = np.round(np.clip(want, 0, 1) * 255)
+        for i in range(3):
+            tile = rgba[2:34, 2 + 34 * i:34 + 34 * i, :3].astype(np.float64)
+            assert np.abs(tile - levels[i]).max() <= 1
+        browser.screenshot(tmp_path / "web_demo.png")
+        resources = browser.run("return performance.getEntriesByType('resource')"
+                                ".map((e) => e.name);")
+        assert resources and all(r.startswith(url) for r in resources), resources
+        timings.append({**start, "translate_ms": web_demo.latency(browser, runs=8)})
+        start = web_demo.open_page(browser, url, threads=2)
+        assert start["threads"] == 2
+        timings.append({**start, "translate_ms": web_demo.latency(browser, runs=8)})
+    assert Image.open(tmp_path / "web_demo.png").size[0] == 1100
+    (tmp_path / "timings.json").write_text(json.dumps(timings, indent=2))
+    print("headless Chromium timings:", json.dumps(timings))
