@@ -181,33 +181,38 @@ def open_page(browser: Any, url: str, threads: int) -> dict[str, Any]:
     return browser.run_async("return await window.mmali.ready;")
 
 
-def latency(browser: Any, runs: int = 20) -> float:
-    """Median ms of one batch-1 translation (session.run) of the page's current selection."""
+def latency(browser: Any, batch: int = 1, runs: int = 20) -> float:
+    """Median ms of one translation (session.run) of `batch` samples of the page's current
+    selection (the first 2 of `runs` calls are warm-up)."""
     times = browser.run_async(
         "const {latent_dim, style_dim} = window.mmali.latent(), t = [];"
         "for (let i = 0; i < args[0]; i++) {"
-        "  const r = await window.mmali.translate(new Array(latent_dim).fill(0.1),"
-        "                                         new Array(style_dim).fill(-0.1));"
-        "  t.push(r.runMs); } return t;", runs)
+        "  const r = await window.mmali.translate(new Array(args[1] * latent_dim).fill(0.1),"
+        "                                         new Array(args[1] * style_dim).fill(-0.1));"
+        "  t.push(r.runMs); } return t;", runs, batch)
     return float(np.median(times[2:]))
 
 
 def measure(page_dir: str | os.PathLike, profile_dir: str | os.PathLike,
             threads: tuple[int, ...] = (1, 2), screenshot: str | os.PathLike | None = None
             ) -> list[dict[str, Any]]:
-    """Page-load time and batch-1 latency in headless Chromium for each wasm thread count;
-    with `screenshot`, also write a PNG of the page as it first loads (threads[0])."""
+    """Page-load time (a fresh browser profile, then a reload) and batch-1 translation latency
+    in headless Chromium for each wasm thread count; with `screenshot`, also write a PNG of
+    the page as it first loads with threads[0]."""
     from tools.headless import HeadlessChromium
 
     rows = []
-    with serving(page_dir) as url, HeadlessChromium(profile_dir) as browser:
+    with serving(page_dir) as url:
         for i, n in enumerate(threads):
-            start = open_page(browser, url, n)
-            if screenshot and i == 0:
-                browser.screenshot(screenshot)
-            rows.append({"threads": start["threads"], "load_ms": start["loadMs"],
-                         "translate_ms": latency(browser),
-                         "cross_origin_isolated": start["crossOriginIsolated"]})
+            with HeadlessChromium(Path(profile_dir) / f"threads{n}") as browser:
+                cold = open_page(browser, url, n)
+                if screenshot and i == 0:
+                    browser.screenshot(screenshot)
+                warm = open_page(browser, url, n)
+                rows.append({"threads": warm["threads"], "cold_load_ms": cold["loadMs"],
+                             "warm_load_ms": warm["loadMs"], "translate_ms": latency(browser),
+                             "translate_batch6_ms": latency(browser, batch=6),
+                             "cross_origin_isolated": warm["crossOriginIsolated"]})
     return rows
 
 
@@ -268,10 +273,12 @@ def main(argv: list[str]) -> None:
             partial.replace(shot)
             print(f"wrote {shot}")
             for row in rows if FLAGS.timings else ():
-                print(f"threads={row['threads']} cross-origin isolated="
-                      f"{row['cross_origin_isolated']}: page ready with a first translation "
-                      f"after {row['load_ms']:.0f} ms; batch-1 translation "
-                      f"{row['translate_ms']:.2f} ms (median)")
+                print(f"wasm threads={row['threads']} (cross-origin isolated: "
+                      f"{row['cross_origin_isolated']}): first translation shown "
+                      f"{row['cold_load_ms']:.0f} ms after navigation (fresh profile), "
+                      f"{row['warm_load_ms']:.0f} ms on reload; translation of 1 sample "
+                      f"{row['translate_ms']:.2f} ms, of 6 samples (the page's default) "
+                      f"{row['translate_batch6_ms']:.2f} ms (medians of 18)")
 
 
 def run() -> None:
