@@ -4,6 +4,8 @@ Python onnxruntime, through the page's own image loading, translation and canvas
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,21 @@ def test_build_refuses_missing_runtime_files_and_existing_output(translate_bundl
         web_demo.build(translate_bundle, page)
     assert sorted(p.name for p in (page / "bundle").iterdir()) == [
         "manifest.json", "translate_hand_to_print.onnx", "translate_print_to_hand.onnx"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bundle=/nonexistent", "--out=OUT"], "bundle directory '/nonexistent' does not exist"),
+    (["--serve", "--out=OUT"], "--serve needs --out=<a directory built by this tool>"),
+    (["--out=OUT"], "give --bundle and --out (build)"),
+    (["--bundle=BUNDLE", "--out=OUT", "--ort_dir=OUT"], "onnxruntime-web files"),
+])
+def test_cli_mistakes_are_one_line_and_exit_2(translate_bundle, tmp_path, args, message):
+    args = [a.replace("OUT", str(tmp_path)).replace("BUNDLE", str(translate_bundle))
+            for a in args]
+    out = subprocess.run([sys.executable, str(web_demo.ROOT / "tools" / "web_demo.py"), *args],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert message in out.stderr
 
 
 def test_page_translates_like_python_onnxruntime(page, tmp_path):

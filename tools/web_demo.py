@@ -93,6 +93,15 @@ def dataset_examples(manifest: Mapping[str, Any], per_modality: int
     return out
 
 
+def check_ort_dir(ort_dir: str | os.PathLike) -> None:
+    """FileNotFoundError naming the npm command if `ort_dir` lacks the onnxruntime-web files."""
+    missing = [f for f in ORT_FILES if not (Path(ort_dir) / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"onnxruntime-web files {missing} not found in {str(ort_dir)!r}; "
+                                f"run `npm ci --ignore-scripts --prefix examples/web` or pass "
+                                f"--ort_dir=<onnxruntime-web>/dist")
+
+
 def build(bundle: str | os.PathLike, out: str | os.PathLike,
           ort_dir: str | os.PathLike = ORT_DIR,
           examples: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
@@ -108,11 +117,7 @@ def build(bundle: str | os.PathLike, out: str | os.PathLike,
     graphs = translate_graphs(manifest)
     if not graphs:
         raise ValueError(f"bundle {str(bundle)!r} has no translate graphs; export it with them")
-    missing = [f for f in ORT_FILES if not (ort_dir / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"onnxruntime-web files {missing} not found in {str(ort_dir)!r}; "
-                                f"run `npm ci --ignore-scripts --prefix examples/web` or pass "
-                                f"--ort_dir=<onnxruntime-web>/dist")
+    check_ort_dir(ort_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"--out={out} exists and is not empty; pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +256,10 @@ def main(argv: list[str]) -> None:
     if FLAGS.serve:
         if not FLAGS.out or not (Path(FLAGS.out) / "index.html").is_file():
             cli.fail(f"--serve needs --out=<a directory built by this tool>, got {FLAGS.out!r}")
-        server = make_server(FLAGS.out, FLAGS.port)
+        try:
+            server = make_server(FLAGS.out, FLAGS.port)
+        except OSError as error:
+            cli.fail(f"--port={FLAGS.port}: cannot listen on 127.0.0.1 ({error.strerror})")
         print(f"serving {FLAGS.out} at http://127.0.0.1:{server.server_address[1]}/ "
               f"(Ctrl-C stops)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
@@ -262,6 +270,7 @@ def main(argv: list[str]) -> None:
                  "--screenshot")
     with cli.user_errors(), tempfile.TemporaryDirectory() as tmp:
         manifest = manifest_lib.load_manifest(FLAGS.bundle, verify=True)
+        check_ort_dir(FLAGS.ort_dir)
         out = FLAGS.out or os.path.join(tmp, "page")
         build(FLAGS.bundle, out, FLAGS.ort_dir, _examples(manifest), FLAGS.overwrite)
         print(f"wrote the page to {out}")
