@@ -128,7 +128,8 @@ class Bundle:
             entry = self._sessions.get(graph)
             if entry is None:
                 file = self.path / self.manifest["graphs"][graph]["file"]
-                sess = ort.InferenceSession(str(file), sess_options=session_options(self.threads, self.mode),
+                opts = session_options(self.threads, self.mode)
+                sess = ort.InferenceSession(str(file), sess_options=opts,
                                             providers=["CPUExecutionProvider"])
                 entry = (sess, [o.name for o in sess.get_outputs()])
                 self._sessions[graph] = entry

@@ -56,7 +56,7 @@ class HeadlessChromium:
     """One headless Chromium session; every call is bounded by `timeout` seconds."""
 
     def __init__(self, profile_dir: str | os.PathLike, timeout: float = 120.0,
-                 window: tuple[int, int] = (1100, 700)) -> None:
+                 window: tuple[int, int] = (1100, 820)) -> None:
         chromium, driver = find_binaries()
         self.timeout = timeout
         profile = Path(profile_dir)

@@ -8,6 +8,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const DRAW_SCALE = 8;
 const PAD = 2;
+const OUTPUT_SCALE = 4;
 
 const threads = Number(params.get("threads") ??
   (self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1));
@@ -169,6 +170,7 @@ function drawOutput(y, n, dst) {
   const canvas = $("output");
   canvas.width = n * (w + PAD) + PAD;
   canvas.height = h + 2 * PAD;
+  canvas.style.width = `${canvas.width * OUTPUT_SCALE}px`;
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
