@@ -138,7 +138,8 @@ function selectSource() {
   clearDrawing();
   setInputFrom($("draw"), false);
   const targets = Object.values(state.manifest.graphs)
-    .filter((g) => g.role === "translate" && g.source === $("source").value).map((g) => g.target);
+    .filter((g) => g.role === "translate" && g.source === $("source").value)
+    .map((g) => g.target).filter((t) => spec(t).kind === "image");
   $("target").replaceChildren(...targets.map((t) => new Option(t, t)));
   showExamples();
   const entry = state.examples[$("source").value];
