@@ -97,9 +97,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000, help="timed batch-1 calls (ORT)")
     parser.add_argument("--batch", type=int, default=256, help="throughput batch size")
     parser.add_argument("--threads", type=int, default=None,
-                        help="onnxruntime intra-op threads (default: Bundle's for --mode)")
+                        help="Bundle's threads (default: its default for --mode)")
     parser.add_argument("--mode", choices=("latency", "throughput"), default="latency",
-                        help="Bundle's session mode (throughput: physical cores, spinning)")
+                        help="Bundle's mode (throughput: batch split across workers)")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -124,7 +124,7 @@ def main() -> None:
     eager = {(r["model"], r["direction"]): r["median_ms"] for r in rows
              if r["engine"] == "keras eager"}
     print(f"\nmmALI translate, random init, {os.cpu_count()} CPUs, onnxruntime "
-          f"mode={bundle.mode} intra_op_threads={bundle.threads}, TensorFlow {tf.__version__} "
+          f"Bundle mode={bundle.mode} threads={bundle.threads}, TensorFlow {tf.__version__} "
           f"default threads\n")
     print(f"| model | direction | engine | batch 1 median (ms) | batch 1 p99 (ms) | "
           f"speed-up vs eager | batch {args.batch} throughput (examples/s) |")

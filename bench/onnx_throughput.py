@@ -4,9 +4,10 @@
 
 Exports the digits-shaped mmALI translate graphs of `bench/onnx_latency.py` (random init) and
 times one batch in each direction with: `tf.function` (TensorFlow's default threads), `Bundle`
-in "latency" mode (1 thread), in "throughput" mode (physical cores, spinning), throughput mode
-with spinning off, with basic / extended graph optimisation only, and a pool of single-thread
-sessions that split the batch between Python threads. Engines alternate within each round
+in "latency" mode (one single-thread session call) and in "throughput" mode (the batch split
+across one worker per physical core, each on a single-thread session), and other onnxruntime
+levers on one session call: intra-op threads = physical cores with and without spinning, and
+basic / extended instead of all graph optimisations. Engines alternate within each round
 (the machine may be shared); the table shows the median over rounds. It also reports the
 graph's arithmetic (GFLOP per example, from the ONNX shapes) and this machine's float32
 matrix-multiply rate through onnxruntime, which bounds any engine's throughput.
@@ -19,7 +20,6 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,22 +73,12 @@ def matmul_gflops(threads: int, n: int = 1024) -> float:
         [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, [n, n]) for k in "ab"],
         [helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [n, n])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    sess = ort.InferenceSession(model.SerializeToString(), session_options(threads, "throughput"),
+    opts = session_options(threads)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     return per_second(lambda: sess.run(None, {"a": a, "b": a}), 10, 1) * 2 * n ** 3 / 1e9
-
-
-def session_pool(path: str, size: int) -> Callable[[dict], list]:
-    """Run a batch as `size` slices on `size` single-thread sessions in parallel threads."""
-    sessions = [ort.InferenceSession(path, session_options(1), providers=["CPUExecutionProvider"])
-                for _ in range(size)]
-    pool = ThreadPoolExecutor(size)
-
-    def run(feeds: dict) -> list:
-        parts = [{k: v[i::size] for k, v in feeds.items()} for i in range(size)]
-        return list(pool.map(lambda s, f: s.run(["x_out"], f)[0], sessions, parts))
-    return run
 
 
 def engines(model, bundle_dir: str, src: str, dst: str, feeds: dict) -> dict[str, Callable]:
@@ -103,19 +93,19 @@ def engines(model, bundle_dir: str, src: str, dst: str, feeds: dict) -> dict[str
     cores = physical_cores()
     out = {"tf.function": lambda: traced(*[tf.constant(v) for v in feeds.values()])}
     for label, bundle in (("Bundle latency (1 thread)", Bundle(bundle_dir)),
-                          (f"Bundle throughput ({cores} threads, spin)",
+                          (f"Bundle throughput ({cores} workers)",
                            Bundle(bundle_dir, mode="throughput"))):
         out[label] = lambda b=bundle: b.run(graph, feeds)
-    variants = {f"{cores} threads, no spin": (session_options(cores, "latency"), None)}
-    variants.update({f"{cores} threads, spin, {k} opt only": (session_options(cores, "throughput"),
-                                                                 v) for k, v in LEVELS.items()})
-    for label, (opts, level) in variants.items():
+    levers = {f"{cores} intra-op threads, spinning": (cores, "1", None),
+              f"{cores} intra-op threads, no spinning": (cores, "0", None)}
+    levers.update({f"1 thread, {k} optimisation only": (1, "0", v) for k, v in LEVELS.items()})
+    for label, (threads, spin, level) in levers.items():
+        opts = session_options(threads)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
         if level is not None:
             opts.graph_optimization_level = level
         sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         out[label] = lambda s=sess: s.run(["x_out"], feeds)
-    pool = session_pool(path, cores)
-    out[f"pool of {cores} x 1-thread sessions"] = lambda: pool(feeds)
     return out
 
 

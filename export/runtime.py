@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,6 +29,8 @@ Seed = int | np.random.Generator | None
 
 
 MODES = ("latency", "throughput")
+#: throughput mode splits a batch into slices of at least this many rows, one per worker.
+MIN_SLICE_ROWS = 16
 
 
 def physical_cores() -> int:
@@ -51,21 +54,14 @@ def physical_cores() -> int:
     return max(1, min(len(cores) or logical, logical))
 
 
-def session_options(threads: int = 1, mode: str = "latency") -> ort.SessionOptions:
-    """CPU session options.
-
-    "latency": `threads` intra-op threads that never spin (small concurrent requests);
-    "throughput": `threads` intra-op threads that spin between ops (large batches).
-    """
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not one of {MODES}")
-    spin = "1" if mode == "throughput" else "0"
+def session_options(threads: int = 1) -> ort.SessionOptions:
+    """CPU options for small latency-bound graphs: few intra-op threads, no spinning."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return opts
@@ -76,10 +72,11 @@ class Bundle:
 
     Args:
       path: bundle directory written by `export.onnx_export.export_bundle`.
-      threads: intra-op threads of every session; None: 1 in "latency" mode, the physical
-        cores in "throughput" mode.
-      mode: "latency" (default; non-spinning threads, suits many concurrent small requests) or
-        "throughput" (spinning threads, suits large batches such as a server's batch of 256).
+      threads: "latency" mode: intra-op threads of every session (default 1, which suits
+        many concurrent small requests); "throughput" mode: workers that each run one slice
+        of a batch on a single-thread session (default: the physical cores).
+      mode: "latency" (default) or "throughput" (large batches, e.g. a server's batch of 256:
+        the batch is split across `threads` workers and the outputs concatenated).
 
     Attributes:
       manifest: the parsed manifest (see `export.manifest`).
@@ -105,6 +102,8 @@ class Bundle:
         self.deterministic = bool(self.manifest["model"]["deterministic"])
         self.fusion_methods = tuple(self.manifest["fusion_methods"])
         self.threads, self.mode = threads, mode
+        self._workers = (ThreadPoolExecutor(threads, thread_name_prefix="mmali-bundle")
+                         if mode == "throughput" and threads > 1 else None)
         self._sessions: dict[str, tuple[ort.InferenceSession, list[str]]] = {}
         self._lock = threading.Lock()
 
@@ -128,7 +127,7 @@ class Bundle:
             entry = self._sessions.get(graph)
             if entry is None:
                 file = self.path / self.manifest["graphs"][graph]["file"]
-                opts = session_options(self.threads, self.mode)
+                opts = session_options(1 if self._workers else self.threads)
                 sess = ort.InferenceSession(str(file), sess_options=opts,
                                             providers=["CPUExecutionProvider"])
                 entry = (sess, [o.name for o in sess.get_outputs()])
@@ -138,7 +137,15 @@ class Bundle:
     def run(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one graph; returns its outputs by name (feeds are not validated here)."""
         sess, names = self._session(graph)
-        return dict(zip(names, sess.run(names, feeds)))
+        rows = len(next(iter(feeds.values())))
+        slices = min(self.threads, rows // MIN_SLICE_ROWS) if self._workers else 1
+        if slices < 2:
+            return dict(zip(names, sess.run(names, feeds)))
+        bounds = np.linspace(0, rows, slices + 1).astype(int)
+        parts = self._workers.map(
+            lambda lo, hi: sess.run(names, {k: v[lo:hi] for k, v in feeds.items()}),
+            bounds[:-1], bounds[1:])
+        return {name: np.concatenate(outs) for name, outs in zip(names, zip(*parts))}
 
     # ------------------------------------------------------------------ validation and noise
     def spec(self, modality: str, role: str = "modality") -> dict[str, Any]:

@@ -160,16 +160,26 @@ def test_sessions_use_explicit_cpu_options(bundle):
     assert bundle.session("generate") is sess
 
 
-def test_throughput_mode_uses_physical_cores_and_spins(bundle_path, bundle):
-    fast = Bundle(bundle_path, mode="throughput")
-    assert fast.threads == runtime.physical_cores() >= 1 and bundle.threads == 1
-    opts = fast.session("translate_hand_to_print").get_session_options()
-    assert opts.intra_op_num_threads == fast.threads
-    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
-    assert Bundle(bundle_path, threads=3, mode="throughput").threads == 3
+def test_throughput_mode_splits_batches_across_workers(bundle_path, bundle, monkeypatch):
+    assert Bundle(bundle_path, mode="throughput").threads == runtime.physical_cores() >= 1
+    assert bundle.threads == 1
+    fast = Bundle(bundle_path, threads=3, mode="throughput")
+    sess = fast.session("translate_hand_to_print")
+    assert sess.get_session_options().intra_op_num_threads == 1
+    batches = []
+    real_run = type(sess).run
+    monkeypatch.setattr(type(sess), "run", lambda self, names, feeds: (
+        batches.append(len(feeds["x"])), real_run(self, names, feeds))[1])
     x = images(64)
-    np.testing.assert_allclose(fast.translate("hand", "print", x, seed=0),
-                               bundle.translate("hand", "print", x, seed=0), **TOL)
+    got = fast.translate("hand", "print", x, seed=0)
+    # 64 rows on 3 workers: slices of 21, 21 and 22 rows, concatenated in order
+    assert sorted(batches) == [21, 21, 22]
+    batches.clear()
+    np.testing.assert_array_equal(got, bundle.translate("hand", "print", x, seed=0))
+    assert batches == [64]  # the latency-mode bundle runs the batch at once
+    batches.clear()
+    fast.translate("hand", "print", images(20), seed=0)
+    assert batches == [20]  # too few rows to split (MIN_SLICE_ROWS per slice)
     with pytest.raises(ValueError, match="mode='fast' is not one of"):
         Bundle(bundle_path, mode="fast")
     with pytest.raises(ValueError, match="threads=0 must be a positive integer"):
