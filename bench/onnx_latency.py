@@ -1,6 +1,7 @@
 """Latency of cross-modal translation: onnxruntime bundle vs the Keras model (eager, tf.function).
 
-    python bench/onnx_latency.py [--runs 2000] [--batch 256] [--threads 1]
+    python bench/onnx_latency.py [--runs 2000] [--batch 256] [--threads N] \
+        [--mode latency|throughput]
 
 Builds randomly initialised mmALI models with the digits and MNIST-SVHN modality shapes
 (28x28x1 through the MLP family, 32x32x3 through the conv family; latent 20 = style 10 +
@@ -95,7 +96,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000, help="timed batch-1 calls (ORT)")
     parser.add_argument("--batch", type=int, default=256, help="throughput batch size")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="Bundle's threads (default: its default for --mode)")
+    parser.add_argument("--mode", choices=("latency", "throughput"), default="latency",
+                        help="Bundle's mode (throughput: batch split across workers)")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -113,14 +117,15 @@ def main() -> None:
             path = os.path.join(tmp, name)
             export_bundle(model, path, weights="raw",
                           graphs=[f"translate_{a}_to_{b}", f"translate_{b}_to_{a}"])
-            bundle = Bundle(path, threads=args.threads)
+            bundle = Bundle(path, threads=args.threads, mode=args.mode)
             for src, dst in ((a, b), (b, a)):
                 rows += [{"model": name, **r} for r in bench_direction(model, bundle, src, dst,
                                                                        args)]
     eager = {(r["model"], r["direction"]): r["median_ms"] for r in rows
              if r["engine"] == "keras eager"}
     print(f"\nmmALI translate, random init, {os.cpu_count()} CPUs, onnxruntime "
-          f"intra_op_threads={args.threads}, TensorFlow {tf.__version__} default threads\n")
+          f"Bundle mode={bundle.mode} threads={bundle.threads}, TensorFlow {tf.__version__} "
+          f"default threads\n")
     print(f"| model | direction | engine | batch 1 median (ms) | batch 1 p99 (ms) | "
           f"speed-up vs eager | batch {args.batch} throughput (examples/s) |")
     print("|---|---|---|---:|---:|---:|---:|")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping
 
 import numpy as np
@@ -31,6 +31,32 @@ from export.limits import DEFAULT_LIMITS, Limits
 
 Params = tuple[np.ndarray, "np.ndarray | None"]
 Seed = int | np.random.Generator | None
+
+
+MODES = ("latency", "throughput")
+#: throughput mode splits a batch into slices of at least this many rows, one per worker.
+MIN_SLICE_ROWS = 16
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may use (logical CPUs when the topology is unknown)."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    logical = len(allowed) if allowed else (os.cpu_count() or 1)
+    cores, cpu, package = set(), None, "0"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "processor":
+                    cpu = int(value)
+                elif key == "physical id":
+                    package = value
+                elif key == "core id" and (allowed is None or cpu in allowed):
+                    cores.add((package, value))
+    except (OSError, ValueError):
+        return logical
+    return max(1, min(len(cores) or logical, logical))
 
 
 def session_options(threads: int = 1) -> ort.SessionOptions:
@@ -51,7 +77,11 @@ class Bundle:
 
     Args:
       path: bundle directory written by `export.onnx_export.export_bundle`.
-      threads: intra-op threads of every session (1 suits concurrent small requests).
+      threads: "latency" mode: intra-op threads of every session (default 1, which suits
+        many concurrent small requests); "throughput" mode: workers that each run one slice
+        of a batch on a single-thread session (default: the physical cores).
+      mode: "latency" (default) or "throughput" (large batches, e.g. a server's batch of 256:
+        the batch is split across `threads` workers and the outputs concatenated).
       digest: sha256 of the bundle's manifest.json (printed by the export and written beside
         the bundle as `<bundle>.sha256`); the bundle is refused unless it matches. Pin it for
         every bundle you did not build yourself.
@@ -67,10 +97,15 @@ class Bundle:
       specs: modality name -> its manifest entry (shape, dtype, value_range, kind, ...).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1, *, digest: str | None = None,
+    def __init__(self, path: str | os.PathLike, threads: int | None = None,
+                 mode: str = "latency", *, digest: str | None = None,
                  limits: Limits = DEFAULT_LIMITS) -> None:
-        if int(threads) < 1:
-            raise ValueError(f"threads={threads} must be >= 1")
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is not one of {MODES}")
+        if threads is None:
+            threads = physical_cores() if mode == "throughput" else 1
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads={threads!r} must be a positive integer (or None)")
         self.limits = limits
         self.path, self.manifest = bundle_files.open_bundle(path, digest, limits)
         self.specs = {s["name"]: s for s in self.manifest["modalities"]}
@@ -80,7 +115,9 @@ class Bundle:
         self.content_dim = int(self.manifest["latent"]["content_dim"])
         self.deterministic = bool(self.manifest["model"]["deterministic"])
         self.fusion_methods = tuple(self.manifest["fusion_methods"])
-        self._threads = int(threads)
+        self.threads, self.mode = threads, mode
+        self._workers = (ThreadPoolExecutor(threads, thread_name_prefix="mmali-bundle")
+                         if mode == "throughput" and threads > 1 else None)
         self._sessions: dict[str, tuple[ort.InferenceSession, list[str]]] = {}
         self._inputs = {g: {i["name"]: tuple(i["shape"][1:]) for i in entry["inputs"]}
                         for g, entry in self.manifest["graphs"].items()}
@@ -105,8 +142,9 @@ class Bundle:
         with self._lock:
             entry = self._sessions.get(graph)
             if entry is None:
-                sess = bundle_files.load_session(self.path, graph, self.manifest,
-                                                 session_options(self._threads), self.limits)
+                opts = session_options(1 if self._workers else self.threads)
+                sess = bundle_files.load_session(self.path, graph, self.manifest, opts,
+                                                 self.limits)
                 entry = (sess, [o.name for o in sess.get_outputs()])
                 self._sessions[graph] = entry
         return entry
@@ -132,10 +170,18 @@ class Bundle:
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """`run` for feeds built by this class from validated inputs."""
         sess, names = self._session(graph)
+        rows = len(next(iter(feeds.values())))
+        slices = min(self.threads, rows // MIN_SLICE_ROWS) if self._workers else 1
         try:
-            return dict(zip(names, sess.run(names, feeds)))
+            if slices < 2:
+                return dict(zip(names, sess.run(names, feeds)))
+            bounds = np.linspace(0, rows, slices + 1).astype(int)
+            parts = list(self._workers.map(
+                lambda lo, hi: sess.run(names, {k: v[lo:hi] for k, v in feeds.items()}),
+                bounds[:-1], bounds[1:]))
         except bundle_files.ORT_ERRORS as error:
             raise BundleError(f"bundle graph {graph!r} failed: {first_line(error)}") from None
+        return {name: np.concatenate(outs) for name, outs in zip(names, zip(*parts))}
 
     # ------------------------------------------------------------------ validation and noise
     def spec(self, modality: str, role: str = "modality") -> dict[str, Any]:

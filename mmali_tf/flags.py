@@ -415,3 +415,8 @@ def define_translate_flags() -> None:
                              allow_override=True)
     flags.DEFINE_boolean("use_mean", False, "Decode the source posterior mean instead of a "
                          "sample (the target style is still drawn from the prior).")
+    flags.DEFINE_enum("mode", "latency", ["latency", "throughput"], "onnxruntime setting: "
+                      "latency (one session call) or throughput (large batches: split across "
+                      "--threads workers).")
+    flags.DEFINE_integer("threads", None, "latency: intra-op threads (default 1); throughput: "
+                         "workers (default: the physical cores).", lower_bound=1)

@@ -72,18 +72,32 @@ BUNDLE_GRAPHS = ["encoder_hand", "encoder_print", "decoder_hand", "decoder_print
                  "fuse_geometric", "translate_hand_to_print", "reconstruct_hand", "generate"]
 
 
-@pytest.fixture(scope="session")
-def bundle_path(tmp_path_factory):
-    """A stochastic mmALI bundle (latent 8 = style 3 + content 5) exported once per session.
-
-    Read-only: tests that alter a bundle copy it first.
-    """
+def _export_mmali_bundle(tmp_path_factory, folder: str, ema_decay: float, **export_kwargs):
+    """A random-init digits-shaped mmALI bundle (latent 8 = style 3 + content 5)."""
     from export.onnx_export import export_bundle
     from mmali_tf import models
 
     model = models.build("mmali", [HAND, PRINT], {"latent_dim": 8, "style_dim": 3,
-                                                  "ema_decay": 0.99, "seed": 0})
+                                                  "ema_decay": ema_decay, "seed": 0})
     model.build_from_specs()
-    path = tmp_path_factory.mktemp("shared_bundle") / "bundle"
-    export_bundle(model, path, graphs=BUNDLE_GRAPHS, checkpoint_step=5)
+    path = tmp_path_factory.mktemp(folder) / "bundle"
+    export_bundle(model, path, **export_kwargs)
     return path
+
+
+@pytest.fixture(scope="session")
+def bundle_path(tmp_path_factory):
+    """A stochastic mmALI bundle exported once per session.
+
+    Read-only: tests that alter a bundle copy it first.
+    """
+    return _export_mmali_bundle(tmp_path_factory, "shared_bundle", 0.99,
+                                graphs=BUNDLE_GRAPHS, checkpoint_step=5)
+
+
+@pytest.fixture(scope="session")
+def translate_bundle(tmp_path_factory):
+    """A bundle with both translate graphs (random init: the runtime tests compare engines on
+    the same graphs, which holds for any weights), exported once per session."""
+    return _export_mmali_bundle(tmp_path_factory, "translate_bundle", 0.0, weights="raw",
+                                graphs=["translate_hand_to_print", "translate_print_to_hand"])

@@ -145,6 +145,32 @@ def test_sessions_use_explicit_cpu_options(bundle):
     assert bundle.session("generate") is sess
 
 
+def test_throughput_mode_splits_batches_across_workers(bundle_path, bundle, monkeypatch):
+    assert Bundle(bundle_path, mode="throughput").threads == runtime.physical_cores() >= 1
+    assert bundle.threads == 1
+    fast = Bundle(bundle_path, threads=3, mode="throughput")
+    sess = fast.session("translate_hand_to_print")
+    assert sess.get_session_options().intra_op_num_threads == 1
+    batches = []
+    real_run = type(sess).run
+    monkeypatch.setattr(type(sess), "run", lambda self, names, feeds: (
+        batches.append(len(feeds["x"])), real_run(self, names, feeds))[1])
+    x = images(64)
+    got = fast.translate("hand", "print", x, seed=0)
+    # 64 rows on 3 workers: slices of 21, 21 and 22 rows, concatenated in order
+    assert sorted(batches) == [21, 21, 22]
+    batches.clear()
+    np.testing.assert_array_equal(got, bundle.translate("hand", "print", x, seed=0))
+    assert batches == [64]  # the latency-mode bundle runs the batch at once
+    batches.clear()
+    fast.translate("hand", "print", images(20), seed=0)
+    assert batches == [20]  # too few rows to split (MIN_SLICE_ROWS per slice)
+    with pytest.raises(ValueError, match="mode='fast' is not one of"):
+        Bundle(bundle_path, mode="fast")
+    with pytest.raises(ValueError, match="threads=0 must be a positive integer"):
+        Bundle(bundle_path, threads=0)
+
+
 def test_noise_follows_the_manifest_distribution(bundle):
     rng = np.random.default_rng(0)
     normal = bundle.noise((200_000,), rng)

@@ -68,6 +68,11 @@ def test_translate_npy_round_trip(exported, tmp_path):
     assert out.returncode == 0, out.stderr
     want = Bundle(path).translate("hand", "print", x, seed=3)
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
+    out = run_tool("translate.py", f"--bundle={path}", "--from=hand", "--to=print",
+                   f"--input={tmp_path / 'x.npy'}", f"--output={tmp_path / 'y2.npy'}", "--seed=3",
+                   "--mode=throughput", "--threads=2")
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "y2.npy"), want, rtol=1e-6, atol=1e-6)
     # one example without a batch axis, uint8, as a PNG grid of the batch of one
     np.save(tmp_path / "one.npy", np.round(x[0] * 255).astype(np.uint8))
     out = run_tool("translate.py", f"--bundle={path}", "--from=hand", "--to=print",

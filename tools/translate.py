@@ -1,7 +1,8 @@
 """Translate between modalities with an exported bundle: file in, file out, no TensorFlow.
 
     python tools/translate.py --bundle=bundles/digits_mmali --from=hand --to=print \
-        --input=digit.png --output=out.png [--seed=0] [--use_mean]
+        --input=digit.png --output=out.png [--seed=0] [--use_mean] \
+        [--mode=latency|throughput] [--threads=N]
 
 Input: a `.npy` array (one example or a batch; float32 in the source modality's value range,
 or uint8 0..255) or an image file (`.png`, `.jpg`, `.bmp`; converted to grey or RGB and resized
@@ -148,7 +149,8 @@ def main(argv: list[str]) -> None:
         out_dir = os.path.dirname(os.path.abspath(FLAGS.output))
         if not os.path.isdir(out_dir):
             raise FileNotFoundError(f"--output={FLAGS.output}: directory {out_dir} does not exist")
-        bundle = Bundle(FLAGS.bundle, digest=FLAGS.bundle_digest)
+        bundle = Bundle(FLAGS.bundle, threads=FLAGS.threads, mode=FLAGS.mode,
+                        digest=FLAGS.bundle_digest)
         src_spec = bundle.spec(src, "source modality")
         dst_spec = bundle.spec(dst, "target modality")
         if out_ext == ".png" and dst_spec["kind"] != "image":
