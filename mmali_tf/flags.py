@@ -11,9 +11,11 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 
-DATASETS = ("digits", "mnist_svhn", "multimnist", "fashion_rotated", "features")
+DATASETS = ("digits", "mnist_svhn", "multimnist", "fashion_rotated", "features", "polydigits",
+            "polymnist")
 MODELS = ("mmali", "mmali_joint", "mvae", "jmvae", "mmvae", "mmjsd", "mmjsd_ms",
-          "ci_mmvae", "cc_mmvae", "ci_mvae", "cc_mvae", "ci_jmvae", "cc_jmvae")
+          "ci_mmvae", "cc_mmvae", "ci_mvae", "cc_mvae", "ci_jmvae", "cc_jmvae", "mopoe",
+          "mmvae_plus")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 

@@ -23,6 +23,8 @@ _REGISTRY = {
     "cc_mvae": "mmali_tf.models.vae.contrastive:ContrastiveMVAE",
     "ci_jmvae": "mmali_tf.models.vae.contrastive:ContrastiveJMVAE",
     "cc_jmvae": "mmali_tf.models.vae.contrastive:ContrastiveJMVAE",
+    "mopoe": "mmali_tf.models.vae.mopoe:MoPoE",
+    "mmvae_plus": "mmali_tf.models.vae.mmvae_plus:MMVAEPlus",
 }
 
 MODEL_NAMES = tuple(_REGISTRY)
