@@ -19,6 +19,8 @@ _LOADERS = {
     "multimnist": ("mmali_tf.data.rotated", "load_multimnist"),
     "fashion_rotated": ("mmali_tf.data.rotated", "load_fashion_rotated"),
     "features": ("mmali_tf.data.features", "load"),
+    "polydigits": ("mmali_tf.data.polydigits", "load"),
+    "polymnist": ("mmali_tf.data.polymnist", "load"),
 }
 NAMES = tuple(_LOADERS)
 
