@@ -30,11 +30,13 @@ MODEL_TYPES = {
     "mvae": (0, {}),
     "mmvae": (0, {}),
     "mmjsd_ms": (3, {}),
+    "mopoe": (0, {}),
+    "mmvae_plus": (3, {"learn_prior": False}),
 }
 #: what export uses from a model class.
 INTERFACE = ("encode", "decode", "fuse", "sample_prior", "sample_noise", "sample_posterior",
              "prior_params", "params_from_encoder_output", "_nets", "posterior_family",
-             "default_fusion", "prior_expert", "build_networks")
+             "default_fusion", "prior_expert", "fusion_prior_expert", "build_networks")
 
 
 def build_model(name: str, **extra):

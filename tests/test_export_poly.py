@@ -55,6 +55,15 @@ def test_translate_from_a_subset_decodes_the_fused_sample(mopoe_bundle):
     f_mean, _ = bundle.fuse({m: tuple(np.asarray(t) for t in p) for m, p in params.items()},
                             "poe")
     np.testing.assert_allclose(f_mean, mean.numpy(), **TOL)
+    # with every modality present the product gains the prior expert (MoPoE's full set)
+    xs = {m: _x(3, k) for k, m in enumerate(model.modalities)}
+    params = {m: model.encode(m, tf.constant(x), ema=False) for m, x in xs.items()}
+    f_mean, f_logvar = bundle.fuse({m: tuple(np.asarray(t) for t in p)
+                                    for m, p in params.items()}, "poe")
+    want = latent_lib.product_of_experts([p[0] for p in params.values()],
+                                         [p[1] for p in params.values()], prior_expert=True)
+    np.testing.assert_allclose(f_logvar, want[1].numpy(), **TOL)
+    np.testing.assert_allclose(f_mean, want[0].numpy(), **TOL)
 
 
 def test_translate_from_validates_its_inputs(mopoe_bundle):
