@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from conftest import make_toy_dataset
+from conftest import make_toy_dataset, train_recon_curve
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models import build
 
@@ -89,18 +89,8 @@ def test_rejects_mmvae_elbo_and_needs_style():
 def test_trains_with_finite_losses(objective):
     ds = make_toy_dataset(specs=SPECS, n_per_class=4, dm=2)
     model = _model(objective=objective)
-    step = tf.function(model.train_step)
-    rng = np.random.default_rng(0)
-    recon, aux = [], model.aux_prior_logits.numpy().copy()
-    for _ in range(25):
-        rows = ds.train.pairs[rng.integers(0, ds.train.num_pairs, 8)]
-        batch = {s.name: tf.constant(ds.train.instances[s.name][rows[:, i]] / 255.0, tf.float32)
-                 for i, s in enumerate(SPECS)}
-        for t in model.metrics:
-            t.reset_state()
-        logs = {k: float(v) for k, v in step(batch).items()}
-        assert all(np.isfinite(v) for v in logs.values()), logs
-        recon.append(logs["recon"])
+    aux = model.aux_prior_logits.numpy().copy()
+    recon = train_recon_curve(model, ds, batch_size=8, steps=25)
     assert np.mean(recon[-5:]) < 0.9 * np.mean(recon[:5]), recon
     assert not np.allclose(model.aux_prior_logits.numpy(), aux)      # the aux priors learn
     x = {s.name: tf.random.uniform((2,) + s.shape, seed=1) for s in SPECS}

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from conftest import make_toy_dataset
+from conftest import make_toy_dataset, train_recon_curve
 from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models import build
@@ -153,17 +153,5 @@ def test_fusion_prior_expert_only_for_the_full_set():
 
 def test_trains_with_finite_losses():
     ds = make_toy_dataset(specs=SPECS, n_per_class=4, dm=2)
-    model = _model()
-    step = tf.function(model.train_step)
-    rng = np.random.default_rng(0)
-    recon = []
-    for _ in range(30):
-        rows = ds.train.pairs[rng.integers(0, ds.train.num_pairs, 14)]
-        batch = {s.name: tf.constant(ds.train.instances[s.name][rows[:, i]] / 255.0, tf.float32)
-                 for i, s in enumerate(SPECS)}
-        for t in model.metrics:
-            t.reset_state()
-        logs = {k: float(v) for k, v in step(batch).items()}
-        assert all(np.isfinite(v) for v in logs.values()), logs
-        recon.append(logs["recon"])
+    recon = train_recon_curve(_model(), ds, batch_size=14, steps=30)
     assert np.mean(recon[-5:]) < 0.9 * np.mean(recon[:5]), recon
