@@ -41,6 +41,8 @@ CONVENTIONS = {
     "latent": "z = [style (style_dim) | content (content_dim)]",
     "translate": "x_to = decoder_to([prior style from style_noise | content of the sample of "
                  "q(z | x_from)])",
+    "translate_subset": "x_to = decoder_to([prior style from style_noise | content sample of "
+                        "the default fusion of the modalities marked in mask])",
     "generate": "z_m = prior_mean + prior_scale * [style_noise_m | content_noise] for every "
                 "modality m (one shared content code)",
     "fuse": "mask[:, k] = 1 marks modality k (in `modalities` order) as present; rows need at "

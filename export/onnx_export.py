@@ -12,6 +12,9 @@ Graphs (every input/output has the dynamic leading axis `batch`):
   decoder_<m>      z -> x
   fuse_<method>    mean_<m>, logvar_<m> for every m, mask (batch, M) -> mean, logvar (content)
   translate_<a>_to_<b>  x, noise (posterior), style_noise (target style) -> x_out, z
+  translate_subset_to_<b>  (stochastic models with M > 2) x_<m> for every m, mask (batch, M),
+                   noise (content), style_noise -> x_out, z: decode b from a sample of the
+                   default fusion of the present modalities
   reconstruct_<m>  x, noise -> x_out, z
 (tf2onnx needs output names distinct from input names, hence `x_out`.)
   generate         content_noise, style_noise_<m> -> x_<m> for every m
@@ -112,24 +115,31 @@ class _Graphs:
         return GraphPlan(f"decoder_{m}", "decoder", fn, [_spec("z", (self.layout.latent_dim,))],
                          {"modality": m})
 
-    def fuse(self, method: str) -> GraphPlan:
+    def _fuse_masked(self, params: Mapping[str, tuple[tf.Tensor, tf.Tensor]], mask: tf.Tensor,
+                     method: str) -> tuple[tf.Tensor, tf.Tensor]:
+        """Per row, `model.fuse` of the subset of modalities whose mask entry is set."""
         mods = self.model.modalities
         bits = {m: 2 ** i for i, m in enumerate(mods)}
         subsets = [s for k in range(1, len(mods) + 1) for s in itertools.combinations(mods, k)]
+        # each row selects the fusion of its present subset, coded as sum of 2^k
+        present = tf.cast(mask > 0.5, tf.int32)
+        code = tf.reduce_sum(present * tf.constant(list(bits.values()), tf.int32), axis=-1,
+                             keepdims=True)
+        # tf2onnx may lower tf.where to `c * a + (1 - c) * b`: every candidate must be finite
+        mean = logvar = tf.zeros(tf.shape(self.layout.content(params[mods[0]][0])))
+        for subset in subsets:
+            f_mean, f_logvar = self.model.fuse({m: params[m] for m in subset}, method)
+            selected = tf.equal(code, sum(bits[m] for m in subset))
+            mean = tf.where(selected, f_mean, mean)
+            logvar = tf.where(selected, f_logvar, logvar)
+        return mean, logvar
+
+    def fuse(self, method: str) -> GraphPlan:
+        mods = self.model.modalities
 
         def fn(*args):
-            # each row selects the fusion of its present subset, coded as sum of 2^k
             params = {m: (args[2 * i], args[2 * i + 1]) for i, m in enumerate(mods)}
-            present = tf.cast(args[-1] > 0.5, tf.int32)
-            code = tf.reduce_sum(present * tf.constant(list(bits.values()), tf.int32), axis=-1,
-                                 keepdims=True)
-            # tf2onnx may lower tf.where to `c * a + (1 - c) * b`: every candidate must be finite
-            mean = logvar = tf.zeros(tf.shape(self.layout.content(args[0])))
-            for subset in subsets:
-                f_mean, f_logvar = self.model.fuse({m: params[m] for m in subset}, method)
-                selected = tf.equal(code, sum(bits[m] for m in subset))
-                mean = tf.where(selected, f_mean, mean)
-                logvar = tf.where(selected, f_logvar, logvar)
+            mean, logvar = self._fuse_masked(params, args[-1], method)
             return {"mean": mean, "logvar": logvar}
 
         d = (self.layout.latent_dim,)
@@ -150,6 +160,25 @@ class _Graphs:
         return GraphPlan(f"translate_{src}_to_{dst}", "translate", fn,
                          [self._x(src)] + self._noise() + self._style("style_noise"),
                          {"source": src, "target": dst})
+
+    def translate_subset(self, dst: str) -> GraphPlan:
+        mods, styled = self.model.modalities, bool(self.layout.style_dim)
+        method = self.model.default_fusion
+
+        def fn(*args):
+            args = list(args)
+            xs, mask = args[:len(mods)], args[len(mods)]
+            rest = args[len(mods) + 1:]
+            params = {m: self.model.encode(m, x, ema=self.ema) for m, x in zip(mods, xs)}
+            mean, logvar = self._fuse_masked(params, mask, method)
+            content = latent_lib.reparameterize(mean, logvar, rest.pop(0), self.family)
+            z = self.layout.join(self._prior_style(rest.pop(0)), content) if styled else content
+            return {"x_out": self.model.decode(dst, z, ema=self.ema), "z": z}
+        inputs = [_spec(f"x_{m}", self.shapes[m]) for m in mods]
+        inputs += [_spec("mask", (len(mods),)), _spec("noise", (self.layout.content_dim,))]
+        return GraphPlan(f"translate_subset_to_{dst}", "translate_subset", fn,
+                         inputs + self._style("style_noise"),
+                         {"target": dst, "method": method, "modalities": list(mods)})
 
     def reconstruct(self, m: str) -> GraphPlan:
         stochastic = self.stochastic
@@ -185,6 +214,8 @@ def graph_plans(model: Any, weights: str = "ema") -> list[GraphPlan]:
     if g.stochastic:
         plans += [g.fuse(method) for method in latent_lib.FUSION_METHODS]
     plans += [g.translate(a, b) for a in mods for b in mods if a != b]
+    if g.stochastic and len(mods) > 2:
+        plans += [g.translate_subset(m) for m in mods]
     plans += [g.reconstruct(m) for m in mods] + [g.generate()]
     return plans
 

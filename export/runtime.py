@@ -328,6 +328,50 @@ class Bundle:
         self._style_feeds(feeds, "style_noise", len(x), rng)
         return self._run(f"translate_{src}_to_{dst}", feeds)["x_out"]
 
+    def translate_from(self, sources: Mapping[str, np.ndarray], dst: str, seed: Seed = None
+                       ) -> np.ndarray:
+        """Generate `dst` from any subset of the other modalities (same batch for all).
+
+        With one source this is `translate`. Mixture models (default fusion `moe_mean`) draw
+        from the mixture: each example is translated from one of its sources chosen uniformly
+        (pairwise graphs); other models decode a sample of the default fusion of the sources
+        (`translate_subset_to_<dst>` graph, bundles of M > 2 stochastic models).
+        """
+        self.spec(dst, "target modality")
+        if not sources:
+            raise ValueError("translate_from needs at least one source modality")
+        if dst in sources:
+            raise ValueError(f"target {dst!r} is also a source; pass only the other modalities")
+        xs = {m: self._x(m, x) for m, x in sources.items()}
+        n = {len(x) for x in xs.values()}
+        if len(n) != 1:
+            raise ValueError(f"sources have batch sizes {sorted(n)}; expected one batch size")
+        n = n.pop()
+        rng = np.random.default_rng(seed)
+        if len(xs) == 1:
+            (src, x), = xs.items()
+            return self.translate(src, dst, x, seed=rng)
+        if self.manifest["model"]["default_fusion"] == "moe_mean":
+            names = list(xs)
+            pick = rng.integers(0, len(names), size=n)
+            out = np.empty((n, *self.spec(dst)["shape"]), np.float32)
+            for k, src in enumerate(names):
+                rows = np.flatnonzero(pick == k)
+                if len(rows):
+                    out[rows] = self.translate(src, dst, xs[src][rows], seed=rng)
+            return out
+        graph = f"translate_subset_to_{dst}"
+        if graph not in self.manifest["graphs"]:
+            raise ValueError(f"bundle has no {graph!r} graph (exported only for stochastic "
+                             "models with more than two modalities)")
+        feeds = {"mask": np.repeat(np.array([[m in xs for m in self.modalities]], np.float32),
+                                   n, axis=0),
+                 "noise": self.noise((n, self.content_dim), rng)}
+        for m in self.modalities:
+            feeds[f"x_{m}"] = xs.get(m, np.zeros((n, *self.spec(m)["shape"]), np.float32))
+        self._style_feeds(feeds, "style_noise", n, rng)
+        return self.run(graph, feeds)["x_out"]
+
     def reconstruct(self, modality: str, x: np.ndarray, seed: Seed = None,
                     sample: bool = True) -> np.ndarray:
         """Encode, sample (or take the mean with sample=False) and decode the same modality."""

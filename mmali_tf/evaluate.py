@@ -82,7 +82,7 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
     import keras
 
     from mmali_tf.latent import FUSION_METHODS
-    from mmali_tf.metrics import cca, coherence, latent_accuracy, likelihood
+    from mmali_tf.metrics import cca, coherence, latent_accuracy, likelihood, subset_coherence
     from mmali_tf.metrics.common import InferenceView, check_protocol, sample_rows
 
     check_protocol(opts.protocol)
@@ -116,6 +116,8 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
         view, classifiers, ds, opts.split, rows, opts.batch_size, opts.seed, methods,
         opts.verbose)
     metrics["cross_coherence"], metrics["synergy_coherence"] = cross, synergy
+    metrics["subset_coherence"] = subset_coherence.subset_coherence(
+        view, classifiers, ds, opts.split, rows, opts.batch_size, opts.seed, opts.verbose)
     meta = {"protocol": opts.protocol, "dataset": ds.name, "model": model.config.get("model",
             model.name), "step": step, "weights": view.weights, "seed": opts.seed,
             "split": opts.split, "num_pairs": int(len(rows)),

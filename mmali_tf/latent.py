@@ -11,6 +11,7 @@ graphs, so they are plain TensorFlow ops. Fusion methods are declared with
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Sequence
 
@@ -140,6 +141,15 @@ def fuse(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor], method: str,
     if not means:
         raise ValueError("fuse needs at least one expert")
     return fuser(means, logvars, prior_expert)
+
+
+def nonempty_subsets(num_modalities: int) -> list[tuple[int, ...]]:
+    """Every non-empty subset of range(num_modalities) as a sorted index tuple, by size then
+    lexicographically (2^M - 1 subsets; the full set is last)."""
+    if num_modalities < 1:
+        raise ValueError(f"nonempty_subsets needs num_modalities >= 1, got {num_modalities}")
+    return [s for k in range(1, num_modalities + 1)
+            for s in itertools.combinations(range(num_modalities), k)]
 
 
 def gaussian_kl_standard(mean: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:

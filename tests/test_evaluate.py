@@ -81,7 +81,8 @@ def test_cli_end_to_end_is_deterministic_and_follows_the_schema(run_dir, capsys)
     report.validate_metrics(metrics)
     assert set(metrics) == {"latent_accuracy", "joint_coherence", "cross_coherence",
                             "synergy_coherence", "classifier_accuracy", "log_likelihood",
-                            "cca_correlation", "meta"}
+                            "cca_correlation", "subset_coherence", "meta"}
+    assert set(metrics["subset_coherence"]["by_subset"]) == {"a", "b"}
     meta = metrics["meta"]
     assert (meta["protocol"], meta["step"], meta["weights"], meta["dataset"], meta["model"],
             meta["seed"]) == ("clean", 7, "ema", "features", "mvae", 5)

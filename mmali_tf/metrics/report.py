@@ -2,7 +2,8 @@
 
 `metrics.json` top-level keys: `latent_accuracy`, `joint_coherence`, `cross_coherence`,
 `synergy_coherence`, `classifier_accuracy` (fractions in [0, 1]), optional `log_likelihood`
-(nats), optional `cca_correlation` (cosines in [-1, 1]) and `meta`.
+(nats), optional `cca_correlation` (cosines in [-1, 1]), optional `subset_coherence`
+(`by_size` {k: fraction} and `by_subset` {"m0+m1": fraction}) and `meta`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from mmali_tf.data.cache import atomic_write_bytes  # noqa: E402
 
 FRACTION_KEYS = ("latent_accuracy", "joint_coherence", "cross_coherence", "synergy_coherence",
                  "classifier_accuracy")
-OPTIONAL_KEYS = {"log_likelihood": (-math.inf, 0.0), "cca_correlation": (-1.0, 1.0)}
+OPTIONAL_KEYS = {"log_likelihood": (-math.inf, 0.0), "cca_correlation": (-1.0, 1.0),
+                 "subset_coherence": (0.0, 1.0)}
 
 
 def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -88,6 +90,13 @@ def render_report(metrics: Mapping[str, Any]) -> str:
     rows += [[f"synergy {f} -> {m}", _pct(v)]
              for f, per in metrics["synergy_coherence"].items() for m, v in per.items()]
     lines += _table(["metric", "coherence"], rows)
+    if "subset_coherence" in metrics:
+        lines += ["", "## Coherence from subsets of input modalities", ""]
+        lines += _table(["inputs", "coherence"],
+                        [[f"any {k}", _pct(v)] for k, v in
+                         metrics["subset_coherence"]["by_size"].items()]
+                        + [[k, _pct(v)] for k, v in
+                           metrics["subset_coherence"]["by_subset"].items()])
     lines += ["", "## Classifiers (test accuracy)", ""]
     lines += _table(["modality", "accuracy"],
                     [[m, _pct(v)] for m, v in metrics["classifier_accuracy"].items()])

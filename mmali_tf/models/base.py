@@ -152,7 +152,12 @@ class MultimodalModel(keras.Model):
                 raise ValueError("fuse needs stochastic encoders (logvar); this model is deterministic")
             means.append(self.layout.content(mean))
             logvars.append(self.layout.content(logvar))
-        return latent_lib.fuse(means, logvars, method, prior_expert=self.prior_expert)
+        return latent_lib.fuse(means, logvars, method,
+                               prior_expert=self.fusion_prior_expert(tuple(params_by_modality)))
+
+    def fusion_prior_expert(self, modalities: tuple[str, ...]) -> bool:
+        """Whether a N(0, I) expert joins the fusion of `modalities` (default: `prior_expert`)."""
+        return self.prior_expert
 
     def sample_noise(self, shape: Sequence[int], seed: Any = None,
                      name: str = "noise") -> tf.Tensor:

@@ -50,10 +50,7 @@ class MMJSD(VAEModel):
 
     def selection(self, batch_size: tf.Tensor) -> tf.Tensor:
         """(M, B) one-hot expert of each datapoint: chunks floor(B/M), ..., rest."""
-        m = len(self.modalities)
-        chunk = tf.maximum(batch_size // m, 1)
-        idx = tf.minimum(tf.range(batch_size) // chunk, m - 1)
-        return tf.transpose(tf.one_hot(idx, m))
+        return obj.component_selection(batch_size, len(self.modalities))
 
     def objective(self, batch: Batch):
         lay = self.layout

@@ -83,6 +83,10 @@ class MMVAE(VAEModel):
         v = tf.convert_to_tensor(self.prior_logits)
         if not self.learn_prior:
             return tf.ones_like(v)
+        return self.scale_from_prior_logits(v)
+
+    def scale_from_prior_logits(self, v: tf.Tensor) -> tf.Tensor:
+        """Prior scale from logits v (..., D): D softmax(v) (Laplace), softplus(v) + 1e-6."""
         if self.posterior_family == "laplace":
             return dists.softmax_scale(v) - 1e-6
         return tf.nn.softplus(v) + 1e-6

@@ -106,6 +106,32 @@ def masked_product_of_experts(means: tf.Tensor, logvars: tf.Tensor, mask: tf.Ten
                                          [lv[:, i] for i in range(m)], prior_expert)
 
 
+def subset_products(means: tf.Tensor, logvars: tf.Tensor, mask: tf.Tensor,
+                    prior_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """PoE of each masked subset, with a N(0, I) expert only in the rows flagged by `prior_rows`.
+
+    means, logvars: (M, B, D); mask: (T, M) 0/1; prior_rows: (T,) 0/1. Returns (T, B, D).
+    The prior expert is one more masked expert (mean 0, logvar 0), so this is exactly
+    `masked_product_of_experts` over M + 1 experts (MoPoE: the authors' code adds the prior
+    expert to the full set's product only).
+    """
+    mask = tf.cast(mask, means.dtype)
+    prior = tf.cast(prior_rows, means.dtype)[:, None]
+    means = tf.concat([means, tf.zeros_like(means[:1])], axis=0)
+    logvars = tf.concat([logvars, tf.zeros_like(logvars[:1])], axis=0)
+    return masked_product_of_experts(means, logvars, tf.concat([mask, prior], axis=1),
+                                     prior_expert=False)
+
+
+def component_selection(batch_size: tf.Tensor, num_components: int) -> tf.Tensor:
+    """(num_components, B) one-hot mixture component of each datapoint, uniform weights:
+    contiguous chunks of floor(B / C) rows, the last component taking the rest (the
+    authors' `mixture_component_selection` of mmJSD / MoPoE; the pipeline shuffles)."""
+    chunk = tf.maximum(batch_size // num_components, 1)
+    idx = tf.minimum(tf.range(batch_size) // chunk, num_components - 1)
+    return tf.transpose(tf.one_hot(idx, num_components))
+
+
 # ---------------------------------------------------------------------------- KLs
 def gaussian_kl(mean_q: tf.Tensor, logvar_q: tf.Tensor, mean_p: tf.Tensor,
                 logvar_p: tf.Tensor) -> tf.Tensor:
