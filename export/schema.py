@@ -165,6 +165,12 @@ def contracts(manifest: Mapping[str, Any]) -> dict[str, tuple[str, Signature, Si
                 out[f"translate_{m}_to_{target}"] = (
                     "translate", {"x": shape, **noise, **style_noise},
                     {"x_out": target_shape, "z": z})
+    if stochastic and len(shapes) > 2:
+        subset_inputs = {f"x_{m}": shape for m, shape in shapes.items()}
+        subset_inputs.update({"mask": (len(shapes),), "noise": content, **style_noise})
+        for target, target_shape in shapes.items():
+            out[f"translate_subset_to_{target}"] = (
+                "translate_subset", subset_inputs, {"x_out": target_shape, "z": z})
     fuse_inputs = {f"{p}_{m}": z for m in shapes for p in ("mean", "logvar")}
     fuse_inputs["mask"] = (len(shapes),)
     for method in manifest["fusion_methods"]:
