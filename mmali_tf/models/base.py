@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from mmali_tf import latent as latent_lib
+from mmali_tf.distribute import multi_worker_mode, replica_slice_draw
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.ema import WeightEMA
 
@@ -148,9 +149,18 @@ class MultimodalModel(keras.Model):
             logvars.append(self.layout.content(logvar))
         return latent_lib.fuse(means, logvars, method, prior_expert=self.prior_expert)
 
-    def sample_noise(self, shape: Sequence[int], seed: Any = None) -> tf.Tensor:
-        """Standard noise of the posterior family (Normal(0,1) or Laplace(0,1))."""
+    def sample_noise(self, shape: Sequence[int], seed: Any = None,
+                     batch_axis: int = 0) -> tf.Tensor:
+        """Standard noise of the posterior family (Normal(0,1) or Laplace(0,1)).
+
+        Under a strategy with several replicas each replica gets its slice (along
+        `batch_axis`, the axis of the data batch) of the global batch's noise
+        (`distribute.replica_slice_draw`).
+        """
         seed = self.seed_generator if seed is None else seed
+        return replica_slice_draw(lambda s: self._standard_noise(s, seed), shape, batch_axis)
+
+    def _standard_noise(self, shape: Any, seed: Any) -> tf.Tensor:
         if self.posterior_family == "laplace":
             u = keras.random.uniform(shape, minval=-0.5 + 1e-7, maxval=0.5, seed=seed)
             return -tf.sign(u) * tf.math.log1p(-2.0 * tf.abs(u))
@@ -199,9 +209,33 @@ class MultimodalModel(keras.Model):
             self.ema.update(self.g_optimizer.iterations, self.encoders, self.decoders)
 
     def distribute_scale(self, loss: tf.Tensor) -> tf.Tensor:
-        """Divide a hand-written mean loss by the replica count before taking gradients."""
+        """This replica's share of the global batch's loss, from its batch-mean `loss`.
+
+        Replicas hold equal shares of the global batch and the optimizers sum gradients over
+        replicas, so a mean over the replica's rows is divided by the replica count.
+        """
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
+
+    def step_logs(self, trackers: Mapping[str, keras.metrics.Metric]) -> dict[str, tf.Tensor]:
+        """`train_step`'s return value: every tracker's mean.
+
+        Keras 3 reduces step outputs across workers with `strategy.reduce("MEAN", v, axis=0)`
+        under a multi-worker MultiWorkerMirroredStrategy, which needs an axis to reduce, so
+        there each value gets shape (1,); the logs that reach the callbacks are scalars.
+        """
+        logs = {name: t.result() for name, t in trackers.items()}
+        if multi_worker_mode(tf.distribute.get_strategy()):
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Skip Keras' symbolic build when every layer is built (always, after
+        `build_from_specs()`): under a strategy it pulls one batch and calls
+        `strategy.reduce("MEAN", {name: PerReplica})`, which MultiWorkerMirroredStrategy
+        rejects for a dict ("unsupported type <class 'dict'>"), and there is nothing to build."""
+        if not all(layer.built for layer in self._flatten_layers()):
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def get_config(self) -> dict[str, Any]:
         return {"specs": [s.to_dict() for s in self.specs], "config": dict(self.config),

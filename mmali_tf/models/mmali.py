@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from mmali_tf import latent as latent_lib
 from mmali_tf import networks
+from mmali_tf.distribute import replica_slice_draw
 from mmali_tf.models import mmali_losses as L
 from mmali_tf.models.base import MultimodalModel
 from mmali_tf.models.optimizers import attach_optimizers
@@ -119,7 +120,8 @@ class AdversarialModel(MultimodalModel):
 
     def permutation(self, n: int) -> tf.Tensor:
         """A uniformly random permutation of range(n) (XLA-compatible)."""
-        return tf.argsort(keras.random.uniform([n], seed=self.seed_generator))
+        return tf.argsort(replica_slice_draw(
+            lambda shape: keras.random.uniform(shape, seed=self.seed_generator), [n]))
 
     def unimodal_x(self, batch: Batch, modality: str) -> tf.Tensor:
         """x of a unimodal critic term: the unpaired pool with `--unpaired=pool`."""
@@ -161,7 +163,7 @@ class AdversarialModel(MultimodalModel):
             # 1-based iteration = generator updates so far / gen_iter (update_ema for gen_iter 1)
             self.ema.update(self.g_optimizer.iterations // self.gen_iter,
                             self.encoders, self.decoders)
-        return {name: t.result() for name, t in self.trackers.items()}
+        return self.step_logs(self.trackers)
 
 
 @keras.saving.register_keras_serializable(package="mmali")
