@@ -22,7 +22,10 @@ from typing import Sequence
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")
 DRIVER = ("import sys; sys.path.insert(0, {tests!r}); import cluster; cluster.install_toy_data(); "
-          "from mmali_tf import train; train.run()")
+          "cluster.install_variable_dump(); from mmali_tf import train; train.run()")
+#: environment variable: directory where each worker leaves `worker_<i>.npz`, its model
+#: variables after training (the non-chief's own files are removed with its scratch dir).
+DUMP_ENV = "MMALI_TEST_VARIABLE_DUMP"
 
 
 def toy_dataset(name: str = "toy", config=None):
@@ -40,6 +43,33 @@ def install_toy_data() -> None:
     import mmali_tf.data
 
     mmali_tf.data.load = toy_dataset
+
+
+def install_variable_dump() -> None:
+    """After `train.fit`, save the model variables to `$MMALI_TEST_VARIABLE_DUMP/worker_<i>.npz`
+    (i from TF_CONFIG), so a test can compare the workers' states."""
+    import numpy as np
+
+    from mmali_tf import train
+
+    fit = train.fit
+
+    def fit_and_dump(session, verbose="auto"):
+        result = fit(session, verbose)
+        index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+        path = os.path.join(os.environ[DUMP_ENV], f"worker_{index}.npz")
+        np.savez(path, *[v.numpy() for v in session.model.variables])
+        return result
+
+    train.fit = fit_and_dump
+
+
+def load_dump(directory: str, index: int) -> list:
+    """The variables worker `index` dumped (in `model.variables` order)."""
+    import numpy as np
+
+    with np.load(os.path.join(directory, f"worker_{index}.npz")) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
 def free_ports(count: int) -> list[int]:
@@ -71,17 +101,22 @@ class Cluster:
         self.procs: list[subprocess.Popen] = []
         self.logs: list[str] = []
         self.ports: list[int] = []
+        #: where workers dump their variables and create scratch dirs (TMPDIR)
+        self.dump_dir = os.path.join(log_dir, "variables")
+        self.scratch_dir = os.path.join(log_dir, "tmp")
 
     def start(self) -> "Cluster":
         """Start (or, after `wait`/`kill`, restart) every worker on fresh ports."""
         self.reap()
         self.ports = free_ports(self.workers)
-        os.makedirs(self.log_dir, exist_ok=True)
+        for d in (self.log_dir, self.dump_dir, self.scratch_dir):
+            os.makedirs(d, exist_ok=True)
         self.procs, self.logs = [], []
         for i in range(self.workers):
             env = {**os.environ, "TF_CONFIG": tf_config(self.ports, i),
                    "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
-                   "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+                   "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   DUMP_ENV: self.dump_dir, "TMPDIR": self.scratch_dir}
             log = os.path.join(self.log_dir, f"worker_{i}.log")
             with open(log, "ab") as out:
                 self.procs.append(subprocess.Popen(
