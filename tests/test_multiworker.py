@@ -2,11 +2,13 @@
 
 Two-worker MultiWorkerMirroredStrategy jobs on a tiny in-memory dataset:
 * MMVAE (DReG, K=2) trains; every worker ends with identical variables; the chief's
-  checkpoints are the run's and a single-worker run loads and resumes them;
+  checkpoints are the run's and one process (`--strategy=default`) loads and resumes them;
 * one step with 2 workers at batch B/2 each equals one step of one worker at batch B on the
   same rows: same weights, same logged (batch-summed) loss;
 * preemption: SIGKILL worker 1 mid-run, the chief stops by itself, the same command resumes
   from the chief's last checkpoint and ends with the weights of the uninterrupted run;
+* single process (`--strategy=default`): SIGKILL + the same command == uninterrupted, bit
+  for bit;
 * mmALI trains; both workers end with identical variables (generators, critics, spectral-norm
   vectors, EMA, RNG state). Its negatives are in-batch shuffles of each replica's rows, so
   two workers at B/2 are not one worker at B (see README, "Several machines").
@@ -15,6 +17,7 @@ Two-worker MultiWorkerMirroredStrategy jobs on a tiny in-memory dataset:
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import numpy as np
@@ -78,7 +81,7 @@ def toy_data(monkeypatch):
     monkeypatch.setattr(mmali_tf.data, "load", toy_dataset)
 
 
-def test_two_workers_train_a_vae_and_only_the_chief_writes(vae_job):
+def test_two_workers_train_a_vae_and_only_the_chief_writes(vae_job, toy_data, tmp_path):
     root, job = vae_job
     run = run_dir.RunDir(root)
     kept = sorted(int(p.rsplit("-", 1)[1]) for p in
@@ -95,6 +98,12 @@ def test_two_workers_train_a_vae_and_only_the_chief_writes(vae_job):
     chief, other = load_dump(job.dump_dir, 0), load_dump(job.dump_dir, 1)
     _assert_same(other, chief, rtol=0, atol=0)
     _assert_same([v.numpy() for v in trained.model.variables], chief, rtol=0, atol=0)
+    # one process resumes the multi-worker run directory (the strategy is not checkpointed)
+    copy = str(tmp_path / "copy")
+    shutil.copytree(root, copy)
+    resumed = train.train(_config(_job_flags(copy, "--strategy=default",
+                                             f"--max_steps={MAX_STEPS + 2}")), verbose=0)
+    assert (resumed.start_step, resumed.final_step) == (MAX_STEPS, MAX_STEPS + 2)
 
 
 def _log_row(root: str, step: int) -> dict[str, float]:
@@ -122,6 +131,7 @@ def test_two_workers_at_half_batch_equal_one_worker_at_full_batch(vae_job, toy_d
 
 
 def _latest_step(directory: str) -> int:
+    """Step of the newest complete checkpoint in `directory` (0: none)."""
     latest = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
     return int(latest.rsplit("-", 1)[1]) if latest else 0
 
@@ -133,12 +143,8 @@ def test_sigkill_of_a_worker_then_the_same_command_resumes_to_the_same_weights(v
     kill_after = MAX_STEPS // 3
     with Cluster(_job_flags(preempted), str(tmp_path)) as job:
         job.start()
-        deadline = time.monotonic() + JOB_TIMEOUT
         checkpoints = run_dir.RunDir(preempted).checkpoints
-        while _latest_step(checkpoints) < kill_after:
-            assert job.procs[0].poll() is None and time.monotonic() < deadline, job.tail()
-            time.sleep(0.02)
-        job.kill(1)
+        _kill_when_checkpointed(job, 1, checkpoints, kill_after)
         # the surviving worker's collectives fail (peer gone): it exits by itself, non-zero
         assert job.procs[0].wait(timeout=120) != 0, job.tail()
         killed_at = _latest_step(checkpoints)
@@ -150,6 +156,31 @@ def test_sigkill_of_a_worker_then_the_same_command_resumes_to_the_same_weights(v
     assert _latest_step(checkpoints) == MAX_STEPS
     _assert_same(_checkpoint_variables(preempted), _checkpoint_variables(root), rtol=0, atol=0)
     _assert_same(load_dump(job.dump_dir, 1), load_dump(baseline.dump_dir, 1), rtol=0, atol=0)
+
+
+def _kill_when_checkpointed(job: Cluster, index: int, checkpoints: str, step: int) -> int:
+    """SIGKILL worker `index` once `checkpoints` holds step >= `step`; returns that step."""
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while _latest_step(checkpoints) < step:
+        assert job.procs[0].poll() is None and time.monotonic() < deadline, job.tail()
+        time.sleep(0.02)
+    job.kill(index)
+    return _latest_step(checkpoints)
+
+
+def test_single_process_sigkill_then_resume_is_bit_identical(toy_data, tmp_path):
+    argv = _job_flags(str(tmp_path / "killed"), "--strategy=default")
+    with Cluster(argv, str(tmp_path), workers=1) as job:
+        job.start()
+        killed_at = _kill_when_checkpointed(job, 0, str(tmp_path / "killed" / "checkpoints"),
+                                            MAX_STEPS // 3)
+        assert killed_at < MAX_STEPS, "the run ended before the kill"
+        assert job.start().wait(JOB_TIMEOUT) == [0], job.tail()
+        assert f"Resuming from step {killed_at} " in open(job.logs[0]).read()
+    straight = _config(_job_flags(str(tmp_path / "straight"), "--strategy=default"))
+    train.train(straight, verbose=0)
+    _assert_same(_checkpoint_variables(str(tmp_path / "killed")),
+                 _checkpoint_variables(straight["run_dir"]), rtol=0, atol=0)
 
 
 def test_two_workers_train_mmali_with_identical_state_on_both(tmp_path):
