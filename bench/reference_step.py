@@ -120,8 +120,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(record: dict[str, Any]) -> str:
     """The README block (markdown table + provenance) of a record."""
-    lines = [BEGIN, "", "| model | authors' iteration (ms) | ours, XLA on (ms) | ours, XLA off (ms) "
-             "| speed-up XLA on | speed-up XLA off |", "|---|---|---|---|---|---|"]
+    lines = [BEGIN, "", "| model | authors' iteration (ms) | ours, XLA on (ms) | "
+             "ours, XLA off (ms) | speed-up XLA on | speed-up XLA off |",
+             "|---|---|---|---|---|---|"]
     for name, e in record["models"].items():
         cells = [f"{e['reference_median_ms']:.0f}"]
         for jit in ("on", "off"):

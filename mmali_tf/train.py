@@ -187,8 +187,8 @@ def fit(session: TrainSession, verbose: str | int = "auto") -> TrainResult:
             if guard.tripped is None and saver.saved_step != clock.step:
                 saver.save()
             if guard.tripped is not None:
-                return TrainResult(cfg["run_dir"], session.start_step, clock.step, wall, ckpt.latest,
-                                   diverged=guard.message())
+                return TrainResult(cfg["run_dir"], session.start_step, clock.step, wall,
+                                   ckpt.latest, diverged=guard.message())
             if sampler is not None and not os.path.exists(
                     run.sample_path(clock.step, model.modalities[0])):
                 sampler.write()
