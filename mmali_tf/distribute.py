@@ -94,6 +94,12 @@ def multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
     return bool(strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
 
 
+def xla_supported(strategy: tf.distribute.Strategy) -> bool:
+    """False for a multi-worker job without GPUs: XLA does not compile the cross-worker
+    collectives of a training step for CPU devices (TensorFlow b/194942685)."""
+    return not (multi_worker_mode(strategy) and not tf.config.list_logical_devices("GPU"))
+
+
 def replica_slice_draw(draw: Callable[[tf.Tensor], tf.Tensor], shape: Any,
                        batch_axis: int = 0) -> tf.Tensor:
     """`draw(shape)` made replica-aware: the global draw, this replica's slice of it.

@@ -84,6 +84,10 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
 
     config = dict(config)
     strategy = strategy or tf.distribute.get_strategy()
+    if config["jit_compile"] and not distribute.xla_supported(strategy):
+        print("note: training without XLA (--jit_compile ignored): XLA cannot compile the "
+              "cross-worker collectives of a multi-worker step on CPUs", flush=True)
+        config["jit_compile"] = False
     suffix = distribute.worker_suffix(strategy)
     if suffix is None:
         run, restore_dir = run_dir_lib.prepare(config["run_dir"], config), None

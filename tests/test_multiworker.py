@@ -185,12 +185,13 @@ def test_single_process_sigkill_then_resume_is_bit_identical(toy_data, tmp_path)
 
 def test_two_workers_train_mmali_with_identical_state_on_both(tmp_path):
     root = str(tmp_path / "run")
-    flags = ["--model=mmali", "--dataset=digits", "--strategy=multi_worker", "--nojit_compile",
+    flags = ["--model=mmali", "--dataset=digits", "--strategy=multi_worker", "--jit_compile",
              "--batch_size=8", "--latent_dim=4", "--style_dim=2", "--ema_decay=0.9",
              "--ema_start=0", "--max_steps=2", "--checkpoint_every=1", "--log_every=1",
              "--sample_every=2", f"--run_dir={root}"]
     with Cluster(flags, str(tmp_path)) as job:
         assert job.start().wait(JOB_TIMEOUT) == [0, 0], job.tail()
+    assert "note: training without XLA" in open(job.logs[0]).read()   # CPU collectives
     chief, other = load_dump(job.dump_dir, 0), load_dump(job.dump_dir, 1)
     _assert_same(other, chief, rtol=0, atol=0)
     trained = run_dir.load_trained(root)
