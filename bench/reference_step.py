@@ -17,7 +17,11 @@ other processes hits both sides alike; the ratio uses the medians over rounds.
 
 `--json` writes every measurement, the medians, the ratios and the machine; `--readme`
 rewrites the block between `<!-- reference_step:begin -->` and `<!-- reference_step:end -->`
-from that record, so the README's figures always come from this command.
+from that record (or, with `--render a.json,b.json`, from several), so the README's figures
+always come from this command. `--threads 1` runs both sides single-threaded: on a machine
+shared with other jobs, a 2-thread OpenMP process (torch) suffers far more from losing a core
+than TensorFlow's thread pool does, which inflates the ratio; one thread each is the fairer
+comparison there.
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ def reference_ms(args: argparse.Namespace, model: str) -> tuple[float, str]:
     steps = args.ref_steps if model == "mmvae" else args.ref_steps * 5
     cmd = [args.ref_python, os.path.join(args.ref_scripts, script), getattr(args, src_flag),
            str(steps)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=True)
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=True,
+                         env=env)
     line = next(ln for ln in out.stdout.splitlines()[::-1] if re.search(pattern, ln))
     return float(re.search(pattern, line).group(1)), line.strip()
 
@@ -84,13 +90,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Alternate reference and ours for `args.rounds` rounds; the full record."""
     import tensorflow as tf
 
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     jits = [j.strip() == "on" for j in args.jit.split(",") if j.strip()]
     models = [m for m in args.models.split(",") if m]
     timers = {m: our_timers(m, jits, args.steps) for m in models}
     record: dict[str, Any] = {
         "command": " ".join(["python", "bench/reference_step.py", *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "tensorflow": tf.__version__, "machine_start": machine(), "models": {}}
+        "tensorflow": tf.__version__, "threads": args.threads or "default",
+        "machine_start": machine(), "models": {}}
     for m in models:
         record["models"][m] = {"reference_ms": [], "reference_output": "",
                                **{f"ours_ms_jit_{'on' if j else 'off'}": [] for j in jits}}
@@ -118,35 +128,37 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
-def render(record: dict[str, Any]) -> str:
-    """The README block (markdown table + provenance) of a record."""
-    lines = [BEGIN, "", "| model | authors' iteration (ms) | ours, XLA on (ms) | "
+def render(records: list[dict[str, Any]]) -> str:
+    """The README block (markdown table + provenance) of one or more records."""
+    lines = [BEGIN, "", "| model | threads | authors' iteration (ms) | ours, XLA on (ms) | "
              "ours, XLA off (ms) | speed-up XLA on | speed-up XLA off |",
-             "|---|---|---|---|---|---|"]
-    for name, e in record["models"].items():
-        cells = [f"{e['reference_median_ms']:.0f}"]
-        for jit in ("on", "off"):
-            ms = e.get(f"ours_median_ms_jit_{jit}")
-            cells.append("-" if ms is None else f"{ms:.0f}")
-        for jit in ("on", "off"):
-            ratio = e.get(f"ratio_jit_{jit}")
-            cells.append("-" if ratio is None else f"{ratio:.2f}x")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    start, end = record["machine_start"], record["machine_end"]
-    rounds = len(next(iter(record["models"].values()))["reference_ms"])
-    lines += ["", f"Medians of {rounds} alternating rounds, {record['date']}, "
-              f"{start['cores']} cores ({start['cpu']}), TensorFlow {record['tensorflow']}; "
-              f"reference: `{next(iter(record['models'].values()))['reference_output']}`. "
-              f"Load average {start['load_average'][0]:.1f} at the start and "
-              f"{end['load_average'][0]:.1f} at the end (a shared machine: absolute times are "
-              "inflated, the ratio is the figure). Produced by "
-              f"`{record['command']}`; every measurement is in "
-              "`bench/results/reference_step.json`.", "", END]
+             "|---|---|---|---|---|---|---|"]
+    for record in records:
+        for name, e in record["models"].items():
+            cells = [str(record.get("threads", "default")), f"{e['reference_median_ms']:.0f}"]
+            for jit in ("on", "off"):
+                ms = e.get(f"ours_median_ms_jit_{jit}")
+                cells.append("-" if ms is None else f"{ms:.0f}")
+            for jit in ("on", "off"):
+                ratio = e.get(f"ratio_jit_{jit}")
+                cells.append("-" if ratio is None else f"{ratio:.2f}x")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for record in records:
+        start, end = record["machine_start"], record["machine_end"]
+        rounds = len(next(iter(record["models"].values()))["reference_ms"])
+        lines += [f"Threads {record.get('threads', 'default')}: medians of {rounds} "
+                  f"alternating rounds, {record['date']}, {start['cores']} cores "
+                  f"({start['cpu']}), TensorFlow {record['tensorflow']}, load average "
+                  f"{start['load_average'][0]:.1f} at the start and {end['load_average'][0]:.1f} "
+                  f"at the end; `{record['command']}`.", ""]
+    lines += ["Reference versions and output lines, and every single measurement, are in the "
+              "JSON records under `bench/results/`.", "", END]
     return "\n".join(lines)
 
 
-def write_readme(path: str, record: dict[str, Any]) -> None:
-    """Replace the BEGIN..END block of `path` with `render(record)`."""
+def write_readme(path: str, records: list[dict[str, Any]]) -> None:
+    """Replace the BEGIN..END block of `path` with `render(records)`."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
     if BEGIN not in text or END not in text:
@@ -154,7 +166,7 @@ def write_readme(path: str, record: dict[str, Any]) -> None:
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(head + render(record) + tail)
+        f.write(head + render(records) + tail)
     os.replace(path + ".tmp", path)
 
 
@@ -170,14 +182,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ref_scripts", default="../shared/reference")
     p.add_argument("--mmali_src", default="")
     p.add_argument("--mmvae_src", default="")
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads of both sides (torch: OMP_NUM_THREADS; TensorFlow: intra- and "
+                        "inter-op pools); 0: each library's default")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per reference run")
     p.add_argument("--json", default="", help="write the record here")
     p.add_argument("--readme", default="", help="rewrite this file's reference_step block")
-    p.add_argument("--render", default="", help="only render this record into --readme")
+    p.add_argument("--render", default="",
+                   help="only render these records (comma list of JSON files) into --readme")
     args = p.parse_args(argv)
     if args.render:
-        with open(args.render, encoding="utf-8") as f:
-            record = json.load(f)
+        records = []
+        for path in args.render.split(","):
+            with open(path, encoding="utf-8") as f:
+                records.append(json.load(f))
     else:
         unknown = [m for m in args.models.split(",") if m not in REFERENCE]
         missing = [flag for m in args.models.split(",") if m in REFERENCE
@@ -191,9 +209,10 @@ def main(argv: list[str] | None = None) -> None:
             with open(args.json, "w", encoding="utf-8") as f:
                 json.dump(record, f, indent=1)
                 f.write("\n")
-    print(render(record))
+        records = [record]
+    print(render(records))
     if args.readme:
-        write_readme(args.readme, record)
+        write_readme(args.readme, records)
 
 
 if __name__ == "__main__":
