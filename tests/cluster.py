@@ -3,7 +3,9 @@ loopback ports chosen at run time, bounded in time, always reaped.
 
 Each worker runs in its own process group (so a kill reaches anything it started), writes
 its output to `<log_dir>/worker_<i>.log`, and gets `TF_CONFIG` naming every worker at
-`127.0.0.1:<port>`. `data.load` is routed to a tiny in-memory paired dataset (two 6x6 grey
+`127.0.0.1:<port>`; all traffic goes over loopback. (TensorFlow's gRPC server itself listens
+on the wildcard address of that port, `*:<port>`, and has no option to bind one interface;
+the ports are ephemeral and live only while a test runs.) `data.load` is routed to a tiny in-memory paired dataset (two 6x6 grey
 MLP modalities), so a worker pays the TensorFlow import and graph tracing, not data or big
 convolutions.
 """
