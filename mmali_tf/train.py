@@ -84,7 +84,7 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
 
     config = dict(config)
     strategy = strategy or tf.distribute.get_strategy()
-    if config["jit_compile"] and not distribute.xla_supported(strategy):
+    if config.get("jit_compile") and not distribute.xla_supported(strategy):
         print("note: training without XLA (--jit_compile ignored): XLA cannot compile the "
               "cross-worker collectives of a multi-worker step on CPUs", flush=True)
         config["jit_compile"] = False
