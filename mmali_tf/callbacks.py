@@ -80,15 +80,20 @@ class NaNGuard(keras.callbacks.Callback):
 
 
 class CheckpointSaver(keras.callbacks.Callback):
-    """Save a checkpoint every `every` steps unless the NaN guard tripped."""
+    """Save a checkpoint every `every` steps unless the NaN guard tripped.
+
+    `saved_step` is the step of the last checkpoint saved or restored (None: none yet); it is
+    the same on every worker of a multi-worker job, where all workers must save together.
+    """
 
     def __init__(self, checkpoint: TrainingCheckpoint, clock: TrainClock, every: int,
-                 guard: NaNGuard) -> None:
+                 guard: NaNGuard, saved_step: int | None = None) -> None:
         super().__init__()
         self.checkpoint = checkpoint
         self.clock = clock
         self.every = int(every)
         self.guard = guard
+        self.saved_step = saved_step
 
     def save(self) -> str | None:
         """Save now (at the clock's step) and return the path; trips the guard instead of
@@ -97,7 +102,9 @@ class CheckpointSaver(keras.callbacks.Callback):
         if bad is not None:
             self.guard.trip(f"variable {bad}", self.clock.step, float("nan"))
             return None
-        return self.checkpoint.save(self.clock.step)
+        path = self.checkpoint.save(self.clock.step)
+        self.saved_step = self.clock.step
+        return path
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self.guard.tripped is None and self.clock.step % self.every == 0:

@@ -9,6 +9,8 @@ Models are built, compiled (which builds every optimizer) and fitted inside
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import tensorflow as tf
 
 from mmali_tf.flags import STRATEGIES, FlagUsageError
@@ -69,9 +71,9 @@ def check_global_batch(strategy: tf.distribute.Strategy, batch_size: int) -> Non
 def worker_suffix(strategy: tf.distribute.Strategy) -> str | None:
     """None on the chief (and without a cluster); `<task_type>_<task_id>` on other workers.
 
-    Under `multi_worker` every worker runs the callbacks (checkpoint saves take part in
-    collectives), so non-chief workers write into `run_dir/workers/<suffix>/` instead of
-    racing the chief for the same files.
+    Under `multi_worker` every worker runs the callbacks (all workers save checkpoints
+    together), so non-chief workers write into a scratch directory, removed after training,
+    and resume from the chief's checkpoints (`train.prepare`).
     """
     resolver = getattr(strategy, "cluster_resolver", None)
     task_type = getattr(resolver, "task_type", None)
@@ -82,3 +84,41 @@ def worker_suffix(strategy: tf.distribute.Strategy) -> str | None:
     if task_type == "worker" and task_id == 0 and not has_chief:
         return None
     return f"{task_type}_{task_id}"
+
+
+def multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
+    """True for a MultiWorkerMirroredStrategy whose TF_CONFIG names more than one task (the
+    condition under which Keras reduces step outputs across workers with collectives)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    return bool(strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
+
+
+def xla_supported(strategy: tf.distribute.Strategy) -> bool:
+    """False for a multi-worker job without GPUs: XLA does not compile the cross-worker
+    collectives of a training step for CPU devices (TensorFlow b/194942685)."""
+    return not (multi_worker_mode(strategy) and not tf.config.list_logical_devices("GPU"))
+
+
+def replica_slice_draw(draw: Callable[[tf.Tensor], tf.Tensor], shape: Any,
+                       batch_axis: int = 0) -> tf.Tensor:
+    """`draw(shape)` made replica-aware: the global draw, this replica's slice of it.
+
+    `draw` must give the same values on every replica (a random op seeded from state that all
+    replicas share). With R replicas in sync, it is called with the batch axis R times
+    longer and replica r keeps rows [r*n, (r+1)*n) of that axis. So replicas get different
+    draws, and R replicas at batch n/R each see exactly the draws one replica at batch n sees
+    for the same rows (the data is split over replicas the same way). With one replica this
+    is `draw(shape)`.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    if replicas == 1:
+        return draw(shape)
+    shape = tf.convert_to_tensor(shape, tf.int32)
+    local = shape[batch_axis]
+    axis_mask = tf.one_hot(batch_axis, tf.size(shape), dtype=tf.int32)
+    full = draw(shape + axis_mask * local * (replicas - 1))
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    # tf.reshape (not the slice) gives the result the static shape that `shape` implies
+    return tf.reshape(tf.slice(full, axis_mask * local * replica, shape), shape)

@@ -167,11 +167,11 @@ class RunDir:
             return parse_flags_text(f.read())
 
 
-def prepare(root: str, config: Mapping[str, Any]) -> RunDir:
-    """Check that `root` can host a run with `config` and create its sub-directories.
+def check_compatible(root: str, config: Mapping[str, Any]) -> RunDir:
+    """Check (reading only) that `root` can host a run with `config`.
 
     Raises ValueError naming the differing flags when `root` holds a run whose model, dataset
-    or variable shapes differ; nothing is written in that case.
+    or variable shapes differ.
     """
     run = RunDir(root)
     if os.path.exists(root) and not os.path.isdir(root):
@@ -184,6 +184,12 @@ def prepare(root: str, config: Mapping[str, Any]) -> RunDir:
                                 for n in diff)
             raise ValueError(f"--run_dir={root} holds a run with different {changes}; use a "
                              "new --run_dir or the recorded values")
+    return run
+
+
+def prepare(root: str, config: Mapping[str, Any]) -> RunDir:
+    """`check_compatible`, then create the sub-directories (nothing is written on error)."""
+    run = check_compatible(root, config)
     for d in (run.root, run.checkpoints, run.tensorboard, run.samples):
         os.makedirs(d, exist_ok=True)
     return run
@@ -213,13 +219,16 @@ class TrainingCheckpoint:
 
     Create it inside the strategy scope, after the model is built and compiled. With
     `optimizers=False` (inference), optimizer state in the files is ignored.
+    `restore_directory` (default `directory`) is where `latest` looks: a non-chief worker of a
+    multi-worker job saves into a scratch directory but resumes from the chief's checkpoints.
     """
 
     def __init__(self, directory: str, model: Any, keep: int = 3,
-                 optimizers: bool = True) -> None:
+                 optimizers: bool = True, restore_directory: str | None = None) -> None:
         import tensorflow as tf
 
         self.directory = directory
+        self.restore_directory = restore_directory or directory
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
         objects: dict[str, Any] = {"model_variables": list(model.variables)}
         if optimizers:
@@ -232,7 +241,11 @@ class TrainingCheckpoint:
 
     @property
     def latest(self) -> str | None:
-        """Path prefix of the newest complete checkpoint, or None."""
+        """Path prefix of the newest complete checkpoint (in `restore_directory`), or None."""
+        if self.restore_directory != self.directory:
+            import tensorflow as tf
+
+            return tf.train.latest_checkpoint(self.restore_directory)
         return self.manager.latest_checkpoint
 
     def path_for_step(self, step: int) -> str:

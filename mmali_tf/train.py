@@ -15,7 +15,9 @@ import dataclasses
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
@@ -57,6 +59,10 @@ class TrainSession:
     model: Any
     checkpoint: Any
     start_step: int
+    #: a non-chief worker of a multi-worker job runs exactly what the chief runs (saving
+    #: takes part in collectives) but writes into a scratch directory, removed after
+    #: training; only the chief's files are the run's.
+    scratch: bool = False
 
 
 def config_from_flags() -> dict[str, Any]:
@@ -115,9 +121,16 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
     config = dict(config)
     flags_lib.load_plugins(list(config.get("plugins") or []))
     strategy = strategy or tf.distribute.get_strategy()
+    if config.get("jit_compile") and not distribute.xla_supported(strategy):
+        print("note: training without XLA (--jit_compile ignored): XLA cannot compile the "
+              "cross-worker collectives of a multi-worker step on CPUs", flush=True)
+        config["jit_compile"] = False
     suffix = distribute.worker_suffix(strategy)
-    root = os.path.join(config["run_dir"], "workers", suffix) if suffix else config["run_dir"]
-    run = run_dir_lib.prepare(root, config)
+    if suffix is None:
+        run, restore_dir = run_dir_lib.prepare(config["run_dir"], config), None
+    else:  # same checks as the chief (so both stop on a bad run dir); writes go to scratch
+        restore_dir = run_dir_lib.check_compatible(config["run_dir"], config).checkpoints
+        run = run_dir_lib.prepare(tempfile.mkdtemp(prefix=f"mmali_{suffix}_"), config)
     dataset = data.load(config["dataset"], config)
     distribute.check_global_batch(strategy, int(config["batch_size"]))
     keras.utils.set_random_seed(int(config["seed"]))
@@ -125,14 +138,17 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
         model = models.build(config["model"], dataset.specs, config)
         model.build_from_specs()
         model.compile(jit_compile=bool(config["jit_compile"]))
-        checkpoint = run_dir_lib.TrainingCheckpoint(run.checkpoints, model,
-                                                    keep=int(config["keep_checkpoints"]))
+        checkpoint = run_dir_lib.TrainingCheckpoint(
+            run.checkpoints, model, keep=1 if suffix else int(config["keep_checkpoints"]),
+            restore_directory=restore_dir)
         start = 0
         if checkpoint.latest:
             start = checkpoint.restore(checkpoint.latest)
             print(f"Resuming from step {start} ({checkpoint.latest})", flush=True)
-    run_dir_lib.write_run_files(run, config, dataset.specs)
-    return TrainSession(config, strategy, run, dataset, model, checkpoint, start)
+    if suffix is None:
+        run_dir_lib.write_run_files(run, config, dataset.specs)
+    return TrainSession(config, strategy, run, dataset, model, checkpoint, start,
+                        scratch=suffix is not None)
 
 
 def _fixed_inputs(session: TrainSession) -> tuple[dict[str, Any], Any]:
@@ -169,7 +185,8 @@ def _callbacks(session: TrainSession, clock: Any, writer: Any) -> dict[str, Any]
     cfg, ckpt = session.config, session.checkpoint
     out: dict[str, Any] = {"clock": cb.StepClock(clock)}
     out["guard"] = cb.NaNGuard(clock, lambda: ckpt.latest)
-    out["saver"] = cb.CheckpointSaver(ckpt, clock, int(cfg["checkpoint_every"]), out["guard"])
+    out["saver"] = cb.CheckpointSaver(ckpt, clock, int(cfg["checkpoint_every"]), out["guard"],
+                                      saved_step=session.start_step or None)
     if int(cfg["sample_every"]) > 0:
         batch, noise = _fixed_inputs(session)
         out["sampler"] = cb.SampleWriter(session.run, clock, int(cfg["sample_every"]), batch,
@@ -208,20 +225,21 @@ def fit(session: TrainSession, verbose: str | int = "auto") -> TrainResult:
                 if clock.step == begin:
                     raise RuntimeError(f"fit() made no progress at step {begin}")
             wall = time.time() - clock.start_time
-            latest = os.path.basename(ckpt.latest or "")
-            if guard.tripped is None and latest != f"ckpt-{clock.step}":
+            if guard.tripped is None and saver.saved_step != clock.step:
                 saver.save()
             if guard.tripped is not None:
-                return TrainResult(run.root, session.start_step, clock.step, wall, ckpt.latest,
-                                   diverged=guard.message())
+                return TrainResult(cfg["run_dir"], session.start_step, clock.step, wall,
+                                   ckpt.latest, diverged=guard.message())
             if sampler is not None and not os.path.exists(
                     run.sample_path(clock.step, model.modalities[0])):
                 sampler.write()
-            with atomic_path(run.model_keras) as tmp:
+            with atomic_path(run.model_keras) as tmp:  # on every worker: it broadcasts
                 model.save(tmp)
     finally:
         writer.close()
-    return TrainResult(run.root, session.start_step, clock.step, wall, ckpt.latest)
+        if session.scratch:
+            shutil.rmtree(run.root, ignore_errors=True)
+    return TrainResult(cfg["run_dir"], session.start_step, clock.step, wall, ckpt.latest)
 
 
 def train(config: Mapping[str, Any], strategy: Any = None,

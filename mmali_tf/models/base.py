@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
+from mmali_tf.distribute import multi_worker_mode, replica_slice_draw
 from mmali_tf.ema import WeightEMA
 from mmali_tf.models.draws import RandomDraws, standard_noise
 
@@ -159,15 +160,18 @@ class MultimodalModel(keras.Model):
         """Whether a N(0, I) expert joins the fusion of `modalities` (default: `prior_expert`)."""
         return self.prior_expert
 
-    def sample_noise(self, shape: Sequence[int], seed: Any = None,
-                     name: str = "noise") -> tf.Tensor:
+    def sample_noise(self, shape: Sequence[int], seed: Any = None, name: str = "noise",
+                     batch_axis: int = 0) -> tf.Tensor:
         """Standard noise of the posterior family (Normal(0,1) or Laplace(0,1)).
 
-        Without `seed` the draw comes from `self.draws` under `name` (the fidelity seam).
+        Without `seed` the draw comes from `self.draws` under `name` (the fidelity seam). Under
+        a strategy with several replicas each replica gets its slice (along `batch_axis`, the
+        axis of the data batch) of the global batch's noise (`distribute.replica_slice_draw`).
         """
         if seed is None:
-            return self.draws.noise(name, shape, self.posterior_family)
-        return standard_noise(shape, self.posterior_family, seed)
+            return self.draws.noise(name, shape, self.posterior_family, batch_axis)
+        return replica_slice_draw(lambda s: standard_noise(s, self.posterior_family, seed),
+                                  shape, batch_axis)
 
     def sample_posterior(self, mean: tf.Tensor, logvar: tf.Tensor | None,
                          seed: Any = None, name: str = "noise") -> tf.Tensor:
@@ -214,9 +218,33 @@ class MultimodalModel(keras.Model):
             self.ema.update(self.g_optimizer.iterations, self.encoders, self.decoders)
 
     def distribute_scale(self, loss: tf.Tensor) -> tf.Tensor:
-        """Divide a hand-written mean loss by the replica count before taking gradients."""
+        """This replica's share of the global batch's loss, from its batch-mean `loss`.
+
+        Replicas hold equal shares of the global batch and the optimizers sum gradients over
+        replicas, so a mean over the replica's rows is divided by the replica count.
+        """
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
+
+    def step_logs(self, trackers: Mapping[str, keras.metrics.Metric]) -> dict[str, tf.Tensor]:
+        """`train_step`'s return value: every tracker's mean.
+
+        Keras 3 reduces step outputs across workers with `strategy.reduce("MEAN", v, axis=0)`
+        under a multi-worker MultiWorkerMirroredStrategy, which needs an axis to reduce, so
+        there each value gets shape (1,); the logs that reach the callbacks are scalars.
+        """
+        logs = {name: t.result() for name, t in trackers.items()}
+        if multi_worker_mode(tf.distribute.get_strategy()):
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Skip Keras' symbolic build when every layer is built (always, after
+        `build_from_specs()`): under a strategy it pulls one batch and calls
+        `strategy.reduce("MEAN", {name: PerReplica})`, which MultiWorkerMirroredStrategy
+        rejects for a dict ("unsupported type <class 'dict'>"), and there is nothing to build."""
+        if not all(layer.built for layer in self._flatten_layers()):
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def get_config(self) -> dict[str, Any]:
         return {"specs": [s.to_dict() for s in self.specs], "config": dict(self.config),

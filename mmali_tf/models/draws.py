@@ -16,6 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mmali_tf.distribute import replica_slice_draw
+
 
 def standard_noise(shape: Sequence[int], family: str, seed: Any) -> tf.Tensor:
     """Standard noise of a posterior family: Normal(0, 1) or Laplace(0, 1)."""
@@ -26,20 +28,28 @@ def standard_noise(shape: Sequence[int], family: str, seed: Any) -> tf.Tensor:
 
 
 class RandomDraws:
-    """Fresh pseudo-random draws from `seed_generator` (names are ignored)."""
+    """Fresh pseudo-random draws from `seed_generator` (names are ignored).
+
+    Noise and permutations are replica-aware: under a strategy with several replicas each
+    replica gets its slice of the global batch's draw (`distribute.replica_slice_draw`), so
+    replicas differ and R replicas at batch n/R see what one replica at batch n sees.
+    """
 
     def __init__(self, seed_generator: keras.random.SeedGenerator) -> None:
         self.seed_generator = seed_generator
 
-    def noise(self, name: str, shape: Sequence[int], family: str = "normal") -> tf.Tensor:
-        return standard_noise(shape, family, self.seed_generator)
+    def noise(self, name: str, shape: Sequence[int], family: str = "normal",
+              batch_axis: int = 0) -> tf.Tensor:
+        return replica_slice_draw(lambda s: standard_noise(s, family, self.seed_generator),
+                                  shape, batch_axis)
 
     def uniform(self, name: str, shape: Sequence[int]) -> tf.Tensor:
         return keras.random.uniform(shape, seed=self.seed_generator)
 
     def permutation(self, name: str, n: int) -> tf.Tensor:
         """A uniformly random permutation of range(n) (XLA-compatible)."""
-        return tf.argsort(keras.random.uniform([n], seed=self.seed_generator))
+        return tf.argsort(replica_slice_draw(
+            lambda shape: keras.random.uniform(shape, seed=self.seed_generator), [n]))
 
 
 class ReplayDraws:
@@ -65,7 +75,8 @@ class ReplayDraws:
         self.used.add(name)
         return tf.constant(value, dtype)
 
-    def noise(self, name: str, shape: Sequence[int], family: str = "normal") -> tf.Tensor:
+    def noise(self, name: str, shape: Sequence[int], family: str = "normal",
+              batch_axis: int = 0) -> tf.Tensor:
         return self._get(name, shape, tf.float32)
 
     def uniform(self, name: str, shape: Sequence[int]) -> tf.Tensor:

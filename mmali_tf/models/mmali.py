@@ -164,7 +164,7 @@ class AdversarialModel(MultimodalModel):
             # 1-based iteration = generator updates so far / gen_iter (update_ema for gen_iter 1)
             self.ema.update(self.g_optimizer.iterations // self.gen_iter,
                             self.encoders, self.decoders)
-        return {name: t.result() for name, t in self.trackers.items()}
+        return self.step_logs(self.trackers)
 
 
 @register_model("mmali")

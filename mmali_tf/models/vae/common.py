@@ -147,15 +147,31 @@ class VAEModel(MultimodalModel):
         return self.lambdas[modality] * ll if weighted else ll
 
     def sample_k(self, mean: tf.Tensor, logvar: tf.Tensor, k: int,
-                 draw: str = "eps") -> tf.Tensor:
-        """k reparameterised samples (k, *mean.shape) of the posterior family (noise `draw`)."""
-        noise = self.sample_noise(tf.concat([[k], tf.shape(mean)], axis=0), name=draw)
+                 draw: str = "eps", batch_axis: int = 0) -> tf.Tensor:
+        """k reparameterised samples (k, *mean.shape) of the posterior family (noise `draw`;
+        `batch_axis`: the data batch axis of `mean`)."""
+        noise = self.sample_noise(tf.concat([[k], tf.shape(mean)], axis=0), name=draw,
+                                  batch_axis=batch_axis + 1)
         scale = latent_lib.scale_from_logvar(logvar, self.posterior_family)
         return mean[None] + scale[None] * noise
 
     def reduce_batch(self, x: tf.Tensor) -> tf.Tensor:
         """Batch reduction of a per-datapoint loss (mean, or sum for MMVAE-style models)."""
         return tf.reduce_sum(x) if self.batch_reduction == "sum" else tf.reduce_mean(x)
+
+    def distribute_scale(self, loss: tf.Tensor) -> tf.Tensor:
+        """A batch-summed loss (`batch_reduction="sum"`) needs no scaling: the replicas' sums
+        add up to the global batch's sum; a batch mean is divided by the replica count."""
+        return loss if self.batch_reduction == "sum" else super().distribute_scale(loss)
+
+    def global_batch_value(self, loss: tf.Tensor) -> tf.Tensor:
+        """The value of `loss` (this replica's `reduce_batch`) to log, such that the mean over
+        replicas that Keras logs is the global batch's loss: a sum is multiplied by the
+        replica count, a mean is kept."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if self.batch_reduction == "sum" and replicas > 1:
+            return loss * tf.cast(replicas, loss.dtype)
+        return loss
 
     def anneal_factor(self) -> tf.Tensor:
         """Linear warm-up factor min(1, (step + 1) / kl_anneal_steps) at the current step."""
@@ -210,10 +226,10 @@ class VAEModel(MultimodalModel):
         grads, loss, terms = self.compute_gradients(batch)
         self.g_optimizer.apply(grads, self.generator_variables)
         self.update_ema()
-        self.trackers["loss"].update_state(loss)
+        self.trackers["loss"].update_state(self.global_batch_value(loss))
         for name, value in terms.items():
             self.trackers[name].update_state(value)
-        return {name: t.result() for name, t in self.trackers.items()}
+        return self.step_logs(self.trackers)
 
     def evaluate_objective(self, batch: Batch) -> dict[str, float]:
         """Loss terms of one batch without updating anything (numpy floats; tests, tools)."""

@@ -111,7 +111,7 @@ class MMVAE(VAEModel):
 
     def sample_experts(self, means: tf.Tensor, logvars: tf.Tensor) -> tf.Tensor:
         """K reparameterised samples of every expert: (M, B, D) -> (M, K, B, D)."""
-        return tf.transpose(self.sample_k(means, logvars, self.k), [1, 0, 2, 3])
+        return tf.transpose(self.sample_k(means, logvars, self.k, batch_axis=1), [1, 0, 2, 3])
 
     def forward(self, batch: Batch, stop_q: bool) -> dict[str, tf.Tensor]:
         """Samples, decodings and log-weights of the stratified MoE-IWAE.

@@ -1,0 +1,219 @@
+"""Side-by-side speed against the authors' code: their training iteration and ours, alternating,
+in one invocation on one machine; prints the ratio (reference ms / our ms).
+
+    python bench/reference_step.py --ref_python=/path/to/torch-venv/bin/python \\
+        --ref_scripts=../shared/reference --mmali_src=REF/6b5d+mmali \\
+        --mmvae_src=REF/iffsid+mmvae/src [--models mmali,mmvae] [--rounds 3] \\
+        [--json bench/results/reference_step.json] [--readme README.md]
+    python bench/reference_step.py --render bench/results/reference_step.json --readme README.md
+
+Reference side: `ref_step_time.py` (mmALI: D + G step, batch 64, MNIST-SVHN networks) and
+`ref_mmvae_step_time.py` (MMVAE: DReG, K=30, batch 128) of `../shared/reference/`, run in a
+torch virtualenv as subprocesses (torch is never imported here nor a project dependency).
+Our side: `train_step` of the same model on its `configs/mnist_svhn_<model>.cfg` (same batch
+and K), random data of the same shapes, with and without XLA, each traced once and timed
+again in every round. Each round runs reference, then ours, for each model, so load from
+other processes hits both sides alike; the ratio uses the medians over rounds.
+
+`--json` writes every measurement, the medians, the ratios and the machine; `--readme`
+rewrites the block between `<!-- reference_step:begin -->` and `<!-- reference_step:end -->`
+from that record (or, with `--render a.json,b.json`, from several), so the README's figures
+always come from this command. `--threads 1` runs both sides single-threaded: on a machine
+shared with other jobs, a 2-thread OpenMP process (torch) suffers far more from losing a core
+than TensorFlow's thread pool does, which inflates the ratio; one thread each is the fairer
+comparison there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from typing import Any, Callable
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+BEGIN, END = "<!-- reference_step:begin -->", "<!-- reference_step:end -->"
+#: model -> (reference script, its source flag, iterations argument, regex of its ms figure)
+REFERENCE = {
+    "mmali": ("ref_step_time.py", "mmali_src", r"iter_ms=([0-9.]+)"),
+    "mmvae": ("ref_mmvae_step_time.py", "mmvae_src", r": ([0-9.]+) ms/step"),
+}
+
+
+def reference_ms(args: argparse.Namespace, model: str) -> tuple[float, str]:
+    """Run the authors' iteration of `model` once; (ms per iteration, its output line)."""
+    script, src_flag, pattern = REFERENCE[model]
+    steps = args.ref_steps if model == "mmvae" else args.ref_steps * 5
+    cmd = [args.ref_python, os.path.join(args.ref_scripts, script), getattr(args, src_flag),
+           str(steps)]
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=True,
+                         env=env)
+    line = next(ln for ln in out.stdout.splitlines()[::-1] if re.search(pattern, ln))
+    return float(re.search(pattern, line).group(1)), line.strip()
+
+
+def our_timers(model: str, jits: list[bool], steps: int) -> dict[bool, Callable[[], float]]:
+    """jit -> a function timing `steps` iterations of our `model` (median ms); built and
+    traced once, here."""
+    import tensorflow as tf
+    import train_step as ours
+
+    out = {}
+    for jit in jits:
+        specs, config, batch = ours.setup_config(model, "mnist_svhn")
+        net = ours.make_model(model, specs, config, jit)
+        data = ours.random_batch(specs, batch * net.draws_per_step)
+        step = tf.function(net.train_step, jit_compile=jit, reduce_retracing=True)
+        ours.median_ms(step, (data,), 1, warmup=2)  # trace / compile now, not in round 1
+        out[jit] = lambda step=step, data=data: ours.median_ms(step, (data,), steps, warmup=1)
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, core count and load average at the time of the call."""
+    model = ""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                         "")
+    return {"cpu": model, "cores": os.cpu_count(), "load_average": list(os.getloadavg())}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Alternate reference and ours for `args.rounds` rounds; the full record."""
+    import tensorflow as tf
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    jits = [j.strip() == "on" for j in args.jit.split(",") if j.strip()]
+    models = [m for m in args.models.split(",") if m]
+    timers = {m: our_timers(m, jits, args.steps) for m in models}
+    record: dict[str, Any] = {
+        "command": " ".join(["python", "bench/reference_step.py", *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "tensorflow": tf.__version__, "threads": args.threads or "default",
+        "machine_start": machine(), "models": {}}
+    for m in models:
+        record["models"][m] = {"reference_ms": [], "reference_output": "",
+                               **{f"ours_ms_jit_{'on' if j else 'off'}": [] for j in jits}}
+    for r in range(args.rounds):
+        for m in models:
+            entry = record["models"][m]
+            ms, line = reference_ms(args, m)
+            entry["reference_ms"].append(ms)
+            entry["reference_output"] = line
+            print(f"round {r + 1} {m}: reference {ms:.1f} ms", end="", flush=True)
+            for jit in jits:
+                ours_ms = timers[m][jit]()
+                entry[f"ours_ms_jit_{'on' if jit else 'off'}"].append(ours_ms)
+                print(f", ours (XLA {'on' if jit else 'off'}) {ours_ms:.1f} ms", end="",
+                      flush=True)
+            print(flush=True)
+    for entry in record["models"].values():
+        ref = statistics.median(entry["reference_ms"])
+        entry["reference_median_ms"] = ref
+        for key in [k for k in entry if k.startswith("ours_ms_jit_")]:
+            jit = key.rsplit("_", 1)[1]
+            entry[f"ours_median_ms_jit_{jit}"] = statistics.median(entry[key])
+            entry[f"ratio_jit_{jit}"] = ref / statistics.median(entry[key])
+    record["machine_end"] = machine()
+    return record
+
+
+def render(records: list[dict[str, Any]]) -> str:
+    """The README block (markdown table + provenance) of one or more records."""
+    lines = [BEGIN, "", "| model | threads | authors' iteration (ms) | ours, XLA on (ms) | "
+             "ours, XLA off (ms) | speed-up XLA on | speed-up XLA off |",
+             "|---|---|---|---|---|---|---|"]
+    for record in records:
+        for name, e in record["models"].items():
+            cells = [str(record.get("threads", "default")), f"{e['reference_median_ms']:.0f}"]
+            for jit in ("on", "off"):
+                ms = e.get(f"ours_median_ms_jit_{jit}")
+                cells.append("-" if ms is None else f"{ms:.0f}")
+            for jit in ("on", "off"):
+                ratio = e.get(f"ratio_jit_{jit}")
+                cells.append("-" if ratio is None else f"{ratio:.2f}x")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for record in records:
+        start, end = record["machine_start"], record["machine_end"]
+        rounds = len(next(iter(record["models"].values()))["reference_ms"])
+        lines += [f"Threads {record.get('threads', 'default')}: medians of {rounds} "
+                  f"alternating rounds, {record['date']}, {start['cores']} cores "
+                  f"({start['cpu']}), TensorFlow {record['tensorflow']}, load average "
+                  f"{start['load_average'][0]:.1f} at the start and {end['load_average'][0]:.1f} "
+                  f"at the end; `{record['command']}`.", ""]
+    lines += ["Reference versions and output lines, and every single measurement, are in the "
+              "JSON records under `bench/results/`.", "", END]
+    return "\n".join(lines)
+
+
+def write_readme(path: str, records: list[dict[str, Any]]) -> None:
+    """Replace the BEGIN..END block of `path` with `render(records)`."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"error: {path} has no {BEGIN} ... {END} block to rewrite")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(head + render(records) + tail)
+    os.replace(path + ".tmp", path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="mmali,mmvae", help=f"comma list of {sorted(REFERENCE)}")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=5, help="our iterations per round (median)")
+    p.add_argument("--ref_steps", type=int, default=2,
+                   help="reference MMVAE steps per round (mmALI: 5x as many iterations)")
+    p.add_argument("--jit", default="on,off")
+    p.add_argument("--ref_python", default=os.environ.get("REF_PYTHON", ""))
+    p.add_argument("--ref_scripts", default="../shared/reference")
+    p.add_argument("--mmali_src", default="")
+    p.add_argument("--mmvae_src", default="")
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads of both sides (torch: OMP_NUM_THREADS; TensorFlow: intra- and "
+                        "inter-op pools); 0: each library's default")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per reference run")
+    p.add_argument("--json", default="", help="write the record here")
+    p.add_argument("--readme", default="", help="rewrite this file's reference_step block")
+    p.add_argument("--render", default="",
+                   help="only render these records (comma list of JSON files) into --readme")
+    args = p.parse_args(argv)
+    if args.render:
+        records = []
+        for path in args.render.split(","):
+            with open(path, encoding="utf-8") as f:
+                records.append(json.load(f))
+    else:
+        unknown = [m for m in args.models.split(",") if m not in REFERENCE]
+        missing = [flag for m in args.models.split(",") if m in REFERENCE
+                   for flag in ("ref_python", REFERENCE[m][1]) if not getattr(args, flag)]
+        if unknown or missing:
+            raise SystemExit(f"error: unknown --models {unknown} (expected {sorted(REFERENCE)})"
+                             if unknown else f"error: set --{' --'.join(sorted(set(missing)))}")
+        record = measure(args)
+        if args.json:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(record, f, indent=1)
+                f.write("\n")
+        records = [record]
+    print(render(records))
+    if args.readme:
+        write_readme(args.readme, records)
+
+
+if __name__ == "__main__":
+    main()
