@@ -156,7 +156,7 @@ def _features_config(tmp_path) -> str:
     return str(cfg)
 
 
-def test_run_one_trains_evaluates_then_resumes_without_work(tmp_path):
+def test_run_one_trains_evaluates_then_reruns_without_work(tmp_path):
     spec = RunSpec("tiny", _features_config(tmp_path))
     budget = runner.Budget(step_scale=0.5, num_samples=40)
     first = runner.run_one(spec, str(tmp_path / "runs"), budget)
@@ -169,8 +169,6 @@ def test_run_one_trains_evaluates_then_resumes_without_work(tmp_path):
     again = runner.run_one(spec, str(tmp_path / "runs"), budget)
     assert log.read_text().count("$ ") == launches and "eval_wall_s" not in again
     assert again["metrics"] == first["metrics"]
-    more = runner.run_one(spec, str(tmp_path / "runs"), runner.Budget(num_samples=40))
-    assert more["steps"] == 4 and more["metrics"]["meta"]["step"] == 4
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

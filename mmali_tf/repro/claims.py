@@ -104,10 +104,6 @@ def claims_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return _factorised_rows(runs) + _mmali_rows(runs)
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100.0 * v:.2f}"
-
-
 def claims_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """The claims table (percentages)."""
     lines = ["| claim | paper | ours | compared | holds here | budget |",
@@ -115,6 +111,6 @@ def claims_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     for r in rows:
         holds = {True: "yes", False: "no", None: "undecided (collapsed or missing)"}[r["holds"]]
         lines.append(f"| {r['claim']} | {r['paper'][0]:.2f} vs {r['paper'][1]:.2f} | "
-                     f"{_pct(r['ours'])} vs {_pct(r['ours_other'])} | {r['compared']} | "
+                     f"{report.mark_cell(r['ours'], False)} vs {report.mark_cell(r['ours_other'], False)} | {r['compared']} | "
                      f"{holds} | {r['budget']} |")
     return "\n".join(lines) + "\n"
