@@ -148,6 +148,7 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
             model.name), "step": step, "weights": view.weights, "seed": opts.seed,
             "split": opts.split, "num_pairs": int(len(rows)),
             "num_prior_samples": opts.num_samples, "probe_epochs": opts.probe_epochs,
+            "latent_test_size": {m: int(len(split.labels[m])) for m in view.modalities},
             "latent_probe": opts.latent_probe,
             "classifier_epochs": opts.classifier_epochs,
             "classifier_batch": opts.classifier_batch,

@@ -31,7 +31,9 @@ def _metrics(model: str, cross: float, joint: float = 0.3, top_share: float = 0.
             "prediction_stats": {k: dict(stats) for k in (
                 "joint/hand", "joint/print", "cross/hand->print", "cross/print->hand")},
             "meta": {"dataset": dataset, "model": model, "protocol": "clean",
-                     "latent_probe": "shi", "step": 500}}
+                     "latent_probe": "shi", "step": 500, "num_pairs": 2000,
+                     "num_prior_samples": 2000,
+                     "latent_test_size": {"hand": 400, "print": 400}}}
 
 
 def _record(name: str, metrics: dict, steps: int = 500, config_steps: int = 1000) -> dict:
@@ -124,7 +126,15 @@ def test_claims_direction_ignores_collapsed_baselines():
     assert "digits_mvae" in rows["joint_coherence"]["compared"]
     assert rows["content_vs_style"]["ours"] == 0.7 and rows["content_vs_style"]["holds"]
     text = tables.readme_block(_suite("claims", records))
-    assert "| 97.02 vs 85.96 | 60.00 vs 80.00 |" in text and "| no |" in text
+    assert "| 97.02 vs 85.96 | 60.00 vs 80.00 |" in text and "| no (reversed) |" in text
+
+
+def test_claims_need_a_difference_beyond_noise():
+    assert claims.decide(0.11, 0.10, 400, 400)[0] is None  # chance vs chance
+    holds, margin = claims.decide(0.30, 0.10, 400, 400)
+    assert holds is True and margin == pytest.approx(2 * ((0.21 + 0.09) / 400) ** 0.5)
+    assert claims.decide(0.10, 0.30, 400, 400)[0] is False
+    assert claims.decide(0.3, None, 400, 400) == (None, None)
 
 
 def test_readme_tables_equal_the_committed_reproduction_json():

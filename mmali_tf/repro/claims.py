@@ -7,10 +7,13 @@
    A baseline's collapsed set (one class > 50 % of its samples) does not count as its best.
 3. Content vs style code (Table 3, MNIST): the content code's probe above the style code's
    (96.6 vs 23.6), on the first modality of the mmALI run.
+A claim holds here when our difference exceeds twice its binomial standard error (test set
+sizes from the evaluation's `meta`); a smaller difference is reported as within noise.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 from mmali_tf.metrics import report
@@ -29,11 +32,28 @@ def _budget(*records: Mapping[str, Any]) -> str:
     return "; ".join(f"{r['name']}: {r['steps']:,}/{r['config_steps']:,} steps" for r in records)
 
 
-def _row(claim: str, key: str, ours: float | None, theirs: float | None, what: str,
-         budget: str) -> dict[str, Any]:
-    holds = None if ours is None or theirs is None else ours > theirs
+def decide(ours: float | None, theirs: float | None, n_ours: int | None,
+           n_theirs: int | None) -> tuple[bool | None, float | None]:
+    """(holds, margin): True / False when |ours - theirs| exceeds twice the binomial standard
+    error of the difference (margin), None when within it or a number is missing."""
+    if ours is None or theirs is None or not n_ours or not n_theirs:
+        return None, None
+    margin = 2.0 * math.sqrt(ours * (1 - ours) / n_ours + theirs * (1 - theirs) / n_theirs)
+    if abs(ours - theirs) <= margin:
+        return None, margin
+    return ours > theirs, margin
+
+
+def _row(claim: str, key: str, ours: float | None, theirs: float | None,
+         sizes: tuple[int | None, int | None], what: str, budget: str) -> dict[str, Any]:
+    holds, margin = decide(ours, theirs, *sizes)
     return {"claim": claim, "key": key, "paper": PAPER[key], "ours": ours,
-            "ours_other": theirs, "compared": what, "budget": budget, "holds": holds}
+            "ours_other": theirs, "margin": margin, "compared": what, "budget": budget,
+            "holds": holds}
+
+
+def _latent_n(record: Mapping[str, Any], modality: str) -> int | None:
+    return record["metrics"]["meta"].get("latent_test_size", {}).get(modality)
 
 
 def _factorised_rows(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -47,6 +67,7 @@ def _factorised_rows(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, An
                          "factorised_vs_joint",
                          fac["metrics"]["latent_accuracy"][view].get("both"),
                          joint["metrics"]["latent_accuracy"][view].get("both"),
+                         (_latent_n(fac, view), _latent_n(joint, view)),
                          "factorised vs joint probe of the first view", _budget(fac, joint)))
     return rows
 
@@ -75,25 +96,30 @@ def _mmali_rows(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     mods = [m for m in metrics["latent_accuracy"] if m != "joint"]
     rows = []
     checks = [("joint_coherence", "joint coherence", lambda m: m["joint_coherence"]["all"],
-               lambda m: [k for k in m.get("prediction_stats", {}) if k.startswith("joint/")])]
+               lambda m: [k for k in m.get("prediction_stats", {}) if k.startswith("joint/")],
+               "num_prior_samples")]
     for key, (a, b) in (("cross_first_to_second", mods),
                         ("cross_second_to_first", mods[::-1])):
         pair = f"{a}->{b}"
         checks.append((key, f"cross {pair}",
                        lambda m, p=pair: m["cross_coherence"].get(p),
-                       lambda m, p=pair: [f"cross/{p}"]))
-    for key, label, value, sets in checks:
+                       lambda m, p=pair: [f"cross/{p}"], "num_pairs"))
+    for key, label, value, sets, size in checks:
         best, name = _best_baseline(runs, value, sets)
         ours = value(metrics)
         if any(k in report.collapsed_sets(metrics) for k in sets(metrics)):
             ours = None  # a collapsed mmALI set is no evidence either way
-        rows.append(_row(f"2. mmALI > best VAE baseline, {label}", key, ours, best,
+        sizes = (metrics["meta"].get(size),
+                 runs[name]["metrics"]["meta"].get(size) if name else None)
+        rows.append(_row(f"2. mmALI > best VAE baseline, {label}", key, ours, best, sizes,
                          f"mmALI vs {name or 'no non-collapsed baseline'}",
                          _budget(mmali, *([runs[name]] if name else []))))
     style = metrics["latent_accuracy"][mods[0]]
     if "content" in style:
         rows.append(_row(f"3. content code > style code ({mods[0]} probe)", "content_vs_style",
-                         style["content"], style["style"], "content vs style probe",
+                         style["content"], style["style"],
+                         (_latent_n(mmali, mods[0]), _latent_n(mmali, mods[0])),
+                         "content vs style probe",
                          _budget(mmali)))
     return rows
 
@@ -109,7 +135,12 @@ def claims_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| claim | paper | ours | compared | holds here | budget |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        holds = {True: "yes", False: "no", None: "undecided (collapsed or missing)"}[r["holds"]]
+        if r["holds"] is not None:
+            holds = "yes" if r["holds"] else "no (reversed)"
+        elif r["margin"] is not None:
+            holds = f"undecided: difference within noise (+-{100.0 * r['margin']:.1f})"
+        else:
+            holds = "undecided: a number is missing or collapsed"
         lines.append(f"| {r['claim']} | {r['paper'][0]:.2f} vs {r['paper'][1]:.2f} | "
                      f"{report.mark_cell(r['ours'], False)} vs {report.mark_cell(r['ours_other'], False)} | {r['compared']} | "
                      f"{holds} | {r['budget']} |")
