@@ -174,12 +174,16 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
                                      "metrics.json")
             start = time.time()
             metrics = _stored_eval(eval_path, step, budget)
+            wall_path = os.path.join(os.path.dirname(eval_path), "eval_wall.json")
             if metrics is None:
                 _child(["-m", "mmali_tf.evaluate", f"--run_dir={run_dir}",
                         f"--protocol={budget.protocol}", f"--num_samples={budget.num_samples}"],
                        os.path.join(log_dir, f"{spec.name}.eval.log"))
                 metrics = _stored_eval(eval_path, step, budget)
-                record["eval_wall_s"] = round(time.time() - start, 1)
+                report.write_json(wall_path, {"eval_wall_s": round(time.time() - start, 1)})
+            if os.path.isfile(wall_path):
+                with open(wall_path, encoding="utf-8") as f:
+                    record["eval_wall_s"] = json.load(f)["eval_wall_s"]
             if metrics is None:
                 raise RuntimeError(f"evaluation wrote no metrics for step {step} at {eval_path}")
             wall, ms = train_timing(run_dir)
