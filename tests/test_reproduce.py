@@ -121,7 +121,11 @@ def test_claims_direction_ignores_collapsed_baselines():
         _record("digits_jmvae", _metrics("jmvae", 0.9, joint=0.95, top_share=0.99)),
     ]
     records[1]["metrics"]["latent_accuracy"]["hand"]["both"] = 0.8
+    for rec in records:  # metrics.json is written with sorted keys: "joint" first
+        lat = rec["metrics"]["latent_accuracy"]
+        rec["metrics"]["latent_accuracy"] = {"joint": {"content": 0.5}, **lat}
     rows = {r["key"]: r for r in claims.claims_rows(records)}
+    assert "view hand" in claims.claims_rows(records)[0]["claim"]
     assert rows["factorised_vs_joint"]["holds"] is False  # 0.6 vs 0.8
     assert rows["joint_coherence"]["holds"] is True
     assert "digits_mvae" in rows["joint_coherence"]["compared"]

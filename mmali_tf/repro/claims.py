@@ -62,7 +62,7 @@ def _factorised_rows(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, An
         fac, joint = runs.get(f"{prefix}_mmali"), runs.get(f"{prefix}_mmali_joint")
         if fac is None or joint is None:
             continue
-        view = next(iter(fac["metrics"]["latent_accuracy"]))
+        view = next(m for m in fac["metrics"]["latent_accuracy"] if m != "joint")
         rows.append(_row(f"1. factorised > joint discriminator ({prefix}, view {view})",
                          "factorised_vs_joint",
                          fac["metrics"]["latent_accuracy"][view].get("both"),

@@ -28,7 +28,8 @@ def budget_cell(record: Mapping[str, Any]) -> str:
     """"steps/config steps x batch, training minutes" of one run."""
     cell = f"{record['steps']:,}/{record['config_steps']:,} x {record['batch_size']}"
     if record["steps"] < record["config_steps"]:
-        cell += f" ({100.0 * record['steps'] / record['config_steps']:.0f} %)"
+        share = 100.0 * record["steps"] / record["config_steps"]
+        cell += f" ({share:.0f} %)" if share >= 1 else f" ({share:.2f} %)"
     return cell + f", {record['train_wall_s'] / 60.0:.1f} min"
 
 
