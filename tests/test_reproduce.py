@@ -200,7 +200,9 @@ def test_cli_errors_and_readme_check(tmp_path):
     assert proc.returncode == 0, proc.stderr[-800:]
     bad = tmp_path / "README.md"
     with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
-        bad.write_text(f.read().replace("(collapsed)", "(fine)", 1))
+        text = f.read()
+    start = text.index(tables.BEGIN.format("digits"))  # edit a number inside the block
+    bad.write_text(text[:start] + text[start:].replace("(collapsed)", "(fine)", 1))
     proc = _cli("--check_readme", f"--readme={bad}")
     assert proc.returncode == 1 and "--update_readme" in proc.stderr
     proc = _cli("--update_readme", f"--readme={tmp_path / 'missing.md'}")
