@@ -5,8 +5,9 @@ Trains every run of the suite (`mmali_tf.repro.suites`; resuming or skipping wha
 `--runs_root`), evaluates it, and writes `reproduction/<suite>.json` (per run: config, flags
 hash, steps, training wall time, ms/step, metrics, protocol; the machine and the budget),
 `reproduction/<suite>.md` and `reproduction/<suite>.png`. Reduced budgets are recorded and
-printed in every table row. `--update_readme` only rewrites README's generated tables from
-`reproduction/*.json`; `--check_readme` exits 1 when they differ.
+printed in every table row. `--update_readme` only re-renders README's generated tables and
+`reproduction/<suite>.md/.png` from `reproduction/*.json`; `--check_readme` exits 1 when
+README differs.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def define_flags() -> None:
     flags.DEFINE_string("runs_root", "runs/reproduce", "Run directories of the harness.")
     flags.DEFINE_string("out_dir", "reproduction", "Where <suite>.json/.md/.png go.")
     flags.DEFINE_string("readme", "README.md", "README whose generated tables are kept.")
-    flags.DEFINE_boolean("update_readme", False, "Only rewrite README's tables from "
-                         "<out_dir>/*.json.")
+    flags.DEFINE_boolean("update_readme", False, "Only re-render README's tables and "
+                         "<out_dir>/<suite>.md/.png from <out_dir>/*.json.")
     flags.DEFINE_boolean("check_readme", False, "Only check README's tables against "
                          "<out_dir>/*.json (exit 1 on a difference).")
 
@@ -124,7 +125,10 @@ def main(argv: Sequence[str]) -> None:
                 print("README tables match", flush=True)
                 return
             report.write_text(FLAGS.readme, tables.update_readme(text, suites))
-            print(f"Rewrote the tables of {', '.join(suites)} in {FLAGS.readme}", flush=True)
+            for suite in suites.values():
+                write_suite(suite, FLAGS.out_dir)
+            print(f"Rewrote the tables of {', '.join(suites)} in {FLAGS.readme} and "
+                  f"{FLAGS.out_dir}/<suite>.md/.png", flush=True)
             return
         if FLAGS.suite is None:
             raise ValueError("--suite is required (digits, claims or mnist_svhn)")

@@ -61,7 +61,9 @@ def protocol_line(suite: Mapping[str, Any]) -> str:
     b, machine = suite["budget"], suite["machine"]
     return (f"Protocol `{b['protocol']}` (Shi probe), {b['num_samples']:,} test pairs and prior "
             f"samples, seed 0; budget: {b['label']}; machine: {machine['cpu']} "
-            f"({machine['cores']} cores), TensorFlow {machine['tensorflow']}. Values in %; "
+            f"({machine['cores']} cores, shared with other jobs: load average "
+            f"{machine['load_avg']} at the start), TensorFlow {machine['tensorflow']}. "
+            "Times are wall times on that shared machine. Values in %; "
             "(collapsed): one class takes more than 50 % of the generated samples.")
 
 
