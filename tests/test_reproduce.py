@@ -129,6 +129,8 @@ def test_claims_direction_ignores_collapsed_baselines():
     assert rows["factorised_vs_joint"]["holds"] is False  # 0.6 vs 0.8
     assert rows["joint_coherence"]["holds"] is True
     assert "digits_mvae" in rows["joint_coherence"]["compared"]
+    assert "collapsed baselines left out (highest digits_jmvae 95.00 (collapsed))" in rows[
+        "joint_coherence"]["compared"]
     assert rows["content_vs_style"]["ours"] == 0.7 and rows["content_vs_style"]["holds"]
     text = tables.readme_block(_suite("claims", records))
     assert "| 97.02 vs 85.96 | 60.00 vs 80.00 |" in text and "| no (reversed) |" in text

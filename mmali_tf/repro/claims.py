@@ -72,20 +72,26 @@ def _factorised_rows(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, An
     return rows
 
 
-def _best_baseline(runs: Mapping[str, Mapping[str, Any]], value: Any,
-                   collapsed_key: Any) -> tuple[float | None, str | None]:
-    """Best non-collapsed baseline value and its run name."""
-    best, name = None, None
+def _best_baseline(runs: Mapping[str, Mapping[str, Any]], value: Any, collapsed_key: Any
+                   ) -> tuple[float | None, str | None, str]:
+    """Best non-collapsed baseline value, its run name, and a note on collapsed ones."""
+    best, name, top_collapsed = None, None, None
     for run_name, rec in runs.items():
         if not run_name.startswith("digits_") or rec.get("model") in ("mmali", "mmali_joint"):
             continue
         metrics = rec["metrics"]
-        if any(k in report.collapsed_sets(metrics) for k in collapsed_key(metrics)):
-            continue
         v = value(metrics)
-        if v is not None and (best is None or v > best):
+        if v is None:
+            continue
+        if any(k in report.collapsed_sets(metrics) for k in collapsed_key(metrics)):
+            if top_collapsed is None or v > top_collapsed[0]:
+                top_collapsed = (v, run_name)
+        elif best is None or v > best:
             best, name = v, run_name
-    return best, name
+    note = "" if top_collapsed is None else (
+        f"; collapsed baselines left out (highest {top_collapsed[1]} "
+        f"{report.mark_cell(top_collapsed[0], True)})")
+    return best, name, note
 
 
 def _mmali_rows(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -105,14 +111,14 @@ def _mmali_rows(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
                        lambda m, p=pair: m["cross_coherence"].get(p),
                        lambda m, p=pair: [f"cross/{p}"], "num_pairs"))
     for key, label, value, sets, size in checks:
-        best, name = _best_baseline(runs, value, sets)
+        best, name, note = _best_baseline(runs, value, sets)
         ours = value(metrics)
         if any(k in report.collapsed_sets(metrics) for k in sets(metrics)):
             ours = None  # a collapsed mmALI set is no evidence either way
         sizes = (metrics["meta"].get(size),
                  runs[name]["metrics"]["meta"].get(size) if name else None)
         rows.append(_row(f"2. mmALI > best VAE baseline, {label}", key, ours, best, sizes,
-                         f"mmALI vs {name or 'no non-collapsed baseline'}",
+                         f"mmALI vs {name or 'no non-collapsed baseline'}{note}",
                          _budget(mmali, *([runs[name]] if name else []))))
     style = metrics["latent_accuracy"][mods[0]]
     if "content" in style:
@@ -141,6 +147,8 @@ def claims_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
             holds = f"undecided: difference within noise (+-{100.0 * r['margin']:.1f})"
         else:
             holds = "undecided: a number is missing or collapsed"
+            if r["ours"] is not None and r["ours_other"] is None and "collapsed" in r["compared"]:
+                holds = "undecided: every baseline collapsed"
         lines.append(f"| {r['claim']} | {r['paper'][0]:.2f} vs {r['paper'][1]:.2f} | "
                      f"{report.mark_cell(r['ours'], False)} vs {report.mark_cell(r['ours_other'], False)} | {r['compared']} | "
                      f"{holds} | {r['budget']} |")

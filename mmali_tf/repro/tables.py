@@ -71,7 +71,7 @@ def readme_block(suite: Mapping[str, Any]) -> str:
     """README's generated text for a suite (runs table(s), and the claims table)."""
     parts = [protocol_line(suite), ""]
     if suite["suite"] == "claims":
-        parts += [claims_lib.claims_markdown(suite.get("claims", []))]
+        parts += [claims_lib.claims_markdown(claims_lib.claims_rows(suite["runs"]))]
     else:
         groups = _groups(suite)
         for dataset, records in groups.items():
