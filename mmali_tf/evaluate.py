@@ -1,8 +1,9 @@
 """Evaluate a trained run: `python -m mmali_tf.evaluate --run_dir=runs/x [--protocol=clean]`.
 
-Writes `run_dir/eval/metrics.json` (schema in `mmali_tf.metrics.report`), `report.md`,
-`cross_generation.png` and `cross_confusion.png`. `evaluate_model` is the programmatic core
-(any MultimodalModel + PairedDataset).
+Writes `run_dir/eval/<protocol>[_<probe>]/` (`report.eval_dir_name`): `metrics.json` (schema
+in `mmali_tf.metrics.report`), `report.md`, `cross_generation.png` and `cross_confusion.png`,
+so evaluations under different protocols sit side by side. `evaluate_model` is the
+programmatic core (any MultimodalModel + PairedDataset).
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from mmali_tf import cli
 from mmali_tf import flags as flags_lib
 
 FLAGS = flags.FLAGS
-CLASSIFIER_BATCH = 64
+#: what each protocol trains when the epoch flags are left unset: `reference` follows the
+#: released mmALI scripts (probe 100 epochs, classifiers 100 epochs at batch 256, both with
+#: best-test selection; SPEC_MMALI 7.1-7.2), `clean` a budget that converges on small datasets.
+PROTOCOL_DEFAULTS = {"clean": {"probe_epochs": 30, "classifier_epochs": 10,
+                               "classifier_batch": 64},
+                     "reference": {"probe_epochs": 100, "classifier_epochs": 100,
+                                   "classifier_batch": 256}}
 
 
 @dataclasses.dataclass
@@ -31,9 +38,10 @@ class EvalOptions:
     weights: str = "ema"
     seed: int = 0
     batch_size: int = 256
-    probe_epochs: int = 30
+    probe_epochs: int | None = None
     latent_probe: str = "shi"
-    classifier_epochs: int = 10
+    classifier_epochs: int | None = None
+    classifier_batch: int | None = None
     classifier_threshold: float = 0.95
     iwae_samples: int = 100
     ll_items: int = 500
@@ -51,6 +59,14 @@ class EvalOptions:
                    iwae_samples=FLAGS.iwae_samples, ll_items=FLAGS.ll_items,
                    cca_dim=FLAGS.cca_dim, cache_dir=FLAGS.cache_dir, verbose=True)
 
+    def resolved(self) -> "EvalOptions":
+        """A copy with the protocol's defaults (PROTOCOL_DEFAULTS) filled into unset fields."""
+        from mmali_tf.metrics.common import check_protocol
+
+        defaults = PROTOCOL_DEFAULTS[check_protocol(self.protocol)]
+        return dataclasses.replace(self, **{k: v for k, v in defaults.items()
+                                            if getattr(self, k) is None})
+
 
 def coherence_classifiers(ds: Any, opts: EvalOptions) -> tuple[dict[str, Any], dict[str, float]]:
     """Cached (or freshly trained) classifier per modality and their test accuracies."""
@@ -61,7 +77,8 @@ def coherence_classifiers(ds: Any, opts: EvalOptions) -> tuple[dict[str, Any], d
         clf, cached = clf_lib.load_or_train(
             spec, ds.train.instances[spec.name], ds.train.labels[spec.name],
             ds.test.instances[spec.name], ds.test.labels[spec.name], ds.name, opts.protocol,
-            opts.cache_dir, opts.classifier_epochs, CLASSIFIER_BATCH, opts.seed, ds.num_classes,
+            opts.cache_dir, opts.classifier_epochs, opts.classifier_batch, opts.seed,
+            ds.num_classes,
             opts.verbose)
         if opts.verbose:
             print(f"classifier {spec.name}: test accuracy {clf.test_accuracy:.4f} "
@@ -82,10 +99,11 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
     import keras
 
     from mmali_tf.latent import FUSION_METHODS
-    from mmali_tf.metrics import cca, coherence, latent_accuracy, likelihood, subset_coherence
-    from mmali_tf.metrics.common import InferenceView, check_protocol, sample_rows
+    from mmali_tf.metrics import (cca, coherence, latent_accuracy, likelihood, report,
+                                  subset_coherence)
+    from mmali_tf.metrics.common import InferenceView, sample_rows
 
-    check_protocol(opts.protocol)
+    opts = opts.resolved()
     keras.utils.set_random_seed(opts.seed)
     view = InferenceView.of(model, opts.weights)
     notes = []
@@ -104,28 +122,43 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
         "latent_accuracy": latent_accuracy.latent_accuracy(
             view, ds, opts.split, opts.protocol, opts.probe_epochs, opts.num_samples,
             opts.batch_size, opts.seed, opts.verbose, opts.latent_probe),
-        "joint_coherence": {"all": coherence.joint_coherence(
-            view, classifiers, opts.num_samples, opts.batch_size, opts.seed,
-            shared_z=opts.protocol == "reference", verbose=opts.verbose)},
         "classifier_accuracy": dict(classifier_accuracy)}
+    joint, joint_hist = coherence.joint_coherence(
+        view, classifiers, opts.num_samples, opts.batch_size, opts.seed,
+        shared_z=opts.protocol == "reference", verbose=opts.verbose, num_classes=ds.num_classes)
+    metrics["joint_coherence"] = {"all": joint}
     methods = FUSION_METHODS if view.stochastic else ()
     if not view.stochastic:
-        notes.append("deterministic encoders: no fused posterior, so no synergy coherence or "
+        notes.append("deterministic encoders: no joint posterior, so no synergy coherence or "
                      "joint latent probe")
-    cross, confusion, synergy = coherence.conditional_coherence(
+    conditional = coherence.conditional_coherence(
         view, classifiers, ds, opts.split, rows, opts.batch_size, opts.seed, methods,
         opts.verbose)
-    metrics["cross_coherence"], metrics["synergy_coherence"] = cross, synergy
+    (metrics["cross_coherence"], metrics["self_coherence"],
+     metrics["synergy_coherence"]) = conditional.accuracies()
     metrics["subset_coherence"] = subset_coherence.subset_coherence(
         view, classifiers, ds, opts.split, rows, opts.batch_size, opts.seed, opts.verbose)
+    histograms = {f"joint/{m}": h for m, h in joint_hist.items()}
+    histograms.update(conditional.histograms())
+    metrics["prediction_stats"] = {k: coherence.prediction_stats(h)
+                                   for k, h in histograms.items()}
+    collapsed = report.collapsed_sets(metrics)
+    if collapsed:
+        notes.append(f"COLLAPSED generations (one class > {report.COLLAPSE_SHARE:.0%} of "
+                     f"the samples): {', '.join(collapsed)}; their coherence measures that "
+                     "class's share, not the model")
     meta = {"protocol": opts.protocol, "dataset": ds.name, "model": model.config.get("model",
             model.name), "step": step, "weights": view.weights, "seed": opts.seed,
             "split": opts.split, "num_pairs": int(len(rows)),
             "num_prior_samples": opts.num_samples, "probe_epochs": opts.probe_epochs,
+            "latent_test_size": {m: int(len(split.labels[m])) for m in view.modalities},
             "latent_probe": opts.latent_probe,
             "classifier_epochs": opts.classifier_epochs,
+            "classifier_batch": opts.classifier_batch,
             "classifier_threshold": opts.classifier_threshold,
-            "coherence_reliable": not weak, "default_fusion": view.default_fusion}
+            "coherence_reliable": not weak, "default_fusion": view.default_fusion,
+            "joint_posterior": view.joint_posterior_name if view.stochastic else None,
+            "collapsed": collapsed}
     likelihood_based = view.stochastic and (hasattr(model, "log_likelihood_estimate")
                                             or not model.critic_variables)
     if likelihood_based and opts.ll_items > 0:
@@ -143,7 +176,7 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
         meta["cca_dim"] = min(opts.cca_dim, ds.spec(vectors[0]).size, ds.spec(vectors[1]).size)
     meta["notes"] = notes
     metrics["meta"] = meta
-    figures = {"confusion": confusion,
+    figures = {"confusion": conditional.confusion(),
                "generations": {k: v for k, v in coherence.cross_generations(
                    view, ds, opts.split, opts.seed).items()
                    if all(ds.spec(m).kind == "image" for m in k.split("->"))}}
@@ -178,7 +211,9 @@ def main(argv: Sequence[str]) -> None:
         if not opts.cache_dir:
             opts.cache_dir = str(trained.config.get("cache_dir", ""))
     metrics, figures = evaluate_model(trained.model, ds, opts, step=trained.step)
-    out_dir = os.path.join(FLAGS.run_dir, "eval")
+    from mmali_tf.metrics.report import eval_dir_name
+
+    out_dir = os.path.join(FLAGS.run_dir, "eval", eval_dir_name(opts.protocol, opts.latent_probe))
     write_outputs(out_dir, metrics, figures)
     print(f"Wrote {out_dir}/metrics.json, report.md and figures "
           f"(protocol {opts.protocol}, step {trained.step})", flush=True)

@@ -336,8 +336,11 @@ def define_eval_flags() -> None:
         return
     flags.DEFINE_enum("protocol", "clean", ("clean", "reference"), "Evaluation protocol: "
                       "'clean' selects probe and classifier epochs on a validation split of "
-                      "train with deterministic classifiers; 'reference' reproduces the released "
-                      "code (best test epoch, MNIST classifier dropout always on).")
+                      "train with deterministic classifiers (probe 30 epochs, classifiers 10 "
+                      "at batch 64); 'reference' does what the released mmALI scripts do "
+                      "(probe 100 epochs, classifiers 100 epochs at batch 256, best test "
+                      "epoch, MNIST classifier dropout always on). Results go to "
+                      "run_dir/eval/<protocol>[_<probe>]/.")
     flags.DEFINE_integer("num_samples", 10000, "Prior samples for joint coherence, and at most "
                          "this many seeded pairs of the split for cross/synergy coherence, "
                          "the joint latent probe and CCA.", lower_bound=1)
@@ -348,13 +351,16 @@ def define_eval_flags() -> None:
                          lower_bound=0)
     flags.DEFINE_integer("eval_batch_size", 256, "Batch size of evaluation passes.",
                          lower_bound=1)
-    flags.DEFINE_integer("probe_epochs", 30, "Epochs of each latent linear probe.", lower_bound=1)
+    flags.DEFINE_integer("probe_epochs", None, "Epochs of each latent linear probe (default: "
+                         "the protocol's, 30 clean / 100 reference).", lower_bound=1)
     flags.DEFINE_enum("latent_probe", "shi", ("shi", "sutter"), "Latent linear probe: 'shi' "
-                      "(Shi et al., mmALI Table 2: SGD softmax probe on sampled codes of every "
-                      "training instance) or 'sutter' (Sutter et al., mmJSD: logistic regression "
-                      "on the posterior means of 256 training codes).")
-    flags.DEFINE_integer("classifier_epochs", 10, "Epochs of each coherence classifier (trained "
-                         "once per dataset and cached).", lower_bound=1)
+                      "(Shi et al.'s SGD softmax probe on sampled codes of every training "
+                      "instance; mmALI's script runs it 100 epochs, best test epoch) or "
+                      "'sutter' (Sutter et al., mmJSD: logistic regression on the posterior "
+                      "means of 256 training codes).")
+    flags.DEFINE_integer("classifier_epochs", None, "Epochs of each coherence classifier "
+                         "(trained once per dataset and cached; default: the protocol's, 10 "
+                         "clean / 100 reference).", lower_bound=1)
     flags.DEFINE_float("classifier_threshold", 0.95, "Coherence is marked unreliable when a "
                        "classifier's test accuracy is below this.", lower_bound=0.0,
                        upper_bound=1.0)
@@ -373,6 +379,8 @@ def define_compare_flags() -> None:
         return
     flags.DEFINE_string("compare_out", "compare", "Output prefix: writes <prefix>.md and "
                         "<prefix>.png.")
+    flags.DEFINE_string("eval", "clean", "Evaluation read from each run directory: "
+                        "eval/<this>/metrics.json (clean, reference, clean_sutter, ...).")
 
 
 # ------------------------------------------------------------------------------------ export

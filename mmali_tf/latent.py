@@ -152,6 +152,13 @@ def nonempty_subsets(num_modalities: int) -> list[tuple[int, ...]]:
             for s in itertools.combinations(range(num_modalities), k)]
 
 
+def select_components(means: tf.Tensor, logvars: tf.Tensor,
+                      index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Row b of component index[b] of mixture parameters (E, B, D): (mean, logvar) (B, D)."""
+    rows = tf.stack([tf.cast(index, tf.int32), tf.range(tf.shape(means)[1])], axis=-1)
+    return tf.gather_nd(means, rows), tf.gather_nd(logvars, rows)
+
+
 def gaussian_kl_standard(mean: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)) summed over the last axis."""
     return 0.5 * tf.reduce_sum(tf.exp(logvar) + tf.square(mean) - 1.0 - logvar, axis=-1)

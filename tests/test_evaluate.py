@@ -74,27 +74,34 @@ def test_cli_end_to_end_is_deterministic_and_follows_the_schema(run_dir, capsys)
         evaluate.run(["evaluate", f"--run_dir={run_dir}", *FAST])
     assert exc.value.code in (None, 0), capsys.readouterr().err[-2000:]
     assert "Wrote" in capsys.readouterr().out
-    out = os.path.join(run_dir, "eval")
+    out = os.path.join(run_dir, "eval", "clean")
     assert sorted(os.listdir(out)) == ["cross_confusion.png", "metrics.json", "report.md"]
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
     report.validate_metrics(metrics)
     assert set(metrics) == {"latent_accuracy", "joint_coherence", "cross_coherence",
                             "synergy_coherence", "classifier_accuracy", "log_likelihood",
-                            "cca_correlation", "subset_coherence", "meta"}
+                            "cca_correlation", "self_coherence", "prediction_stats",
+                            "subset_coherence", "meta"}
     assert set(metrics["subset_coherence"]["by_subset"]) == {"a", "b"}
     meta = metrics["meta"]
     assert (meta["protocol"], meta["step"], meta["weights"], meta["dataset"], meta["model"],
             meta["seed"]) == ("clean", 7, "ema", "features", "mvae", 5)
     assert set(metrics["cross_coherence"]) == {"a->b", "b->a"}
-    assert set(metrics["synergy_coherence"]) == {"poe", "moe_mean", "geometric"}
+    assert set(metrics["synergy_coherence"]) == {"model", "poe", "moe_mean", "geometric"}
+    assert meta["joint_posterior"] == "poe fusion of the unimodal posteriors"
+    assert (meta["probe_epochs"], meta["classifier_epochs"]) == (3, 3)
+    assert set(metrics["prediction_stats"]) == {
+        "joint/a", "joint/b", "cross/a->b", "cross/b->a", "self/a", "self/b",
+        *(f"synergy/{f}/{m}" for f in ("model", "poe", "moe_mean", "geometric")
+          for m in "ab")}
     assert set(metrics["latent_accuracy"]) == {"a", "b", "joint"}
     assert "a,b|a,b" in metrics["log_likelihood"]
     assert metrics["log_likelihood"]["a,b|a,b"] < metrics["log_likelihood"]["a|a"]
     assert metrics["cca_correlation"]["ground_truth"] > 0.5
     with open(os.path.join(out, "report.md")) as f:
         text = f.read()
-    assert "protocol **clean**" in text and "| cross a->b |" in text
+    assert "protocol **clean**" in text and "| cross a->b |" in text and "| self a |" in text
     # a rerun (classifiers now cached, fresh model and noise streams) gives identical metrics
     assert _in_process(run_dir) == metrics
 

@@ -80,13 +80,19 @@ def test_identity_model_is_fully_coherent():
     ds = vector_dataset()
     view = InferenceView.of(IdentityModel(ds.specs), "ema")
     assert view.weights == "raw"  # no EMA -> falls back
-    assert coherence.joint_coherence(view, CLFS, 500, 128, seed=0) == 1.0
+    joint, hist = coherence.joint_coherence(view, CLFS, 500, 128, seed=0)
+    assert joint == 1.0 and hist["a"].sum() == 500 and hist["a"].max() < 100
     rows = sample_rows(ds.test.num_pairs, None, 0)
-    cross, confusion, synergy = coherence.conditional_coherence(
+    result = coherence.conditional_coherence(
         view, CLFS, ds, "test", rows, 64, 0, ("poe", "moe_mean", "geometric"))
-    assert cross == {"a->b": 1.0, "b->a": 1.0}
-    assert synergy == {f: {"a": 1.0, "b": 1.0} for f in ("poe", "moe_mean", "geometric")}
-    np.testing.assert_array_equal(confusion["a->b"], np.diag(np.full(10, 15)))
+    cross, self_rec, synergy = result.accuracies()
+    assert cross == {"a->b": 1.0, "b->a": 1.0} and self_rec == {"a": 1.0, "b": 1.0}
+    assert synergy == {f: {"a": 1.0, "b": 1.0}
+                       for f in ("model", "poe", "moe_mean", "geometric")}
+    np.testing.assert_array_equal(result.confusion()["a->b"], np.diag(np.full(10, 15)))
+    stats = coherence.prediction_stats(result.histograms()["cross/a->b"])
+    assert stats["top_share"] == pytest.approx(0.1)
+    assert stats["entropy_bits"] == pytest.approx(math.log2(10))
 
 
 def test_model_ignoring_its_input_is_at_chance():
@@ -94,7 +100,7 @@ def test_model_ignoring_its_input_is_at_chance():
     view = InferenceView.of(IdentityModel(ds.specs, ignore_input=True), "raw")
     rows = sample_rows(ds.test.num_pairs, None, 0)
     cross, _, synergy = coherence.conditional_coherence(view, CLFS, ds, "test", rows, 128, 0,
-                                                        ("geometric",))
+                                                        ("geometric",)).accuracies()
     for value in list(cross.values()) + list(synergy["geometric"].values()):
         assert abs(value - 0.1) < 0.05
 

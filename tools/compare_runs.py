@@ -1,10 +1,13 @@
 """Compare evaluated runs of one dataset: one markdown table and one bar chart (paper Table 2).
 
     python tools/compare_runs.py runs/digits_mmali runs/digits_mmvae [--compare_out=compare]
+    python tools/compare_runs.py runs/a/eval/clean runs/a/eval/reference --compare_out=a
 
-Reads `<run>/eval/metrics.json` of every run (written by `python -m mmali_tf.evaluate`),
-prints the table, and writes `<compare_out>.md` and `<compare_out>.png`. Runs on different
-datasets, or without metrics, are refused with one line and exit code 2.
+Each argument is a run directory (its `eval/<--eval>/metrics.json` is read, `--eval=clean` by
+default, or the older `eval/metrics.json`) or an evaluation directory holding `metrics.json`
+(`<run>/eval/<protocol>[_<probe>]`, written by `python -m mmali_tf.evaluate`). Prints the
+table, and writes `<compare_out>.md` and `<compare_out>.png`; collapsed generations are marked.
+Runs on different datasets, or without metrics, are refused with one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -26,18 +29,32 @@ from mmali_tf.metrics import report  # noqa: E402
 FLAGS = flags.FLAGS
 
 
-def load_metrics(run_dirs: Sequence[str]) -> dict[str, dict]:
-    """run name (its directory's basename, made unique) -> metrics.json contents."""
+def metrics_path(path: str, eval_name: str) -> tuple[str, str]:
+    """(metrics.json path, display name) of a run directory or an evaluation directory."""
+    direct = os.path.join(path, "metrics.json")
+    norm = os.path.normpath(path)
+    if os.path.isfile(direct):
+        parent = os.path.dirname(norm)
+        if os.path.basename(parent) == "eval":  # <run>/eval/<protocol>[_<probe>]
+            return direct, f"{os.path.basename(os.path.dirname(parent))} ({os.path.basename(norm)})"
+        return direct, os.path.basename(norm)
+    for candidate in (os.path.join(path, "eval", eval_name, "metrics.json"),
+                      os.path.join(path, "eval", "metrics.json")):
+        if os.path.isfile(candidate):
+            return candidate, os.path.basename(norm)
+    raise FileNotFoundError(f"{path}: no metrics.json, eval/{eval_name}/metrics.json or "
+                            f"eval/metrics.json; run python -m mmali_tf.evaluate "
+                            f"--run_dir={path} first")
+
+
+def load_metrics(paths: Sequence[str], eval_name: str = "clean") -> dict[str, dict]:
+    """display name (made unique) -> metrics.json contents, for run or evaluation dirs."""
     runs: dict[str, dict] = {}
-    for run_dir in run_dirs:
-        path = os.path.join(run_dir, "eval", "metrics.json")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path} not found; run python -m mmali_tf.evaluate "
-                                    f"--run_dir={run_dir} first")
-        with open(path, encoding="utf-8") as f:
+    for path in paths:
+        json_path, name = metrics_path(path, eval_name)
+        with open(json_path, encoding="utf-8") as f:
             metrics = json.load(f)
         report.validate_metrics(metrics)
-        name = os.path.basename(os.path.normpath(run_dir))
         while name in runs:
             name += "'"
         runs[name] = metrics
@@ -49,7 +66,7 @@ def main(argv: Sequence[str]) -> None:
     with cli.user_errors():
         if not run_dirs:
             raise ValueError("no run directories given; usage: compare_runs.py RUN_DIR...")
-        runs = load_metrics(run_dirs)
+        runs = load_metrics(run_dirs, FLAGS["eval"].value)
         columns, values = report.comparison(runs)
     text = report.comparison_markdown(columns, values, runs)
     report.write_text(FLAGS.compare_out + ".md", text)

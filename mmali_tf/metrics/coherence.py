@@ -3,14 +3,23 @@
 * joint: decode prior samples in every modality; fraction whose predicted classes all agree.
   `shared_z=True` (reference protocol) feeds one full z, style included, to every decoder as
   the released mmALI code does; otherwise the prior's shared content with independent styles.
-* cross a->b: z ~ q(z|x_a) (one sample, the source's style included), decode b, accuracy of
-  b's classifier against the pair label.
-* synergy (method -> modality t): one sample of the fused content of all modalities joined
-  with t's own sampled style, decoded in t, accuracy against the pair label.
+* cross a->b: z ~ q(z|x_a) (one sample), decode `model.cross_latent(z, b)` in b (the whole
+  source sample for most models; mmJSD-MS swaps in a prior style), accuracy of b's classifier
+  against the pair label.
+* self m: z ~ q(z|x_m) decoded in m (reconstruction), accuracy against the label.
+* synergy (source -> modality t): one content sample of the model's own joint posterior
+  (`model.sample_joint_content`: JMVAE's joint encoder, MMVAE's mixture, the fused posterior
+  otherwise; source "model") or of a named fusion of the unimodal posteriors (diagnostics),
+  decoded in t through `model.synergy_latent`, accuracy against the pair label.
+
+Every generated set also keeps the histogram of its predicted classes, so a decoder that
+emits one image for every input shows up as a collapsed set (`prediction_stats`) instead of a
+coherence near the share of one class.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -18,6 +27,7 @@ import numpy as np
 from mmali_tf.data.specs import PairedDataset
 from mmali_tf.metrics.common import (InferenceView, paired_batches, progress, seed_stream,
                                      tick)
+from mmali_tf.metrics.report import MODEL_SYNERGY
 
 
 class Classifier(Protocol):
@@ -29,11 +39,47 @@ def pair_key(a: str, b: str) -> str:
     return f"{a}->{b}"
 
 
+def prediction_stats(counts: np.ndarray) -> dict[str, float]:
+    """Share and index of the most predicted class and the entropy (bits) of a histogram."""
+    counts = np.asarray(counts, np.float64)
+    total = counts.sum()
+    if total <= 0:
+        raise ValueError("prediction_stats needs at least one prediction")
+    p = counts / total
+    nonzero = p[p > 0]
+    return {"top_share": float(p.max()), "top_class": int(np.argmax(p)),
+            "entropy_bits": float(max(0.0, -np.sum(nonzero * np.log2(nonzero))))}
+
+
+@dataclasses.dataclass
+class Tally:
+    """Label x prediction counts of one generated set (label -1: unlabelled, joint)."""
+
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
+        self.histogram = np.zeros(self.num_classes, np.int64)
+
+    def add(self, pred: np.ndarray, labels: np.ndarray | None = None) -> None:
+        pred = np.asarray(pred, np.int64)
+        np.add.at(self.histogram, pred, 1)
+        if labels is not None:
+            np.add.at(self.confusion, (np.asarray(labels, np.int64), pred), 1)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion)) / max(int(self.confusion.sum()), 1)
+
+
 def joint_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
                     num_samples: int = 10000, batch_size: int = 256, seed: int = 0,
-                    shared_z: bool = False, verbose: bool = False) -> float:
-    """Fraction of prior samples whose decodings get the same class in every modality."""
+                    shared_z: bool = False, verbose: bool = False,
+                    num_classes: int = 10) -> tuple[float, dict[str, np.ndarray]]:
+    """Fraction of prior samples whose decodings get the same class in every modality, and
+    the predicted-class histogram of each modality."""
     gen, clf_gen = seed_stream(seed, 2), seed_stream(seed, 3)
+    tallies = {m: Tally(num_classes) for m in view.modalities}
     agree, bar = 0, progress(num_samples, "joint coherence", verbose)
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)
@@ -42,46 +88,79 @@ def joint_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
             z = {m: z[view.modalities[0]] for m in view.modalities}
         preds = np.stack([classifiers[m].predict(view.decode(m, z[m]), clf_gen)
                           for m in view.modalities])
+        for m, pred in zip(view.modalities, preds):
+            tallies[m].add(pred)
         agree += int(np.sum(np.all(preds == preds[:1], axis=0)))
         tick(bar, n)
-    return agree / num_samples
+    return agree / num_samples, {m: t.histogram for m, t in tallies.items()}
+
+
+@dataclasses.dataclass
+class ConditionalResult:
+    """Cross, self and synergy coherence with the tallies behind them."""
+
+    cross: dict[str, Tally]
+    self_rec: dict[str, Tally]
+    synergy: dict[str, dict[str, Tally]]
+
+    def accuracies(self) -> tuple[dict[str, float], dict[str, float],
+                                  dict[str, dict[str, float]]]:
+        """(cross {"a->b": acc}, self {m: acc}, synergy {source: {m: acc}})."""
+        return ({k: t.accuracy for k, t in self.cross.items()},
+                {k: t.accuracy for k, t in self.self_rec.items()},
+                {f: {m: t.accuracy for m, t in per.items()} for f, per in self.synergy.items()})
+
+    def confusion(self) -> dict[str, np.ndarray]:
+        return {k: t.confusion for k, t in self.cross.items()}
+
+    def histograms(self) -> dict[str, np.ndarray]:
+        """Predicted-class histogram of every generated set, keyed like `prediction_stats`."""
+        out = {f"cross/{k}": t.histogram for k, t in self.cross.items()}
+        out.update({f"self/{m}": t.histogram for m, t in self.self_rec.items()})
+        out.update({f"synergy/{f}/{m}": t.histogram
+                    for f, per in self.synergy.items() for m, t in per.items()})
+        return out
 
 
 def conditional_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
                           ds: PairedDataset, split: str, rows: np.ndarray,
                           batch_size: int = 256, seed: int = 0,
                           fusion_methods: Sequence[str] = (), verbose: bool = False
-                          ) -> tuple[dict[str, float], dict[str, np.ndarray],
-                                     dict[str, dict[str, float]]]:
-    """Cross and synergy coherence over the given pair rows, in one pass.
+                          ) -> ConditionalResult:
+    """Cross, self and synergy coherence over the given pair rows, in one pass.
 
-    Returns (cross {"a->b": acc}, confusion {"a->b": (C, C) counts [true, predicted]},
-    synergy {method: {modality: acc}}); synergy needs a stochastic model.
+    Synergy (stochastic models only) is computed for the model's own joint posterior
+    (MODEL_SYNERGY) and for each of `fusion_methods` of the unimodal posteriors.
     """
-    mods, lay, c = view.modalities, view.layout, ds.num_classes
+    mods, c = view.modalities, ds.num_classes
     gen, clf_gen = seed_stream(seed, 4), seed_stream(seed, 5)
-    confusion = {pair_key(a, b): np.zeros((c, c), np.int64) for a in mods for b in mods if a != b}
-    synergy_hits = {f: {m: 0 for m in mods} for f in fusion_methods}
+    result = ConditionalResult(
+        {pair_key(a, b): Tally(c) for a in mods for b in mods if a != b},
+        {m: Tally(c) for m in mods},
+        {f: {m: Tally(c) for m in mods}
+         for f in ((MODEL_SYNERGY, *fusion_methods) if view.stochastic else ())})
     bar = progress(len(rows), "cross/synergy coherence", verbose)
     for batch in paired_batches(ds.split(split), mods, rows, batch_size):
         y = batch["label"]
+        xs = {m: batch[m] for m in mods}
         params = {m: view.encode(m, batch[m]) for m in mods}
         z = {m: view.sample(*view.unimodal(m, params[m]), gen) for m in mods}
         for a in mods:
+            result.self_rec[a].add(classifiers[a].predict(view.decode(a, z[a]), clf_gen), y)
             for b in mods:
                 if a != b:
-                    pred = classifiers[b].predict(view.decode(b, z[a]), clf_gen)
-                    np.add.at(confusion[pair_key(a, b)], (y, pred), 1)
-        for method in fusion_methods:
-            content = view.sample(*view.fuse(params, method), gen)
+                    x = view.decode(b, view.cross_latent(z[a], b, gen))
+                    result.cross[pair_key(a, b)].add(classifiers[b].predict(x, clf_gen), y)
+        for source, tallies in result.synergy.items():
+            if source == MODEL_SYNERGY:
+                content = view.sample_joint_content(params, xs, gen)
+            else:
+                content = view.sample(*view.fuse(params, source), gen)
             for t in mods:
-                x = view.decode(t, lay.join(lay.style(z[t]), content))
-                synergy_hits[method][t] += int(np.sum(classifiers[t].predict(x, clf_gen) == y))
+                x = view.decode(t, view.synergy_latent(content, z[t], t, gen))
+                tallies[t].add(classifiers[t].predict(x, clf_gen), y)
         tick(bar, len(y))
-    n = max(len(rows), 1)
-    cross = {k: float(np.trace(v)) / n for k, v in confusion.items()}
-    synergy = {f: {m: hits / n for m, hits in h.items()} for f, h in synergy_hits.items()}
-    return cross, confusion, synergy
+    return result
 
 
 def class_examples(ds: PairedDataset, split: str) -> np.ndarray:
@@ -92,7 +171,7 @@ def class_examples(ds: PairedDataset, split: str) -> np.ndarray:
 
 def cross_generations(view: InferenceView, ds: PairedDataset, split: str, seed: int = 0
                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"a->b": (x_a, decode_b(z ~ q(z|x_a)))} on one example per class (figure material)."""
+    """{"a->b": (x_a, decode_b(cross_latent(z ~ q(z|x_a))))} on one example per class."""
     rows = class_examples(ds, split)
     batch = next(paired_batches(ds.split(split), view.modalities, rows, len(rows)))
     gen = seed_stream(seed, 6)
@@ -101,5 +180,6 @@ def cross_generations(view: InferenceView, ds: PairedDataset, split: str, seed: 
         z = view.sample(*view.unimodal(a, view.encode(a, batch[a])), gen)
         for b in view.modalities:
             if a != b:
-                out[pair_key(a, b)] = (batch[a], np.asarray(view.decode(b, z)))
+                out[pair_key(a, b)] = (batch[a],
+                                       np.asarray(view.decode(b, view.cross_latent(z, b, gen))))
     return out

@@ -142,6 +142,30 @@ class InferenceView:
              method: str | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         return self.model.fuse(params, method)
 
+    def joint_posterior(self, params: Mapping[str, tuple[tf.Tensor, Any]],
+                        xs: Mapping[str, Any]) -> tuple[tf.Tensor, tf.Tensor]:
+        """The model's joint content posterior, (E, B, C) mixture components."""
+        xs = {m: tf.convert_to_tensor(x, tf.float32) for m, x in xs.items()}
+        return self.model.joint_posterior(params, xs, ema=self.ema)
+
+    def sample_joint_content(self, params: Mapping[str, tuple[tf.Tensor, Any]],
+                             xs: Mapping[str, Any], seed: keras.random.SeedGenerator
+                             ) -> tf.Tensor:
+        xs = {m: tf.convert_to_tensor(x, tf.float32) for m, x in xs.items()}
+        return self.model.sample_joint_content(params, xs, seed=seed, ema=self.ema)
+
+    @property
+    def joint_posterior_name(self) -> str:
+        return self.model.joint_posterior_name
+
+    def cross_latent(self, z_source: tf.Tensor, target: str,
+                     seed: keras.random.SeedGenerator) -> tf.Tensor:
+        return self.model.cross_latent(z_source, target, seed=seed)
+
+    def synergy_latent(self, content: tf.Tensor, z_target: tf.Tensor, target: str,
+                       seed: keras.random.SeedGenerator) -> tf.Tensor:
+        return self.model.synergy_latent(content, z_target, target, seed=seed)
+
     def sample(self, mean: tf.Tensor, logvar: "tf.Tensor | None",
                seed: keras.random.SeedGenerator) -> tf.Tensor:
         return self.model.sample_posterior(mean, logvar, seed=seed)

@@ -1,16 +1,19 @@
 """Latent linear-probe accuracy (SPEC_MMALI 7.1, SPEC_BASELINES 7.1; paper Tables 2 and 3).
 
 A linear softmax classifier (Adam lr 1e-3, batch 256) is trained on *sampled* posterior codes
-(fresh noise every epoch, as the reference does) of each modality's instances, and of the fused
-posterior of training pairs. Codes are probed whole ("both"), as content only and as style only.
+(fresh noise every epoch, as the reference does) of each modality's instances, and of the
+model's own joint posterior of training pairs (`MultimodalModel.joint_posterior`: JMVAE's joint
+encoder, MMVAE's mixture with one expert drawn per example, the fused posterior otherwise).
+Codes are probed whole ("both"), as content only and as style only.
 
-Protocols: `clean` selects the epoch on a validation split carved from train and reports its
-test accuracy; `reference` reports the best test accuracy over the epochs (test selection, as
-released).
+Protocols (epochs are the caller's; `mmali_tf.evaluate` uses 30 for `clean` and 100 for
+`reference`, the released mmALI script's count): `clean` selects the epoch on a validation
+split carved from train and reports its test accuracy; `reference` reports the best test
+accuracy over the epochs (test selection, as released).
 
 Two probes, as the papers use them (SPEC_BASELINES 7.1), chosen with `probe`:
-- `shi` (Shi et al., used in mmALI Table 2; default): the SGD probe above, 30 epochs over every
-  training instance on sampled codes;
+- `shi` (default): the SGD probe above over every training instance, on sampled codes
+  (Shi et al. train it 30 epochs; mmALI's evaluation script 100 epochs, best test epoch);
 - `sutter` (Sutter et al., mmJSD): sklearn `LogisticRegression` (lbfgs, max_iter 1000, default
   L2 with C = 1) fitted on the posterior *means* of 256 training codes (the reference uses the
   epoch's last batch; here a seeded draw of 256), accuracy on the means of every test code.
@@ -35,7 +38,11 @@ Sampler = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 
 @dataclasses.dataclass
 class CodeSet:
-    """Posterior parameters of a set of examples with their labels (logvar None: point codes)."""
+    """Posterior parameters of a set of examples with their labels (logvar None: point codes).
+
+    `mean` / `logvar` are (N, D), or (N, E, D) for a uniform mixture of E components per
+    example (MMVAE's joint posterior); `select` draws one component per example.
+    """
 
     mean: np.ndarray
     logvar: np.ndarray | None
@@ -46,13 +53,24 @@ class CodeSet:
                        self.labels[idx])
 
     def columns(self, cols: slice) -> "CodeSet":
-        return CodeSet(self.mean[:, cols], None if self.logvar is None else self.logvar[:, cols],
-                       self.labels)
+        return CodeSet(self.mean[..., cols],
+                       None if self.logvar is None else self.logvar[..., cols], self.labels)
 
-    def draw(self, sampler: Sampler | None) -> np.ndarray:
-        if sampler is None or self.logvar is None:
-            return self.mean
-        return sampler(self.mean, self.logvar)
+    def select(self, rng: np.random.Generator) -> "CodeSet":
+        """One uniformly drawn mixture component per example ((N, D) sets are returned as is)."""
+        if self.mean.ndim == 2:
+            return self
+        rows = np.arange(len(self.labels))
+        pick = rng.integers(0, self.mean.shape[1], size=len(rows))
+        return CodeSet(self.mean[rows, pick],
+                       None if self.logvar is None else self.logvar[rows, pick], self.labels)
+
+    def draw(self, sampler: Sampler | None, rng: np.random.Generator) -> np.ndarray:
+        """Codes to probe: a (sampled) code of a drawn component per example."""
+        picked = self.select(rng)
+        if sampler is None or picked.logvar is None:
+            return picked.mean
+        return sampler(picked.mean, picked.logvar)
 
 
 class _Adam:
@@ -97,7 +115,7 @@ def fit_probe(train: CodeSet, test: CodeSet, protocol: str = "clean", epochs: in
         train, select = train.take(np.sort(order[n_val:])), train.take(np.sort(order[:n_val]))
     else:
         select = test
-    dim = train.mean.shape[1]
+    dim = train.mean.shape[-1]
     # PyTorch's Linear default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     bound = 1.0 / np.sqrt(max(dim, 1))
     w = rng.uniform(-bound, bound, (dim, num_classes))
@@ -106,7 +124,7 @@ def fit_probe(train: CodeSet, test: CodeSet, protocol: str = "clean", epochs: in
     best_sel, best_test = -1.0, 0.0
     onehot = np.eye(num_classes)
     for _ in range(epochs):
-        x = train.draw(sampler).astype(np.float64)
+        x = train.draw(sampler, rng).astype(np.float64)
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
@@ -116,10 +134,10 @@ def fit_probe(train: CodeSet, test: CodeSet, protocol: str = "clean", epochs: in
             p /= p.sum(axis=1, keepdims=True)
             g = (p - onehot[train.labels[idx]]) / len(idx)
             opt.step([w, b], [x[idx].T @ g, g.sum(axis=0)])
-        x_test = test.draw(sampler)
+        x_test = test.draw(sampler, rng)
         test_acc = _accuracy(w, b, x_test, test.labels)
         sel_acc = test_acc if protocol == "reference" else _accuracy(
-            w, b, select.draw(sampler), select.labels)
+            w, b, select.draw(sampler, rng), select.labels)
         if sel_acc >= best_sel:  # ties: prefer the longer-trained probe
             best_sel, best_test = sel_acc, test_acc
     return best_test
@@ -133,14 +151,16 @@ def fit_logistic_probe(train: CodeSet, test: CodeSet, seed: int = 0,
     """
     from sklearn.linear_model import LogisticRegression
 
+    rng = np.random.default_rng(seed)
     rows = sample_rows(len(train.labels), train_codes, seed)
-    labels = train.labels[rows]
+    train, test = train.take(rows).select(rng), test.select(rng)
+    labels = train.labels
     if len(np.unique(labels)) < 2 or len(test.labels) < 1:
         raise ValueError(f"fit_logistic_probe needs >= 2 classes among the {len(rows)} training "
                          f"codes and >= 1 test code; got {len(np.unique(labels))} classes, "
                          f"{len(test.labels)} test codes")
     clf = LogisticRegression(solver="lbfgs", max_iter=1000)
-    clf.fit(train.mean[rows].astype(np.float64), labels)
+    clf.fit(train.mean.astype(np.float64), labels)
     return float(np.mean(clf.predict(test.mean.astype(np.float64)) == test.labels))
 
 
@@ -156,14 +176,16 @@ def encode_codes(view: InferenceView, modality: str, x: np.ndarray, labels: np.n
                    np.asarray(labels))
 
 
-def fused_codes(view: InferenceView, ds: PairedDataset, split: str, rows: np.ndarray,
-                batch_size: int = 256, method: str | None = None) -> CodeSet:
-    """Fused content posterior (all modalities, `method` or the model's default) of pair rows."""
+def joint_codes(view: InferenceView, ds: PairedDataset, split: str, rows: np.ndarray,
+                batch_size: int = 256) -> CodeSet:
+    """The model's joint content posterior (`joint_posterior`, all modalities) of pair rows,
+    as (N, E, C) mixture components."""
     means, logvars, labels = [], [], []
     for batch in paired_batches(ds.split(split), view.modalities, rows, batch_size):
-        mean, logvar = view.fuse({m: view.encode(m, batch[m]) for m in view.modalities}, method)
-        means.append(np.asarray(mean))
-        logvars.append(np.asarray(logvar))
+        xs = {m: batch[m] for m in view.modalities}
+        mean, logvar = view.joint_posterior({m: view.encode(m, x) for m, x in xs.items()}, xs)
+        means.append(np.swapaxes(np.asarray(mean), 0, 1))
+        logvars.append(np.swapaxes(np.asarray(logvar), 0, 1))
         labels.append(batch["label"])
     return CodeSet(np.concatenate(means), np.concatenate(logvars), np.concatenate(labels))
 
@@ -183,7 +205,8 @@ def latent_accuracy(view: InferenceView, ds: PairedDataset, split: str = "test",
 
     Unimodal probes train on the train instances of the modality (all of them for `shi`, 256
     for `sutter`) and test on `split`; the joint probe uses up to `max_pairs` seeded pairs of
-    each split (stochastic models only). Returns `{modality: {part: acc}, "joint": {part:
+    each split (stochastic models only) and the model's own joint posterior
+    (`MultimodalModel.joint_posterior`). Returns `{modality: {part: acc}, "joint": {part:
     acc}}` where the joint part is "content" ("both" when the model has no style code).
     """
     check_protocol(protocol)
@@ -213,9 +236,9 @@ def latent_accuracy(view: InferenceView, ds: PairedDataset, split: str = "test",
             out[m][part] = fit(tr.columns(cols), te.columns(cols))
             tick(bar, 1)
     if view.stochastic:
-        tr = fused_codes(view, ds, "train", sample_rows(ds.train.num_pairs, max_pairs, seed),
+        tr = joint_codes(view, ds, "train", sample_rows(ds.train.num_pairs, max_pairs, seed),
                          batch_size)
-        te = fused_codes(view, ds, split, sample_rows(test_split.num_pairs, max_pairs, seed + 1),
+        te = joint_codes(view, ds, split, sample_rows(test_split.num_pairs, max_pairs, seed + 1),
                          batch_size)
         part = "content" if view.layout.style_dim else "both"
         out["joint"] = {part: fit(tr, te)}

@@ -1,9 +1,13 @@
 """metrics.json schema, markdown reports and PNG figures (no TensorFlow).
 
 `metrics.json` top-level keys: `latent_accuracy`, `joint_coherence`, `cross_coherence`,
-`synergy_coherence`, `classifier_accuracy` (fractions in [0, 1]), optional `log_likelihood`
-(nats), optional `cca_correlation` (cosines in [-1, 1]), optional `subset_coherence`
-(`by_size` {k: fraction} and `by_subset` {"m0+m1": fraction}) and `meta`.
+`synergy_coherence` (`{"model" | fusion: {modality: acc}}`; "model" is the model's own joint
+posterior), `classifier_accuracy` (fractions in [0, 1]), `self_coherence` (fractions),
+`prediction_stats` (`{"joint/m" | "cross/a->b" | "self/m" | "synergy/<source>/m":
+{"top_share", "top_class", "entropy_bits"}}`), optional `log_likelihood` (nats), optional
+`cca_correlation` (cosines in [-1, 1]), optional `subset_coherence` (`by_size` {k: fraction}
+and `by_subset` {"m0+m1": fraction}) and `meta`. Evaluations written before
+`self_coherence` and `prediction_stats` existed still validate.
 """
 
 from __future__ import annotations
@@ -24,7 +28,25 @@ from mmali_tf.data.cache import atomic_write_bytes  # noqa: E402
 FRACTION_KEYS = ("latent_accuracy", "joint_coherence", "cross_coherence", "synergy_coherence",
                  "classifier_accuracy")
 OPTIONAL_KEYS = {"log_likelihood": (-math.inf, 0.0), "cca_correlation": (-1.0, 1.0),
-                 "subset_coherence": (0.0, 1.0)}
+                 "self_coherence": (0.0, 1.0), "subset_coherence": (0.0, 1.0)}
+STAT_RANGES = {"top_share": (0.0, 1.0), "top_class": (0.0, math.inf),
+               "entropy_bits": (0.0, math.inf)}
+#: a generated set is collapsed when one class takes more than this share of it.
+COLLAPSE_SHARE = 0.5
+#: synergy key of the model's own joint posterior.
+MODEL_SYNERGY = "model"
+
+
+def eval_dir_name(protocol: str, probe: str = "shi") -> str:
+    """Sub-directory of `run_dir/eval/` for one protocol and latent probe: `clean`,
+    `reference`, `clean_sutter`, ..."""
+    return protocol if probe == "shi" else f"{protocol}_{probe}"
+
+
+def collapsed_sets(metrics: Mapping[str, Any]) -> list[str]:
+    """Keys of `prediction_stats` whose most predicted class exceeds COLLAPSE_SHARE."""
+    return [k for k, v in metrics.get("prediction_stats", {}).items()
+            if float(v["top_share"]) > COLLAPSE_SHARE]
 
 
 def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -38,14 +60,17 @@ def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 def validate_metrics(metrics: Mapping[str, Any]) -> None:
     """Raise ValueError unless `metrics` follows the metrics.json schema."""
-    allowed = set(FRACTION_KEYS) | set(OPTIONAL_KEYS) | {"meta"}
+    allowed = set(FRACTION_KEYS) | set(OPTIONAL_KEYS) | {"meta", "prediction_stats"}
     unknown = set(metrics) - allowed
     missing = (set(FRACTION_KEYS) | {"meta"}) - set(metrics)
     if unknown or missing:
         raise ValueError(f"metrics keys: unknown {sorted(unknown)}, missing {sorted(missing)}")
     for key in set(metrics) - {"meta"}:
-        lo, hi = OPTIONAL_KEYS.get(key, (0.0, 1.0))
         for name, value in _leaves(metrics[key], key):
+            if key == "prediction_stats":
+                lo, hi = STAT_RANGES.get(name.rsplit("/", 1)[-1], (math.nan, math.nan))
+            else:
+                lo, hi = OPTIONAL_KEYS.get(key, (0.0, 1.0))
             if not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
                 raise ValueError(f"metrics value {name}={value!r} is not a number in [{lo}, {hi}]")
 
@@ -85,11 +110,11 @@ def render_report(metrics: Mapping[str, Any]) -> str:
     lines += _table(["code"] + parts, [[src] + [_pct(v.get(p)) for p in parts]
                                        for src, v in lat.items()])
     lines += ["", "## Coherence", ""]
-    rows = [["joint (prior)", _pct(metrics["joint_coherence"].get("all"))]]
-    rows += [[f"cross {k}", _pct(v)] for k, v in metrics["cross_coherence"].items()]
-    rows += [[f"synergy {f} -> {m}", _pct(v)]
-             for f, per in metrics["synergy_coherence"].items() for m, v in per.items()]
-    lines += _table(["metric", "coherence"], rows)
+    if meta.get("joint_posterior"):
+        lines += [f"Synergy `model` decodes the model's joint posterior ({meta['joint_posterior']}); "
+                  "the other synergy rows fuse the unimodal posteriors (diagnostics).", ""]
+    lines += _table(["metric", "coherence", "top class share", "entropy (bits)", "status"],
+                    coherence_rows(metrics))
     if "subset_coherence" in metrics:
         lines += ["", "## Coherence from subsets of input modalities", ""]
         lines += _table(["inputs", "coherence"],
@@ -109,6 +134,28 @@ def render_report(metrics: Mapping[str, Any]) -> str:
         lines += _table(["pairing", "correlation"],
                         [[k, f"{v:.3f}"] for k, v in metrics["cca_correlation"].items()])
     return "\n".join(lines) + "\n"
+
+
+def coherence_rows(metrics: Mapping[str, Any]) -> list[list[str]]:
+    """Report rows: every generated set's coherence, its top class share and entropy, and
+    "collapsed" when one class takes more than COLLAPSE_SHARE of it."""
+    stats = metrics.get("prediction_stats", {})
+    sets = [("joint (prior)", metrics["joint_coherence"].get("all"),
+             [k for k in stats if k.startswith("joint/")])]
+    sets += [(f"cross {k}", v, [f"cross/{k}"]) for k, v in metrics["cross_coherence"].items()]
+    sets += [(f"self {m}", v, [f"self/{m}"])
+             for m, v in metrics.get("self_coherence", {}).items()]
+    sets += [(f"synergy {f} -> {m}", v, [f"synergy/{f}/{m}"])
+             for f, per in metrics["synergy_coherence"].items() for m, v in per.items()]
+    rows = []
+    for label, value, keys in sets:
+        found = [stats[k] for k in keys if k in stats]
+        share = ", ".join(_pct(s["top_share"]) for s in found) or "-"
+        entropy = ", ".join(f"{s['entropy_bits']:.2f}" for s in found) or "-"
+        status = ("collapsed" if any(float(s["top_share"]) > COLLAPSE_SHARE for s in found)
+                  else ("ok" if found else "-"))
+        rows.append([label, _pct(value), share, entropy, status])
+    return rows
 
 
 def save_figure(fig: Any, path: str) -> None:
@@ -192,8 +239,7 @@ def comparison(runs: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], dict[s
                + [f"cross {p}" for p in pairs] + [f"synergy {m}" for m in mods])
     values: dict[str, list] = {}
     for name, m in runs.items():
-        fusion = m["meta"].get("default_fusion", "geometric")
-        synergy = m["synergy_coherence"].get(fusion, {})
+        synergy = synergy_of(m)
         values[name] = ([m["latent_accuracy"].get(x, {}).get("both") for x in mods]
                         + [m["joint_coherence"].get("all")]
                         + [m["cross_coherence"].get(p) for p in pairs]
@@ -201,12 +247,47 @@ def comparison(runs: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], dict[s
     return columns, values
 
 
+def synergy_of(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Synergy per modality through the model's own joint posterior (older evaluations: the
+    default fusion they used)."""
+    synergy = metrics["synergy_coherence"]
+    if MODEL_SYNERGY in synergy:
+        return dict(synergy[MODEL_SYNERGY])
+    return dict(synergy.get(metrics["meta"].get("default_fusion", "geometric"), {}))
+
+
+def collapsed_columns(metrics: Mapping[str, Any], columns: Sequence[str]) -> set[str]:
+    """Comparison columns (joint / cross / synergy) whose generated sets collapsed."""
+    bad = set(collapsed_sets(metrics))
+    out = set()
+    for col in columns:
+        kind, _, rest = col.partition(" ")
+        if kind == "joint" and any(k.startswith("joint/") for k in bad):
+            out.add(col)
+        elif kind == "cross" and f"cross/{rest}" in bad:
+            out.add(col)
+        elif kind == "synergy" and f"synergy/{MODEL_SYNERGY}/{rest}" in bad:
+            out.add(col)
+    return out
+
+
+def mark_cell(value: Any, collapsed: bool) -> str:
+    """A percentage cell, suffixed " (collapsed)" for a collapsed generated set."""
+    return _pct(value) + (" (collapsed)" if collapsed and value is not None else "")
+
+
 def comparison_markdown(columns: Sequence[str], values: Mapping[str, Sequence[Any]],
                         runs: Mapping[str, Mapping[str, Any]]) -> str:
     """One markdown table (percentages) with each run's model and protocol."""
-    rows = [[name, runs[name]["meta"].get("model"),
-             f"{runs[name]['meta'].get('protocol')}, {probe_label(runs[name]['meta'])}"]
-            + [_pct(v) for v in vals] for name, vals in values.items()]
+    rows = []
+    for name, vals in values.items():
+        bad = collapsed_columns(runs[name], columns)
+        rows.append([name, runs[name]["meta"].get("model"),
+                     f"{runs[name]['meta'].get('protocol')}, {probe_label(runs[name]['meta'])}"]
+                    + [mark_cell(v, c in bad) for v, c in zip(vals, columns)])
     dataset = next(iter(runs.values()))["meta"].get("dataset")
     head = [f"# Comparison on `{dataset}` (%)", ""]
-    return "\n".join(head + _table(["run", "model", "protocol"] + list(columns), rows)) + "\n"
+    foot = ["", f"(collapsed): one class takes more than {COLLAPSE_SHARE:.0%} of the generated "
+            "samples, so the value is that class's share, not coherence."]
+    return "\n".join(head + _table(["run", "model", "protocol"] + list(columns), rows)
+                     + foot) + "\n"

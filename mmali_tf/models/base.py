@@ -6,6 +6,10 @@ Evaluation and ONNX export use only what is defined here:
 * `decode(modality, z) -> x`                 (mean of p(x|z), in the modality's value range)
 * `fuse({modality: (mean, logvar)}, method) -> (mean, logvar)` of the shared *content* code
 * `sample_prior(n) -> {modality: z}`         (shared content, independent styles)
+* `joint_posterior(params, xs)`              the model's own q(z_content | X) as a uniform
+  mixture of components (default: one component, `fuse` with `default_fusion`)
+* `sample_joint_content`, `cross_latent`, `synergy_latent`: the latents that evaluation
+  decodes for synergy and cross generation (models override them where the paper does)
 * `layout`, `modalities`, `specs`, `posterior_family`, `prior_params()`
 * `generator_variables` / `critic_variables`; EMA copies of the encoders and decoders that
   inference uses by default when EMA is on.
@@ -193,6 +197,56 @@ class MultimodalModel(keras.Model):
                               axis=-1)
             out[m] = latent_lib.reparameterize(mean, logvar, noise, self.posterior_family)
         return out
+
+    def joint_posterior(self, params_by_modality: Mapping[str, Params],
+                        xs: Mapping[str, tf.Tensor] | None = None,
+                        ema: bool | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """The model's joint posterior over the content code given these modalities.
+
+        A uniform mixture of E components: (means, logvars), each (E, B, content_dim).
+        `params_by_modality` are the unimodal `encode` outputs, `xs` the inputs themselves
+        (for models with a joint encoder). Default: one component, `fuse(params)`.
+        """
+        mean, logvar = self.fuse(params_by_modality)
+        return mean[None], logvar[None]
+
+    @property
+    def joint_posterior_name(self) -> str:
+        """What `joint_posterior` computes, for reports."""
+        return f"{self.default_fusion} fusion of the unimodal posteriors"
+
+    def sample_joint_content(self, params_by_modality: Mapping[str, Params],
+                             xs: Mapping[str, tf.Tensor] | None = None, seed: Any = None,
+                             ema: bool | None = None) -> tf.Tensor:
+        """One content sample per row of `joint_posterior` (a uniformly drawn component)."""
+        seed = self.seed_generator if seed is None else seed
+        means, logvars = self.joint_posterior(params_by_modality, xs, ema)
+        index = keras.random.randint(tf.shape(means)[1:2], 0, means.shape[0], seed=seed)
+        mean, logvar = latent_lib.select_components(means, logvars, index)
+        return self.sample_posterior(mean, logvar, seed=seed)
+
+    def prior_style(self, n: int | tf.Tensor, seed: Any = None) -> tf.Tensor:
+        """n style codes drawn from the prior, (n, style_dim)."""
+        mean, logvar = self.prior_params()
+        s = self.layout.style_dim
+        noise = self.sample_noise(tf.stack([n, s]) if isinstance(n, tf.Tensor) else [n, s],
+                                  seed)
+        return latent_lib.reparameterize(mean[:s], logvar[:s], noise, self.posterior_family)
+
+    def cross_latent(self, z_source: tf.Tensor, target: str, seed: Any = None) -> tf.Tensor:
+        """Latent decoded in `target` to translate a source sample `z_source`.
+
+        Default: the whole source sample, style included (the released mmALI evaluation).
+        """
+        self._check_modality(target)
+        return z_source
+
+    def synergy_latent(self, content: tf.Tensor, z_target: tf.Tensor, target: str,
+                       seed: Any = None) -> tf.Tensor:
+        """Latent decoded in `target` from a joint content sample; default: joined with the
+        target's own sampled style (`z_target`), as the released mmALI evaluation does."""
+        self._check_modality(target)
+        return self.layout.join(self.layout.style(z_target), content)
 
     # ----------------------------------------------------------------- Keras plumbing
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:

@@ -8,9 +8,10 @@ Unimodal encoders learn only through the alpha-KL terms; decoders only see joint
 Decisions recorded: alpha = `--jmvae_alpha` (0.1, SPEC 11.3); Laplace(0.75) image likelihoods
 with lambda = 3.918 for MNIST (SPEC 11.2); joint encoder = contrastive-paper Table 4 network
 for two images, per-modality-feature MLP otherwise (`mmali_tf.networks.joint_encoder`).
-Inference: `encode(m, x)` is the unimodal q_m; `encode_joint(xs)` is the model's own synergy
-posterior q(z|X) (the raw joint encoder; it has no EMA copy); `fuse` (subsets, M > 2) = PoE
-of the unimodal experts without a prior expert (MultiVae convention).
+Inference: `encode(m, x)` is the unimodal q_m; `encode_joint(xs)` is the model's own joint
+posterior q(z|X) (the raw joint encoder; it has no EMA copy), which `joint_posterior` returns
+when every modality is given (synergy, joint latent probe; SPEC 6); `fuse` (subsets, M > 2) =
+PoE of the unimodal experts without a prior expert (MultiVae convention).
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ class JMVAE(VAEModel):
                 raise ValueError(f"encode_joint needs every modality; missing {missing}")
             xs = [xs[m] for m in self.modalities]
         return self.joint_params(xs, training=False)
+
+    def joint_posterior(self, params_by_modality: Mapping[str, Params],
+                        xs: Mapping[str, tf.Tensor] | None = None,
+                        ema: bool | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """q(z|X) of the joint encoder when `xs` holds every modality, else the PoE of the
+        given unimodal experts (subsets); one mixture component, (1, B, D)."""
+        if xs is None or any(m not in xs for m in self.modalities):
+            return super().joint_posterior(params_by_modality, xs, ema)
+        mean, logvar = self.encode_joint(xs)
+        return self.layout.content(mean)[None], self.layout.content(logvar)[None]
+
+    @property
+    def joint_posterior_name(self) -> str:
+        return "joint encoder q(z|X)"
 
     def native(self, batch: Batch):
         """Per-datapoint loss (B,), logged terms and the cache (unused by JMVAE negatives)."""

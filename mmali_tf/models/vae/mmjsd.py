@@ -15,7 +15,9 @@ JS acts on the content with weight beta_content.
 Decisions recorded: paper hyper-parameters (beta = 5, lr 1e-3) rather than the released
 script's (SPEC 11.5); lambda = 3.918 for MNIST next to SVHN; every beta_{s,m} = 1.
 Inference: `fuse` = the dynamic-prior PoE of the unimodal experts without a prior expert
-(`default_fusion = "poe"`, SPEC 6 (b)); MoE selection is `fuse(..., "moe_mean")`.
+(`default_fusion = "poe"`, SPEC 6 (b)); MoE selection is `fuse(..., "moe_mean")`. mmJSD-MS
+decodes every generated modality with a style drawn from the prior (`cross_latent`,
+`synergy_latent`; SPEC 6), never with another modality's style.
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ class MMJSD(VAEModel):
         self.stratified = bool(self.config.get("stratified", False))
         self.beta_style = float(self.config.get("beta_style", 1.0))
         self.beta_content = float(self.config.get("beta_content", 1.0))
+
+    def cross_latent(self, z_source: tf.Tensor, target: str, seed=None) -> tf.Tensor:
+        """mmJSD-MS: the source's content with a target style from the prior."""
+        if not self.uses_style:
+            return super().cross_latent(z_source, target, seed)
+        return self.synergy_latent(self.layout.content(z_source), z_source, target, seed)
+
+    def synergy_latent(self, content: tf.Tensor, z_target: tf.Tensor, target: str,
+                       seed=None) -> tf.Tensor:
+        """mmJSD-MS: the content with a target style from the prior (`z_target` unused)."""
+        if not self.uses_style:
+            return super().synergy_latent(content, z_target, target, seed)
+        self._check_modality(target)
+        return self.layout.join(self.prior_style(tf.shape(content)[0], seed), content)
 
     def loss_term_names(self) -> list[str]:
         return ["recon", "js"] + (["kl_style"] if self.uses_style else [])

@@ -16,8 +16,11 @@ Decisions recorded: `--posterior=laplace` (default): Laplace(mu, D softmax(h) + 
 `--learn_prior`, a learned prior Laplace(0, D softmax(v)), v initialised to 0; `normal`:
 Normal(mu, softplus(h) + 1e-6) and prior Normal(0, softplus(v) + 1e-6) (CUB). Without
 `--learn_prior` the prior is Laplace(0, 1) / N(0, I). Likelihood weights lambda_m from the
-dataset, else prod(largest)/prod(shape) for image pairs. Inference: `fuse` = moment-matched
-mixture (`default_fusion = "moe_mean"`); `encode` returns loc and logvar = log(2 b^2).
+dataset, else prod(largest)/prod(shape) for image pairs. Inference: `joint_posterior` is the
+mixture itself (one component per expert; sampling it samples a uniformly chosen expert, the
+papers' protocol); `fuse` = moment-matched mixture (`default_fusion = "moe_mean"`, a single
+Gaussian: a diagnostic, not the model's posterior); `encode` returns loc and logvar =
+log(2 b^2).
 """
 
 from __future__ import annotations
@@ -100,6 +103,20 @@ class MMVAE(VAEModel):
     def prior(self):
         mean, logvar = self.prior_params()
         return dists.posterior(mean, logvar, self.posterior_family)
+
+    def joint_posterior(self, params_by_modality, xs=None, ema=None):
+        """The uniform mixture of the given experts: (means, logvars), (M, B, D)."""
+        if not params_by_modality:
+            raise ValueError("joint_posterior needs the posterior of at least one modality")
+        for m in params_by_modality:
+            self._check_modality(m)
+        lay = self.layout
+        return (tf.stack([lay.content(p[0]) for p in params_by_modality.values()]),
+                tf.stack([lay.content(p[1]) for p in params_by_modality.values()]))
+
+    @property
+    def joint_posterior_name(self) -> str:
+        return "mixture of the unimodal experts (one expert sampled uniformly)"
 
     # ----------------------------------------------------------------- forward
     def loss_term_names(self) -> list[str]:

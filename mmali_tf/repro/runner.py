@@ -1,0 +1,195 @@
+"""Train and evaluate one run of a suite in child processes, resuming what exists.
+
+A run lives in `<runs_root>/<name>/` (a normal run directory). `run_one`:
+1. picks the step target: the config's `--max_steps` x `step_scale`, capped by `max_steps`;
+   with `budget_minutes`, a first segment of `CALIBRATION_STEPS` measures the step time and
+   the target is cut to what fits the budget (recorded in `reproduction_budget.json`);
+2. trains (`python -m mmali_tf.train --flagfile=<config> <overrides> --max_steps=<target>`)
+   unless a checkpoint at or past the target exists, so reruns resume or skip;
+3. evaluates (`python -m mmali_tf.evaluate`) unless `eval/<protocol>/metrics.json` already
+   scores that step with these settings;
+4. returns the run's record (config, flags hash, steps, wall time, ms/step, metrics).
+A file lock per run directory (released when its process dies) makes a second harness that
+reaches the same run wait, then reuse what the first one trained and evaluated.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import fcntl
+import hashlib
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from mmali_tf.metrics import report
+from mmali_tf.repro.suites import RunSpec
+
+CALIBRATION_STEPS = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How much of each config a suite trains, and how it is evaluated."""
+
+    step_scale: float = 1.0
+    max_steps: int = 0          # 0: no cap
+    budget_minutes: float = 0.0  # 0: no time budget
+    protocol: str = "clean"
+    num_samples: int = 2000
+
+    def target_steps(self, config_steps: int) -> int:
+        """Config steps scaled and capped (at least 1)."""
+        steps = max(1, int(math.ceil(config_steps * self.step_scale)))
+        return min(steps, self.max_steps) if self.max_steps > 0 else steps
+
+    def label(self) -> str:
+        """One-line description for tables."""
+        parts = [f"step scale {self.step_scale:g}"]
+        if self.max_steps:
+            parts.append(f"at most {self.max_steps:,} steps")
+        if self.budget_minutes:
+            parts.append(f"at most {self.budget_minutes:g} training minutes per run")
+        return ", ".join(parts)
+
+
+def checkpoint_step(run_dir: str) -> int:
+    """Step of the newest complete checkpoint in `run_dir` (0 if none); reads the
+    CheckpointManager state file, no TensorFlow."""
+    state = os.path.join(run_dir, "checkpoints", "checkpoint")
+    if not os.path.isfile(state):
+        return 0
+    with open(state, encoding="utf-8") as f:
+        found = re.search(r'^model_checkpoint_path:\s*"[^"]*ckpt-(\d+)"', f.read(), re.M)
+    return int(found.group(1)) if found else 0
+
+
+def train_timing(run_dir: str) -> tuple[float, float | None]:
+    """(training wall seconds, median ms/step) from train_log.csv: the sum of every logged
+    interval (tracing included) and the median interval rate after the first."""
+    path = os.path.join(run_dir, "train_log.csv")
+    if not os.path.isfile(path):
+        return 0.0, None
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [(int(float(r["step"])), float(r["ms_per_step"])) for r in csv.DictReader(f)]
+    total, prev = 0.0, 0
+    for step, ms in rows:
+        total += ms * (step - prev) / 1000.0
+        prev = step
+    rates = [ms for _, ms in rows[1:]] or [ms for _, ms in rows]
+    return total, (statistics.median(rates) if rates else None)
+
+
+def flags_hash(run_dir: str) -> str | None:
+    """sha256 of the run's resolved flags.txt."""
+    path = os.path.join(run_dir, "flags.txt")
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _child(args: list[str], log_path: str) -> None:
+    """Run `python -m ...` with output to `log_path`; RuntimeError with the log's tail."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(log_path, "ab") as log:
+        log.write(f"$ {' '.join(args)}\n".encode())
+        log.flush()
+        proc = subprocess.run([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT,
+                              env=env, check=False)
+    if proc.returncode != 0:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            tail = f.read()[-600:].strip().splitlines()
+        raise RuntimeError(f"{args[1]} exited with {proc.returncode}: "
+                           f"{tail[-1] if tail else ''} (log: {log_path})")
+
+
+def _train(spec: RunSpec, run_dir: str, steps: int, log_path: str) -> None:
+    _child(["-m", "mmali_tf.train", f"--flagfile={spec.config}", *spec.overrides,
+            f"--run_dir={run_dir}", f"--max_steps={steps}"], log_path)
+
+
+def _budget_steps(spec: RunSpec, run_dir: str, budget: Budget, target: int,
+                  log_path: str) -> int:
+    """Target cut to the time budget, measured on a first segment; recorded and reused."""
+    record_path = os.path.join(run_dir, "reproduction_budget.json")
+    if os.path.isfile(record_path):
+        with open(record_path, encoding="utf-8") as f:
+            old = json.load(f)
+        if old.get("budget_minutes") == budget.budget_minutes and old.get("cap") == target:
+            return int(old["steps"])
+    first = min(target, CALIBRATION_STEPS)
+    if checkpoint_step(run_dir) < first:
+        _train(spec, run_dir, first, log_path)
+    wall, _ = train_timing(run_dir)
+    per_step = wall / max(checkpoint_step(run_dir), 1)
+    steps = max(first, min(target, int(budget.budget_minutes * 60.0 / max(per_step, 1e-6))))
+    report.write_json(record_path, {"budget_minutes": budget.budget_minutes, "cap": target,
+                                    "seconds_per_step_measured": per_step, "steps": steps})
+    return steps
+
+
+def _stored_eval(path: str, step: int, budget: Budget) -> dict[str, Any] | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        metrics = json.load(f)
+    meta = metrics.get("meta", {})
+    if meta.get("step") == step and meta.get("num_prior_samples") == budget.num_samples:
+        return metrics
+    return None
+
+
+def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
+    """Train (resume/skip) and evaluate one run; its record (status "failed" on an error)."""
+    run_dir = os.path.join(runs_root, spec.name)
+    log_dir = os.path.join(runs_root, "logs")
+    config_steps = spec.config_steps()
+    flags = spec.config_flags()
+    record: dict[str, Any] = {
+        "name": spec.name, "config": os.path.relpath(spec.config), "overrides":
+        list(spec.overrides), "model": flags.get("model"), "dataset": flags.get("dataset"),
+        "batch_size": int(flags.get("batch_size", 64)), "config_steps": config_steps,
+        "protocol": budget.protocol, "status": "ok"}
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, ".reproduce.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for another harness on this run
+        try:
+            target = budget.target_steps(config_steps)
+            if budget.budget_minutes > 0:
+                target = _budget_steps(spec, run_dir, budget, target,
+                                       os.path.join(log_dir, f"{spec.name}.train.log"))
+            if checkpoint_step(run_dir) < target:
+                _train(spec, run_dir, target, os.path.join(log_dir, f"{spec.name}.train.log"))
+            step = checkpoint_step(run_dir)
+            eval_path = os.path.join(run_dir, "eval", report.eval_dir_name(budget.protocol),
+                                     "metrics.json")
+            start = time.time()
+            metrics = _stored_eval(eval_path, step, budget)
+            wall_path = os.path.join(os.path.dirname(eval_path), "eval_wall.json")
+            if metrics is None:
+                _child(["-m", "mmali_tf.evaluate", f"--run_dir={run_dir}",
+                        f"--protocol={budget.protocol}", f"--num_samples={budget.num_samples}"],
+                       os.path.join(log_dir, f"{spec.name}.eval.log"))
+                metrics = _stored_eval(eval_path, step, budget)
+                report.write_json(wall_path, {"eval_wall_s": round(time.time() - start, 1)})
+            if os.path.isfile(wall_path):
+                with open(wall_path, encoding="utf-8") as f:
+                    record["eval_wall_s"] = json.load(f)["eval_wall_s"]
+            if metrics is None:
+                raise RuntimeError(f"evaluation wrote no metrics for step {step} at {eval_path}")
+            wall, ms = train_timing(run_dir)
+            record.update(target_steps=target, steps=step, train_wall_s=round(wall, 1),
+                          ms_per_step=None if ms is None else round(ms, 1),
+                          flags_sha256=flags_hash(run_dir), metrics=metrics)
+        except (RuntimeError, OSError, ValueError) as error:
+            record.update(status="failed", error=str(error))
+    return record

@@ -1,0 +1,168 @@
+"""Reproduction harness: `python -m mmali_tf.reproduce --suite=digits [--jobs=1]
+[--step_scale=1] [--max_steps=0] [--budget_minutes=0]`.
+
+Trains every run of the suite (`mmali_tf.repro.suites`; resuming or skipping what exists in
+`--runs_root`), evaluates it, and writes `reproduction/<suite>.json` (per run: config, flags
+hash, steps, training wall time, ms/step, metrics, protocol; the machine and the budget),
+`reproduction/<suite>.md` and `reproduction/<suite>.png`. Reduced budgets are recorded and
+printed in every table row. `--update_readme` only re-renders README's generated tables and
+`reproduction/<suite>.md/.png` from `reproduction/*.json`; `--check_readme` exits 1 when
+README differs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import os
+import platform
+import sys
+import time
+from typing import Any, Sequence
+
+from absl import app, flags
+
+from mmali_tf import cli
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Flags of the harness (idempotent)."""
+    if "suite" in FLAGS:
+        return
+    from mmali_tf.repro.suites import SUITES
+
+    flags.DEFINE_enum("suite", None, SUITES, "Suite to run.")
+    flags.DEFINE_integer("jobs", 1, "Runs trained/evaluated in parallel processes.",
+                         lower_bound=1)
+    flags.DEFINE_float("step_scale", 1.0, "Train each config for this fraction of its "
+                       "--max_steps.", lower_bound=1e-6, upper_bound=1.0)
+    flags.DEFINE_integer("max_steps", 0, "Cap on every run's steps (0: none).", lower_bound=0)
+    flags.DEFINE_float("budget_minutes", 0.0, "Training-time budget per run in minutes, "
+                       "measured on its first steps (0: none).", lower_bound=0.0)
+    flags.DEFINE_enum("protocol", "clean", ("clean", "reference"), "Evaluation protocol.")
+    flags.DEFINE_integer("num_samples", 2000, "evaluate --num_samples.", lower_bound=1)
+    flags.DEFINE_string("runs_root", "runs/reproduce", "Run directories of the harness.")
+    flags.DEFINE_string("out_dir", "reproduction", "Where <suite>.json/.md/.png go.")
+    flags.DEFINE_string("readme", "README.md", "README whose generated tables are kept.")
+    flags.DEFINE_boolean("update_readme", False, "Only re-render README's tables and "
+                         "<out_dir>/<suite>.md/.png from <out_dir>/*.json.")
+    flags.DEFINE_boolean("check_readme", False, "Only check README's tables against "
+                         "<out_dir>/*.json (exit 1 on a difference).")
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, core count, load, library versions."""
+    cpu = platform.processor() or platform.machine()
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    try:
+        from importlib.metadata import version
+        tf_version = version("tensorflow")
+    except Exception:  # noqa: BLE001 - metadata missing: report unknown
+        tf_version = "unknown"
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf_version,
+            "load_avg": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+
+
+def run_suite(suite: str, specs: Sequence[Any], budget: Any, runs_root: str, jobs: int,
+              command: str) -> dict[str, Any]:
+    """Train/evaluate `specs` (the runs of `suite`, `jobs` at a time); the suite record."""
+    from mmali_tf.repro import claims, runner
+
+    info = machine()
+    start = time.time()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        records = list(pool.map(lambda s: runner.run_one(s, runs_root, budget), specs))
+    for rec in records:
+        status = (f"{rec['steps']:,} steps" if rec["status"] == "ok" else
+                  f"FAILED: {rec.get('error')}")
+        print(f"{rec['name']}: {status}", flush=True)
+    out = {"suite": suite, "command": command, "machine": info,
+           "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "wall_s": round(time.time() - start, 1),
+           "budget": {**vars(budget), "label": budget.label()}, "runs": records}
+    if suite == "claims":
+        out["claims"] = claims.claims_rows(records)
+    return out
+
+
+def write_suite(out: dict[str, Any], out_dir: str) -> None:
+    """<suite>.json, .md and .png, each written atomically."""
+    from mmali_tf.metrics import report
+    from mmali_tf.repro import tables
+
+    base = os.path.join(out_dir, out["suite"])
+    report.write_json(base + ".json", out)
+    report.write_text(base + ".md", tables.suite_markdown(out))
+    tables.suite_chart(out, base + ".png")
+
+
+def main(argv: Sequence[str]) -> None:
+    cli.reject_positional(argv)
+    from mmali_tf.metrics import report
+    from mmali_tf.repro import tables
+    from mmali_tf.repro.runner import Budget
+
+    with cli.user_errors():
+        if FLAGS.update_readme or FLAGS.check_readme:
+            if not os.path.isfile(FLAGS.readme):
+                raise FileNotFoundError(f"--readme={FLAGS.readme}: no such file")
+            with open(FLAGS.readme, encoding="utf-8") as f:
+                text = f.read()
+            suites = tables.load_suites(FLAGS.out_dir)
+            if FLAGS.check_readme:
+                bad = tables.readme_mismatches(text, suites)
+                if bad:
+                    print(f"README tables differ from {FLAGS.out_dir}/*.json for: "
+                          f"{', '.join(bad)}; run python -m mmali_tf.reproduce --update_readme",
+                          file=sys.stderr)
+                    sys.exit(1)
+                print("README tables match", flush=True)
+                return
+            report.write_text(FLAGS.readme, tables.update_readme(text, suites))
+            from mmali_tf.repro import claims
+
+            for suite in suites.values():
+                if suite["suite"] == "claims":
+                    suite["claims"] = claims.claims_rows(suite["runs"])
+                write_suite(suite, FLAGS.out_dir)
+            print(f"Rewrote the tables of {', '.join(suites)} in {FLAGS.readme} and "
+                  f"{FLAGS.out_dir}/<suite>.md/.png", flush=True)
+            return
+        if FLAGS.suite is None:
+            raise ValueError("--suite is required (digits, claims or mnist_svhn)")
+        budget = Budget(FLAGS.step_scale, FLAGS.max_steps, FLAGS.budget_minutes,
+                        FLAGS.protocol, FLAGS.num_samples)
+    command = "python -m mmali_tf.reproduce " + " ".join(argv_flags())
+    from mmali_tf.repro.suites import suite_runs
+
+    out = run_suite(FLAGS.suite, suite_runs(FLAGS.suite), budget, FLAGS.runs_root, FLAGS.jobs,
+                    command)
+    write_suite(out, FLAGS.out_dir)
+    print(f"Wrote {FLAGS.out_dir}/{FLAGS.suite}.json, .md and .png "
+          f"({out['wall_s'] / 60.0:.1f} min)", flush=True)
+    if any(r["status"] != "ok" for r in out["runs"]):
+        sys.exit(1)
+
+
+def argv_flags() -> list[str]:
+    """The harness flags given on the command line, for the record."""
+    names = ("suite", "jobs", "step_scale", "max_steps", "budget_minutes", "protocol",
+             "num_samples", "runs_root", "out_dir")
+    return [f"--{n}={FLAGS[n].value}" for n in names if FLAGS[n].present]
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """Console entry."""
+    define_flags()
+    app.run(main, argv=list(argv) if argv is not None else sys.argv,
+            flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    run()
