@@ -57,7 +57,7 @@ class MMJSD(VAEModel):
         params = [self.encode_train(m, batch[m]) for m in self.modalities]
         means = tf.stack([p[0] for p in params])
         logvars = tf.stack([p[1] for p in params])                       # (M, B, D)
-        noise = self.sample_noise(tf.shape(means), batch_axis=1)
+        noise = self.sample_noise(tf.shape(means), name="eps", batch_axis=1)
         z = means + latent_lib.scale_from_logvar(logvars) * noise
         style, content = lay.split(z)
         if self.stratified:
