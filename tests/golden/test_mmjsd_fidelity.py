@@ -30,12 +30,12 @@ from mmali_tf.reference.mappings import TorchLayout, import_state_dict
 GRAD_RTOL = 1e-4
 
 
-def build(fx: Fixture) -> tuple[MMJSD, dict]:
+def build(fx: Fixture, **overrides) -> tuple[MMJSD, dict]:
     meta = fx.meta
     w1, w2 = meta["rec_weights"]
     specs = [dataclasses.replace(MNIST, likelihood_weight=w1),
              dataclasses.replace(MNIST, name="svhn", likelihood_weight=w2)]
-    model = MMJSD(specs, dict(meta["config"], seed=0))
+    model = MMJSD(specs, dict(meta["config"], seed=0, **overrides))
     model.build_from_specs()
     model.compile()
     shapes = {k: tuple(v) for k, v in meta["weight_shapes"]}
@@ -98,3 +98,15 @@ def test_step_matches_authors(name):
     problems += tensor_mismatches("after Adam:", after, fx.group("after/"), 1e-5, 0.05 * lr,
                                   first_adam_step_slack(torch_grads, lr, GRAD_RTOL))
     assert not problems, "\n".join(problems)
+
+
+def test_beta_content_weighs_the_js_without_style():
+    """run_epoch adds beta * beta_content * group_div in both variants: plain mmJSD too."""
+    fx = Fixture("mmjsd_mnist_pair")
+    batch = {m: tf.constant(v) for m, v in fx.group("batch/").items()}
+    loss = {}
+    for beta_content in (1.0, 3.0):
+        model, _ = build(fx, beta_content=beta_content)
+        loss[beta_content] = float(model.objective(batch)[0])
+    want = 2.0 * fx.meta["config"]["beta"] * float(fx.group("term/")["group_div"])
+    assert abs((loss[3.0] - loss[1.0]) - want) <= 1e-3 * abs(want), (loss, want)
