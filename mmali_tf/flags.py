@@ -296,7 +296,7 @@ def _define_vae_flags() -> None:
                          lower_bound=1)
     flags.DEFINE_float("beta_style", 1.0, "mmJSD-MS: weight of the style KL terms.",
                        lower_bound=0.0)
-    flags.DEFINE_float("beta_content", 1.0, "mmJSD-MS: weight of the content JS term.",
+    flags.DEFINE_float("beta_content", 1.0, "mmJSD, mmJSD-MS: weight of the (content) JS term.",
                        lower_bound=0.0)
     flags.DEFINE_boolean("stratified", False, "mmJSD: decode z from every expert for every "
                          "datapoint instead of mixture component selection.")

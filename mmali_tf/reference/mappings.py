@@ -2,8 +2,8 @@
 
 `import_state_dict(model, state, ema_state)` assigns an authors' state_dict (and their EMA
 model's) to one of our models; `TorchLayout` maps our arrays (weights, gradients) back to the
-authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation (`JointModel`)
-and MMVAE (iffsid/mmvae).
+authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation (`JointModel`),
+MMVAE (iffsid/mmvae) and mmJSD / mmJSD-MS (thomassutter/mmjsd, MLP networks).
 """
 
 from __future__ import annotations
@@ -69,6 +69,21 @@ def mmvae_pairs(model, state) -> list[Pair]:
     return out
 
 
+# ----------------------------------------------------------------------------- mmJSD
+def mmjsd_pairs(model, state) -> list[Pair]:
+    """thomassutter/mmjsd VAEtrimodalSVHNMNIST: encoder_<m> (heads style_mu, class_mu,
+    style_logvar, class_logvar, or hidden_mu, hidden_logvar without style) and decoder_<m>,
+    matched by modality name."""
+    missing = [m for m in model.modalities if f"encoder_{m}.enc.0.0.weight" not in state]
+    if missing:
+        raise ImportMismatch(f"missing tensor: no encoder_{missing[0]}.* in the checkpoint "
+                             f"(modalities {model.modalities})")
+    heads = (("style_mu", "class_mu", "style_logvar", "class_logvar") if model.uses_style
+             else ("hidden_mu", "hidden_logvar"))
+    return ([Pair(model.encoders[m], f"encoder_{m}.", merge=heads) for m in model.modalities]
+            + [Pair(model.decoders[m], f"decoder_{m}.") for m in model.modalities])
+
+
 class ModelMap:
     """How one registry model's networks correspond to the authors' state_dict."""
 
@@ -84,6 +99,8 @@ MODEL_MAPS: dict[str, ModelMap] = {
                       aliases=("generators.", "discriminators.")),
     "mmali_joint": ModelMap(mmali_joint_pairs, mmali_ema_pairs, aliases=("generators.",)),
     "mmvae": ModelMap(mmvae_pairs, ignore=("_pz_params.",)),
+    "mmjsd": ModelMap(mmjsd_pairs, ignore=("encoder_text.", "decoder_text.")),
+    "mmjsd_ms": ModelMap(mmjsd_pairs, ignore=("encoder_text.", "decoder_text.")),
 }
 
 

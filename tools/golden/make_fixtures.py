@@ -3,7 +3,8 @@
 Developer tool: run it with a Python that has torch (CPU) and NumPy, e.g.
 
     /work/refvenv/bin/python tools/golden/make_fixtures.py \\
-        --mmali=/path/to/6b5d+mmali --mmvae=/path/to/iffsid+mmvae/src
+        --mmali=/path/to/6b5d+mmali --mmvae=/path/to/iffsid+mmvae/src \\
+        --mmjsd=/path/to/thomassutter+mmjsd
 
 Each --<repo> is an unmodified snapshot of the authors' public repository (never vendored into
 this project). Cases whose repository is not given are skipped.
@@ -27,6 +28,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mmali", help="snapshot of github.com/6b5d/mmali")
     ap.add_argument("--mmvae", help="src/ of a snapshot of github.com/iffsid/mmvae")
+    ap.add_argument("--mmjsd", help="snapshot of github.com/thomassutter/mmjsd")
     ap.add_argument("--out", default=OUT)
     args = ap.parse_args(argv)
     written = []
@@ -43,6 +45,10 @@ def main(argv=None) -> int:
     if args.mmvae:
         from tools.golden import mmvae_case
         for fx in mmvae_case.make_all(args.mmvae):
+            written.append(fx.write(args.out))
+    if args.mmjsd:
+        from tools.golden import mmjsd_case
+        for fx in mmjsd_case.make_all(args.mmjsd):
             written.append(fx.write(args.out))
     for path in written:
         print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path) / 1e3:.0f} kB)")

@@ -10,7 +10,8 @@ datapoint and averages (same expectation, lower variance, M x cost).
 `mmjsd_ms` (modality-specific subspaces, `--style_dim` > 0): z_m = [s_m | c]; the content c
 is selected as above from the content parts, s_m ~ q(s_m|x_m) always comes from modality m's
 own encoder, and the loss adds beta_t beta_style sum_m KL(q(s_m|x_m) || N(0, I)) while the
-JS acts on the content with weight beta_content.
+JS acts on the content. The JS is weighted by beta_content in both variants (as in the authors'
+run_epoch; default 1).
 
 Decisions recorded: paper hyper-parameters (beta = 5, lr 1e-3) rather than the released
 script's (SPEC 11.5); lambda = 3.918 for MNIST next to SVHN; every beta_{s,m} = 1.
@@ -73,7 +74,7 @@ class MMJSD(VAEModel):
         params = [self.encode_train(m, batch[m]) for m in self.modalities]
         means = tf.stack([p[0] for p in params])
         logvars = tf.stack([p[1] for p in params])                       # (M, B, D)
-        noise = self.sample_noise(tf.shape(means), batch_axis=1)
+        noise = self.sample_noise(tf.shape(means), name="eps", batch_axis=1)
         z = means + latent_lib.scale_from_logvar(logvars) * noise
         style, content = lay.split(z)
         if self.stratified:
@@ -89,7 +90,7 @@ class MMJSD(VAEModel):
             rec = rec + tf.reduce_mean(ll, axis=0)                        # (B,)
         js = obj.js_divergence([lay.content(mu) for mu in tf.unstack(means)],
                                [lay.content(lv) for lv in tf.unstack(logvars)])
-        reg = self.beta_content * js if self.uses_style else js
+        reg = self.beta_content * js   # authors: beta_content weighs the JS in both variants
         terms = {"recon": -tf.reduce_mean(rec), "js": tf.reduce_mean(js)}
         if self.uses_style:
             kl_s = tf.reduce_sum(latent_lib.gaussian_kl_standard(lay.style(means),
