@@ -34,8 +34,9 @@ for name in ["torchvision", "torchvision.utils", "torchvision.transforms", "matp
     sys.modules[name] = types.ModuleType(name)
     sys.modules[name].__spec__ = importlib.machinery.ModuleSpec(name, None)  # torch looks
 sys.modules["torchvision.utils"].save_image = sys.modules["torchvision.utils"].make_grid = None
-sys.modules["torchvision.transforms"].Compose = sys.modules["torchvision.transforms"].ToTensor = None
-sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
+transforms = sys.modules["torchvision.transforms"]
+transforms.Compose = transforms.ToTensor = None
+sys.modules["torchvision"].transforms = transforms
 sys.modules["mpl_toolkits.axes_grid1"].ImageGrid = None
 sys.modules["sklearn.metrics"].confusion_matrix = None
 sys.modules["sklearn.metrics"].roc_curve = sys.modules["sklearn.metrics"].auc = None
