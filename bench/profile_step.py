@@ -12,7 +12,7 @@ with `tf.profiler` for `--steps` iterations. Each kernel event of the trace is n
 products, optimizer variable updates, everything else = elementwise and data movement). The
 `_Mkl` prefix of an op type means the oneDNN kernel ran (TensorFlow's oneDNN graph rewrite);
 op types without it are Eigen kernels. "Executor overhead" is the traced wall span minus the
-kernel time.
+kernel time (meaningful with `--threads 1`, where kernels run one at a time).
 
 Levers (`LEVERS`): each variant times the same iteration (median of `--steps`) in a
 fresh process with its environment, alternating variant by variant for `--rounds` rounds;

@@ -74,6 +74,8 @@ def step() -> None:
 
 model.train()
 step()
+text_nets = (model.encoder_text, model.decoder_text)
+assert all(q.grad is None for net in text_nets for q in net.parameters()), "text ran"
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 t = time.perf_counter()
 for _ in range(n):
