@@ -43,12 +43,13 @@ sys.path.insert(0, HERE)
 from reference_step import machine, replace_block  # noqa: E402
 
 BEGIN, END = "<!-- profile_step:begin -->", "<!-- profile_step:end -->"
+MATMUL = "MatMul (dense layers, incl. fused)"
 #: category -> regex on the op type (without the `_Mkl`/`_MklNative` prefix); first match wins
 CATEGORIES = {
     "Conv2D (forward, incl. fused bias/activation)": r"^(Fused)?Conv2D$",
     "Conv2DBackpropInput (transposed conv + input grads)": r"^Conv2DBackpropInput$",
     "Conv2DBackpropFilter (weight grads)": r"^Conv2DBackpropFilter(WithBias)?$",
-    "MatMul (dense layers, incl. fused)": r"^(Fused|BatchMatMul)?(MatMul|MatMulV2|V2)$",
+    MATMUL: r"^(Fused|BatchMatMul)?(MatMul|MatMulV2|V2)$",
     "optimizer / variable updates": r"^(Assign\w*VariableOp|ResourceApply\w+|ReadVariableOp)$",
 }
 OTHER = "elementwise, reductions, data movement"
@@ -90,8 +91,18 @@ def category(op_type: str) -> str:
     return next((name for name, rx in CATEGORIES.items() if re.match(rx, base)), OTHER)
 
 
-def kernel_events(logdir: str) -> tuple[list[tuple[str, float]], float]:
-    """([(op type, ms)] of every kernel event in the trace under `logdir`, traced span ms)."""
+def layer_of(node: str) -> str:
+    """A kernel's layer: its node name without the gradient prefix, the op name and numeric
+    suffixes, cut to its innermost three scopes (`critic_A_svhn/head/sn_dense`; a spectral
+    norm's power iteration ends in `/Tensordot`)."""
+    parts = [re.sub(r"(_\d+)+$", "", p) for p in node.split("/")]
+    parts = [p for p in parts if p not in ("gradient_tape", "MatMul")]
+    return "/".join(parts[-3:]) or node
+
+
+def kernel_events(logdir: str) -> tuple[list[tuple[str, str, float]], float]:
+    """([(node name, op type, ms)] of every kernel event in the trace under `logdir`, traced
+    span ms)."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     path = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))[-1]
@@ -108,7 +119,7 @@ def kernel_events(logdir: str) -> tuple[list[tuple[str, float]], float]:
             starts.append(e.offset_ps)
             ends.append(e.offset_ps + e.duration_ps)
             if ":" in name and "::" not in name:
-                events.append((name.rsplit(":", 1)[1], e.duration_ps / 1e9))
+                events.append((*name.rsplit(":", 1), e.duration_ps / 1e9))
     return events, (max(ends) - min(starts)) / 1e9 if starts else 0.0
 
 
@@ -126,9 +137,12 @@ def profile(model_name: str, threads: int, steps: int) -> dict[str, Any]:
         tf.profiler.experimental.stop()
         events, span_ms = kernel_events(logdir)
     by_type: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0])
-    for op_type, ms in events:
+    matmul_layers: dict[str, float] = collections.defaultdict(float)
+    for node, op_type, ms in events:
         by_type[op_type][0] += ms / steps
         by_type[op_type][1] += 1 / steps
+        if category(op_type) == MATMUL:
+            matmul_layers[layer_of(node)] += ms / steps
     by_cat: dict[str, float] = collections.defaultdict(float)
     for op_type, (ms, _) in by_type.items():
         by_cat[category(op_type)] += ms
@@ -138,7 +152,8 @@ def profile(model_name: str, threads: int, steps: int) -> dict[str, Any]:
             "kernel_ms": kernels, "onednn_kernel_ms": onednn,
             "categories": dict(sorted(by_cat.items(), key=lambda kv: -kv[1])),
             "op_types": {t: {"ms": ms, "calls": round(n)} for t, (ms, n) in
-                         sorted(by_type.items(), key=lambda kv: -kv[1][0])}}
+                         sorted(by_type.items(), key=lambda kv: -kv[1][0])},
+            "matmul_by_layer": dict(sorted(matmul_layers.items(), key=lambda kv: -kv[1]))}
 
 
 def time_variant(model_name: str, threads: int, steps: int, env: dict[str, str],
@@ -185,6 +200,10 @@ def render(record: dict[str, Any]) -> str:
               "| op type | ms / iteration | calls / iteration |", "|---|---|---|"]
     for t, v in list(p["op_types"].items())[:8]:
         lines.append(f"| `{t}` | {v['ms']:.1f} | {v['calls']} |")
+    if p.get("matmul_by_layer"):
+        lines += ["", "MatMul time by layer (node scope):", "", "| layer | ms / iteration |",
+                  "|---|---|"]
+        lines += [f"| `{k}` | {v:.1f} |" for k, v in list(p["matmul_by_layer"].items())[:5]]
     if record.get("levers"):
         lines += ["", "| lever (environment) | what it changes | median ms | speed-up |",
                   "|---|---|---|---|"]

@@ -25,11 +25,11 @@ def test_kernel_events_of_a_traced_conv_and_matmul_fall_in_their_categories(tmp_
     net(x).numpy()
     tf.profiler.experimental.stop()
     events, span_ms = profile_step.kernel_events(str(tmp_path))
-    categories = {profile_step.category(op_type) for op_type, _ in events}
+    categories = {profile_step.category(op_type) for _, op_type, _ in events}
     assert "Conv2D (forward, incl. fused bias/activation)" in categories
-    assert "MatMul (dense layers, incl. fused)" in categories
-    assert all(ms >= 0 for _, ms in events)
-    assert span_ms > 0 and sum(ms for _, ms in events) > 0
+    assert profile_step.MATMUL in categories
+    assert all(ms >= 0 for _, _, ms in events)
+    assert span_ms > 0 and sum(ms for _, _, ms in events) > 0
 
 
 def test_categories_strip_the_onednn_prefix():
@@ -41,3 +41,8 @@ def test_categories_strip_the_onednn_prefix():
     assert profile_step.category("_MklMatMul").startswith("MatMul")
     assert profile_step.category("AssignSubVariableOp") == "optimizer / variable updates"
     assert profile_step.category("LeakyReluGrad") == profile_step.OTHER
+
+
+def test_layer_of_drops_gradient_prefixes_and_suffixes():
+    node = "gradient_tape/critic_A_svhn/head/sn_dense_1/MatMul/MatMul_2"
+    assert profile_step.layer_of(node) == "critic_A_svhn/head/sn_dense"
