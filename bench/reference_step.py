@@ -2,14 +2,14 @@
 in one invocation on one machine; prints the ratio (reference ms / our ms).
 
     python bench/reference_step.py --ref_python=/path/to/torch-venv/bin/python \\
-        --ref_scripts=../shared/reference --mmali_src=REF/6b5d+mmali \\
+        --mmali_src=REF/6b5d+mmali \\
         --mmvae_src=REF/iffsid+mmvae/src --mmjsd_src=REF/thomassutter+mmjsd \\
         [--models mmali,mmvae,mmjsd] [--rounds 3] \\
         [--json bench/results/reference_step.json] [--readme README.md]
     python bench/reference_step.py --render bench/results/reference_step.json --readme README.md
 
-Reference side: `ref_step_time.py` (mmALI: D + G step, batch 64, MNIST-SVHN networks) and
-`ref_mmvae_step_time.py` (MMVAE: DReG, K=30, batch 128) of `../shared/reference/`, and
+Reference side: `bench/ref_mmali_step.py` (mmALI: D + G step, batch 64, MNIST-SVHN networks),
+`bench/ref_mmvae_step.py` (MMVAE: DReG, K=30, batch 128) and
 `bench/ref_mmjsd_step.py` (mmJSD: batch 256, text modality dropped; see `DIFFERENCES`), run in a
 torch virtualenv as subprocesses (torch is never imported here nor a project dependency).
 Our side: `train_step` of the same model on its `configs/mnist_svhn_<model>.cfg` (same batch
@@ -42,11 +42,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 BEGIN, END = "<!-- reference_step:begin -->", "<!-- reference_step:end -->"
-#: model -> (reference script, its source flag, regex of its ms figure); a script found next to
-#: this file is ours (bench/ref_*.py), otherwise it is looked up in --ref_scripts
+#: model -> (reference script next to this file, its source flag, regex of its ms figure)
 REFERENCE = {
-    "mmali": ("ref_step_time.py", "mmali_src", r"iter_ms=([0-9.]+)"),
-    "mmvae": ("ref_mmvae_step_time.py", "mmvae_src", r": ([0-9.]+) ms/step"),
+    "mmali": ("ref_mmali_step.py", "mmali_src", r"iter_ms=([0-9.]+)"),
+    "mmvae": ("ref_mmvae_step.py", "mmvae_src", r": ([0-9.]+) ms/step"),
     "mmjsd": ("ref_mmjsd_step.py", "mmjsd_src", r": ([0-9.]+) ms/step"),
 }
 #: model -> what differs between the authors' timed step and ours (printed under the table)
@@ -65,10 +64,7 @@ def reference_ms(args: argparse.Namespace, model: str) -> tuple[float, str]:
     """Run the authors' iteration of `model` once; (ms per iteration, its output line)."""
     script, src_flag, pattern = REFERENCE[model]
     steps = args.ref_steps if model == "mmvae" else args.ref_steps * 5
-    path = os.path.join(HERE, script)
-    if not os.path.exists(path):
-        path = os.path.join(args.ref_scripts, script)
-    cmd = [args.ref_python, path, getattr(args, src_flag), str(steps)]
+    cmd = [args.ref_python, os.path.join(HERE, script), getattr(args, src_flag), str(steps)]
     env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=True,
                          env=env)
@@ -204,7 +200,6 @@ def main(argv: list[str] | None = None) -> None:
                    help="reference MMVAE steps per round (mmALI: 5x as many iterations)")
     p.add_argument("--jit", default="on,off")
     p.add_argument("--ref_python", default=os.environ.get("REF_PYTHON", ""))
-    p.add_argument("--ref_scripts", default="../shared/reference")
     p.add_argument("--mmali_src", default="")
     p.add_argument("--mmvae_src", default="")
     p.add_argument("--mmjsd_src", default="", help="unpacked thomassutter/mmjsd snapshot")
