@@ -88,6 +88,18 @@ def test_suites_list_every_shipped_config():
         suite_runs("x", REPO)
 
 
+@pytest.mark.parametrize("suite", ["digits", "claims", "mnist_svhn"])
+def test_every_suite_run_is_a_valid_training_config(suite, monkeypatch):
+    """Each run's config + overrides passes the training flags' parsers and dataset-flag
+    check (the fashion views of `claims` included, as if the Debian files were installed)."""
+    from mmali_tf import train
+    from mmali_tf.repro import suites
+
+    monkeypatch.setattr(suites, "fashion_available", lambda: True)
+    for spec in suite_runs(suite, REPO):
+        train.make_config(spec.config_flags())
+
+
 def test_tables_mark_budget_and_collapse_and_readme_blocks_round_trip():
     suite = _suite("digits", [_record("digits_mvae", _metrics("mvae", 0.095, top_share=0.9)),
                               _record("digits_mmali", _metrics("mmali", 0.5), 1000)])
