@@ -62,6 +62,17 @@ def make_toy_dataset(specs=(HAND, PRINT), n_per_class: int = 8, dm: int = 3,
                          test=make_toy_split(rng, specs, max(2, n_per_class // 2), 1))
 
 
+def compiled_model(name: str, specs, config: dict, **overrides):
+    """Registered model `name` built for `specs` with `config` updated by `overrides`,
+    compiled without XLA (the new-model unit tests' common setup)."""
+    from mmali_tf.models import build
+
+    model = build(name, specs, {**config, **overrides})
+    model.build_from_specs()
+    model.compile(jit_compile=False)
+    return model
+
+
 def train_recon_curve(model, ds: PairedDataset, batch_size: int, steps: int,
                       seed: int = 0) -> list[float]:
     """Run `steps` graph-mode train steps on random toy batches; assert every logged value is

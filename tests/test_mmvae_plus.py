@@ -10,24 +10,21 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from conftest import make_toy_dataset, train_recon_curve
+from conftest import compiled_model, make_toy_dataset, train_recon_curve
 from mmali_tf.data.specs import ModalitySpec
-from mmali_tf.models import build
 
 SPECS = (ModalitySpec("a", (4, 4, 1), "image", "mnist_mlp"),
          ModalitySpec("b", (5, 5, 1), "image", "mnist_mlp"),
          ModalitySpec("c", (3, 3, 2), "image", "mnist_mlp"))
 
 
+CONFIG = dict(latent_dim=5, style_dim=2, lr=2e-3, beta1=0.9, ema_decay=0.0, seed=0,
+              init="torch", beta=1.0, num_importance_samples=3, learn_prior=False,
+              objective="dreg", amsgrad=True)
+
+
 def _model(**over):
-    cfg = dict(latent_dim=5, style_dim=2, lr=2e-3, beta1=0.9, ema_decay=0.0, seed=0,
-               init="torch", beta=1.0, num_importance_samples=3, learn_prior=False,
-               objective="dreg", amsgrad=True)
-    cfg.update(over)
-    model = build("mmvae_plus", SPECS, cfg)
-    model.build_from_specs()
-    model.compile(jit_compile=False)
-    return model
+    return compiled_model("mmvae_plus", SPECS, CONFIG, **over)
 
 
 def test_scales_are_softmax_normalised_per_part():

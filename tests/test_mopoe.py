@@ -10,10 +10,9 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from conftest import make_toy_dataset, train_recon_curve
+from conftest import compiled_model, make_toy_dataset, train_recon_curve
 from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
-from mmali_tf.models import build
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.mopoe import subset_mask
 
@@ -22,14 +21,12 @@ SPECS = (ModalitySpec("a", (4, 4, 1), "image", "mnist_mlp"),
          ModalitySpec("c", (3, 3, 2), "image", "mnist_mlp"))
 
 
+CONFIG = dict(latent_dim=3, style_dim=0, lr=2e-3, beta1=0.9, ema_decay=0.0, seed=0,
+              init="torch", beta=1.0, kl_anneal_steps=0)
+
+
 def _model(specs=SPECS, **over):
-    cfg = dict(latent_dim=3, style_dim=0, lr=2e-3, beta1=0.9, ema_decay=0.0, seed=0,
-               init="torch", beta=1.0, kl_anneal_steps=0)
-    cfg.update(over)
-    model = build("mopoe", specs, cfg)
-    model.build_from_specs()
-    model.compile(jit_compile=False)
-    return model
+    return compiled_model("mopoe", specs, CONFIG, **over)
 
 
 def test_nonempty_subsets_and_mask_hand_values():
