@@ -229,6 +229,9 @@ def _define_data_flags() -> None:
                        "(the paper's 20%% setting is 0.2).", lower_bound=1e-6, upper_bound=1.0)
     flags.DEFINE_boolean("use_all", False, "Per-class count = percentage * class count instead "
                          "of min(counts, max_per_class) (reference --use_all).")
+    flags.DEFINE_boolean("pair_all_instances", False, "Per-class count = the largest "
+                         "modality's count instead of the smallest; the smaller modalities' "
+                         "instances repeat, so every instance enters the pairs (our extension).")
     flags.DEFINE_integer("num_views", 2, "multimnist: number of rotated views (0, 90, 180, 270 "
                          "degrees).", lower_bound=2, upper_bound=4)
     flags.DEFINE_enum("base_set", "digits", ("mnist", "fashion", "digits"),
@@ -237,6 +240,15 @@ def _define_data_flags() -> None:
                         "<modality>_test and label_train, label_test.")
     flags.DEFINE_integer("digits_print_per_class", 400, "digits: rendered `print` instances per "
                          "class (train + test).", lower_bound=20)
+    flags.DEFINE_enum("digits_print_colours", "svhn", ("svhn", "uniform"), "digits: colour "
+                      "scheme of `print`: 'svhn' (mostly desaturated, dark text on a lighter "
+                      "plate in 70%% of the images) or 'uniform' (dataset version 1: uniform RGB "
+                      "colours, both polarities equally likely).")
+    flags.DEFINE_float("digits_distractor_prob", 0.6, "digits: probability that a neighbouring "
+                       "digit shows at each side of a `print` crop.", lower_bound=0.0,
+                       upper_bound=1.0)
+    flags.DEFINE_list("augment", [], "Image modalities whose training instances get small "
+                      "random affine maps (rotation, scale, shift; mmali_tf/data/augment.py).")
     flags.DEFINE_enum("unpaired", "shuffle", ("shuffle", "pool"), "Negatives of the joint critic "
                       "and unimodal critic terms: 'shuffle' reshuffles the paired batch (as "
                       "released), 'pool' draws from per-modality pools that include unpaired "

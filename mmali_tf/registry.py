@@ -46,7 +46,8 @@ DECLARATIONS = {"register_model": "model", "register_dataset": "dataset",
 OPTIONS = {"model": ("flags",), "dataset": ("reads", "pairing", "shape_flags", "flags"),
            "network": (), "fusion": ()}
 #: the pairing flags a dataset with `pairing=True` (the default) reads.
-PAIRING_FLAGS = ("data_multiplication", "max_per_class", "percentage", "use_all")
+PAIRING_FLAGS = ("data_multiplication", "max_per_class", "percentage", "use_all",
+                 "pair_all_instances")
 _LABELS = {"model": "model", "dataset": "dataset", "network": "network family",
            "fusion": "fusion method"}
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -117,6 +117,7 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
 
     from mmali_tf import data, distribute, models
     from mmali_tf import run_dir as run_dir_lib
+    from mmali_tf.data import pipeline
 
     config = dict(config)
     flags_lib.load_plugins(list(config.get("plugins") or []))
@@ -132,6 +133,7 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
         restore_dir = run_dir_lib.check_compatible(config["run_dir"], config).checkpoints
         run = run_dir_lib.prepare(tempfile.mkdtemp(prefix=f"mmali_{suffix}_"), config)
     dataset = data.load(config["dataset"], config)
+    pipeline.check_augment(dataset, tuple(config.get("augment") or ()))
     distribute.check_global_batch(strategy, int(config["batch_size"]))
     keras.utils.set_random_seed(int(config["seed"]))
     with strategy.scope():
@@ -218,7 +220,8 @@ def fit(session: TrainSession, verbose: str | int = "auto") -> TrainResult:
                 initial_epoch, epochs, steps_per_epoch = _chunk(begin, max_steps, log_every)
                 batches = pipeline.train_batches(
                     session.dataset, int(cfg["batch_size"]), int(model.draws_per_step),
-                    int(cfg["seed"]), start_step=begin, unpaired_pool=cfg["unpaired"] == "pool")
+                    int(cfg["seed"]), start_step=begin, unpaired_pool=cfg["unpaired"] == "pool",
+                    augment=tuple(cfg["augment"]))
                 model.fit(batches, initial_epoch=initial_epoch, epochs=epochs,
                           steps_per_epoch=steps_per_epoch, callbacks=list(roles.values()),
                           verbose=verbose, shuffle=False)

@@ -135,3 +135,76 @@ def test_multimnist_on_digits_base(cache_dir):
 def test_unknown_dataset_name():
     with pytest.raises(ValueError, match="unknown dataset 'nope'; expected one of digits, "):
         data.load("nope", {})
+
+
+def _centre_darkening(prints: np.ndarray) -> float:
+    """Mean luminance of the top rows minus that of the central 8x8 box, over all images:
+    about 0 when text is as often light as dark, > 0 when dark text dominates."""
+    luma = (prints.astype(np.float32) / 255.0) @ np.array([0.299, 0.587, 0.114], np.float32)
+    mean = luma.mean(0)
+    return float(mean[:4].mean() - mean[12:20, 12:20].mean())
+
+
+def test_svhn_colours_keep_the_digit_in_the_mean_image_and_uniform_does_not():
+    labels = np.repeat(np.arange(10), 40)
+    rng = np.random.default_rng
+    svhn = fonts.render_prints(labels, rng(3), "svhn")
+    uniform = fonts.render_prints(labels, rng(3), "uniform")
+    # both polarities equally likely (uniform) -> a flat grey mean image; a dominant polarity
+    # (svhn: dark text) -> the digits' centre shows darker than the border
+    assert abs(_centre_darkening(uniform)) < 0.03
+    assert _centre_darkening(svhn) > 0.06
+    # svhn colours are desaturated: mean channel spread per pixel well below uniform's
+    chroma = {k: float((x.astype(np.float32) / 255.0).std(axis=-1).mean())
+              for k, x in (("svhn", svhn), ("uniform", uniform))}
+    assert chroma["svhn"] < 0.5 * chroma["uniform"], chroma
+
+
+def test_svhn_colour_polarity_and_contrast():
+    fg, bg = fonts._photo_colours(np.random.default_rng(0), 20000)
+    luma = np.array([0.299, 0.587, 0.114])
+    assert fg.min() >= 0.0 and fg.max() <= 1.0 and bg.min() >= 0.0 and bg.max() <= 1.0
+    assert np.abs((fg - bg) @ luma).min() >= fonts.MIN_CONTRAST - 1e-9
+    dark_text = float(np.mean(fg @ luma < bg @ luma))
+    assert abs(dark_text - fonts.DARK_TEXT_SHARE) < 0.02, dark_text
+    fg_u, bg_u = fonts._contrasting_colours(np.random.default_rng(0), 20000)
+    assert abs(float(np.mean(fg_u @ luma < bg_u @ luma)) - 0.5) < 0.02
+
+
+def test_distractor_probability_and_bad_render_options():
+    labels = np.repeat(np.arange(10), 20)
+    rng = np.random.default_rng
+    ink = {p: (fonts.render_prints(labels, rng(4), "svhn", p).astype(np.float32) / 255.0)
+           for p in (0.0, 1.0)}
+    edges = {p: np.abs(np.diff(x[:, :, :6].mean(-1), axis=2)).mean() for p, x in ink.items()}
+    assert edges[1.0] > 1.5 * edges[0.0], edges        # neighbours put strokes at the edges
+    with pytest.raises(ValueError, match="unknown print colour scheme 'pastel'"):
+        fonts.render_prints(labels, rng(0), "pastel")
+    with pytest.raises(ValueError, match=r"distractor probability must be in \[0, 1\], got 2"):
+        fonts.render_prints(labels, rng(0), "svhn", 2.0)
+
+
+def test_render_options_are_cache_keys_and_the_version_rebuilds(tmp_path, monkeypatch):
+    base = digits.instances(_config(tmp_path))
+    uniform = digits.instances(_config(tmp_path, digits_print_colours="uniform"))
+    fewer = digits.instances(_config(tmp_path, digits_distractor_prob=0.1))
+    assert len(glob.glob(str(tmp_path / "digits-*.npz"))) == 3
+    assert not np.array_equal(base["print"], uniform["print"])
+    assert not np.array_equal(base["print"], fewer["print"])
+    np.testing.assert_array_equal(base["hand"], uniform["hand"])
+    monkeypatch.setattr(digits, "VERSION", digits.VERSION + 1)
+    rebuilt = digits.instances(_config(tmp_path))
+    assert len(glob.glob(str(tmp_path / "digits-*.npz"))) == 4   # a new entry, not the old one
+    np.testing.assert_array_equal(rebuilt["print"], base["print"])
+
+
+def test_pair_all_instances_puts_every_print_in_a_pair(cache_dir):
+    ds = data.load("digits", _config(cache_dir, max_per_class=10000, pair_all_instances=True))
+    for split in (ds.train, ds.test):
+        h, p = split.pairs[:, 0], split.pairs[:, 1]
+        np.testing.assert_array_equal(split.labels["hand"][h], split.labels["print"][p])
+        assert set(np.unique(p)) == set(range(len(split.instances["print"])))
+        assert set(np.unique(h)) == set(range(len(split.instances["hand"])))
+        n_l = np.maximum(np.bincount(split.labels["hand"], minlength=10),
+                         np.bincount(split.labels["print"], minlength=10))
+        assert split.num_pairs == 3 * n_l.sum()

@@ -131,3 +131,30 @@ def test_unimodal_batches_every_instance_once(shuffle):
     np.testing.assert_array_equal(np.concatenate([b["label"] for b in batches]), ids % 10)
     with pytest.raises(KeyError, match="unknown modality"):
         pipeline.unimodal_batches(ds, "zzz", "train", 5)
+
+
+def test_augmented_stream_is_deterministic_resumable_and_only_touches_its_modality():
+    ds = make_toy_dataset()
+    image = [s.name for s in ds.specs if s.kind == "image"][0]
+    plain = list(pipeline.train_batches(ds, 4, 1, seed=3).take(3))
+    aug = list(pipeline.train_batches(ds, 4, 1, seed=3, augment=(image,)).take(3))
+    again = list(pipeline.train_batches(ds, 4, 1, seed=3, start_step=2, augment=(image,)).take(1))
+    np.testing.assert_array_equal(again[0][image], aug[2][image])
+    for p, a in zip(plain, aug):
+        assert not np.allclose(p[image], a[image])
+        for key in p:
+            if key != image:
+                np.testing.assert_array_equal(p[key], a[key])
+    with pytest.raises(ValueError, match="--augment=nope: not an image modality"):
+        pipeline.train_batches(ds, 4, 1, seed=3, augment=("nope",))
+
+
+def test_affine_transform_identity_and_pure_shift():
+    from mmali_tf.data import augment
+    img = np.zeros((1, 8, 8, 1), np.float32)
+    img[0, 2, 3, 0] = 1.0
+    t = augment.affine_transforms(8, 8, tf.zeros([1]), tf.ones([1]), tf.constant([[2.0, 1.0]]))
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=img, transforms=t, output_shape=[8, 8], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT").numpy()
+    assert out[0, 3, 5, 0] == 1.0 and out.sum() == 1.0      # moved by (x + 2, y + 1)

@@ -2,7 +2,9 @@
 
 `hand`: the 1,797 real 8x8 handwritten digits shipped with scikit-learn, upsampled (bicubic)
 into the central 20x20 box of a 28x28 canvas like MNIST. `print`: `digits_print_per_class`
-rendered 32x32x3 crops per class (see `fonts.py`). Both are built once, cached as a verified
+rendered 32x32x3 crops per class (see `fonts.py`; `digits_print_colours` picks the colour
+scheme, `svhn` by default, `uniform` is version 1's rendering, and `digits_distractor_prob`
+how often a neighbouring digit shows at each side). Both are built once, cached as a verified
 .npz, split 80/20 by instance with fixed rngs (the test set never changes), and paired
 many-to-many by class exactly like MNIST-SVHN; the training seed only drives the pairing.
 """
@@ -18,7 +20,7 @@ from mmali_tf.data.pairing import PairingRule, build_split, pairing_rng, stratif
 from mmali_tf.data.specs import ModalitySpec, PairedDataset
 from mmali_tf.registry import register_dataset
 
-VERSION = 1
+VERSION = 2                   # 2: colour scheme and distractor probability are parameters
 RENDER_SEED = 20_240_611      # rendering rng: fixed, independent of the training seed
 SPLIT_SEED = 7_301            # train/test split rng: fixed
 TEST_FRACTION = 0.2
@@ -39,10 +41,11 @@ def hand_images() -> tuple[np.ndarray, np.ndarray]:
     return out[..., None], d.target.astype(np.int32)
 
 
-def _build(per_class: int) -> dict[str, np.ndarray]:
+def _build(per_class: int, colours: str, distractor_prob: float) -> dict[str, np.ndarray]:
     hand, hand_y = hand_images()
     print_y = np.tile(np.arange(10, dtype=np.int32), per_class)
-    prints = fonts.render_prints(print_y, np.random.default_rng(RENDER_SEED))
+    prints = fonts.render_prints(print_y, np.random.default_rng(RENDER_SEED), colours,
+                                 distractor_prob)
     return {"hand": hand, "hand_label": hand_y, "print": prints, "print_label": print_y}
 
 
@@ -51,13 +54,16 @@ def instances(config: Mapping[str, Any]) -> dict[str, np.ndarray]:
     per_class = int(config.get("digits_print_per_class", 400))
     if per_class < 2:
         raise ValueError(f"digits_print_per_class must be >= 2, got {per_class}")
+    colours = str(config.get("digits_print_colours", "svhn"))
+    distractor_prob = float(config.get("digits_distractor_prob", 0.6))
     import PIL
     params = {"version": VERSION, "print_per_class": per_class, "render_seed": RENDER_SEED,
+              "colours": colours, "distractor_prob": distractor_prob,
               "fonts": [p.rsplit("/", 1)[-1] for p in fonts.font_paths()],
               "min_contrast": fonts.MIN_CONTRAST, "texture": fonts.TEXTURE_AMPLITUDE,
               "pillow": PIL.__version__}
     return cache.cached_arrays(cache.cache_root(config), "digits", params,
-                               lambda: _build(per_class))
+                               lambda: _build(per_class, colours, distractor_prob))
 
 
 def split_indices(labels: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +84,8 @@ def splits(config: Mapping[str, Any]) -> dict[str, dict[str, tuple[np.ndarray, n
     return out
 
 
-@register_dataset("digits", reads=("digits_print_per_class",))
+@register_dataset("digits", reads=("digits_print_per_class", "digits_print_colours",
+                                   "digits_distractor_prob"))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `digits` PairedDataset (modalities `hand`, `print`)."""
     rule = PairingRule.from_config(config)

@@ -1,10 +1,18 @@
 """Street-number-like digit crops rendered with Pillow from the fonts shipped inside matplotlib.
 
 Each 32x32x3 image shows one centred digit (the label) in a random font, size, rotation and
-offset, blurred, in a random text colour on a random textured background (gradient, smooth
-noise or stripes) with a guaranteed luminance contrast, often with partly visible neighbouring
-digits at the left/right edges as in SVHN crops. Glyph masks are drawn per image at 2x and
-box-downsampled; colours, textures and noise are composed for all images at once in numpy.
+offset, blurred, in a text colour on a textured background (gradient, smooth noise or stripes)
+with a guaranteed luminance contrast, often with partly visible neighbouring digits at the
+left/right edges as in SVHN crops. Glyph masks are drawn per image at 2x and box-downsampled;
+colours, textures and noise are composed for all images at once in numpy.
+
+Two colour schemes (`COLOUR_SCHEMES`):
+- `svhn` (default): photo-like colours as in SVHN crops: mostly desaturated, dark text on a
+  lighter plate in `DARK_TEXT_SHARE` of the images and light text on a darker one in the rest,
+  so the per-class mean image still shows the digit;
+- `uniform` (dataset version 1): text and background colours independent and uniform in RGB
+  with a symmetric contrast rule, so both polarities are equally likely and the per-class
+  mean image is flat grey.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ FONT_FILES = (                 # matplotlib fonts whose '0'..'9' code points are
     "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf", "cmmi10.ttf")
 MIN_CONTRAST = 0.4             # |luminance(text) - luminance(background)| in [0, 1] units
 TEXTURE_AMPLITUDE = 0.12       # max per-channel deviation of the background texture
+COLOUR_SCHEMES = ("svhn", "uniform")
+DARK_TEXT_SHARE = 0.7          # svhn scheme: share of dark-on-light images
+MAX_SATURATION = 0.35          # svhn scheme: chroma of a colour, as a fraction of its headroom
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -77,13 +88,35 @@ def _glyph_mask(path: str, text: str, centre: int, height_frac: float, gap: floa
 
 
 def _contrasting_colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(text, background) RGB colours in [0, 1] whose luminances differ by >= MIN_CONTRAST."""
+    """`uniform` scheme: (text, background) RGB colours in [0, 1], each uniform in the cube,
+    redrawn until their luminances differ by >= MIN_CONTRAST."""
     bg = rng.uniform(0.0, 1.0, size=(n, 3))
     fg = rng.uniform(0.0, 1.0, size=(n, 3))
     bad = np.abs((fg - bg) @ _LUMA) < MIN_CONTRAST
     while bad.any():
         fg[bad] = rng.uniform(0.0, 1.0, size=(int(bad.sum()), 3))
         bad = np.abs((fg - bg) @ _LUMA) < MIN_CONTRAST
+    return fg, bg
+
+
+def _tinted(rng: np.random.Generator, luminance: np.ndarray) -> np.ndarray:
+    """RGB colours in [0, 1] of the given luminances with a random hue and a chroma of at most
+    MAX_SATURATION of what the luminance leaves room for (so the luminance is kept)."""
+    hue = rng.normal(size=(len(luminance), 3))
+    hue -= (hue @ _LUMA)[:, None]                                   # zero-luminance direction
+    hue /= np.abs(hue).max(axis=1, keepdims=True) + 1e-9
+    room = np.minimum(luminance, 1.0 - luminance)[:, None]
+    return luminance[:, None] + hue * room * rng.uniform(0.0, MAX_SATURATION, (len(luminance), 1))
+
+
+def _photo_colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`svhn` scheme: (text, background) RGB colours, mostly desaturated, dark text on a
+    lighter background with probability DARK_TEXT_SHARE, luminance contrast >= MIN_CONTRAST."""
+    light = rng.uniform(MIN_CONTRAST + 0.15, 1.0, size=n)
+    dark = light - rng.uniform(MIN_CONTRAST, light)
+    dark_text = rng.random(n) < DARK_TEXT_SHARE
+    fg = _tinted(rng, np.where(dark_text, dark, light))
+    bg = _tinted(rng, np.where(dark_text, light, dark))
     return fg, bg
 
 
@@ -104,20 +137,27 @@ def _textures(rng: np.random.Generator, n: int) -> np.ndarray:
     return (pattern[..., None] * colour).astype(np.float32)
 
 
-def render_prints(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (N, 32, 32, 3) rendered digit crops showing `labels` (ints 0..9)."""
+def render_prints(labels: np.ndarray, rng: np.random.Generator, colours: str = "svhn",
+                  distractor_prob: float = 0.6) -> np.ndarray:
+    """uint8 (N, 32, 32, 3) rendered digit crops showing `labels` (ints 0..9), coloured with
+    the `colours` scheme; each side shows a neighbouring digit with `distractor_prob`."""
+    if colours not in COLOUR_SCHEMES:
+        raise ValueError(f"unknown print colour scheme {colours!r}; expected one of "
+                         f"{', '.join(COLOUR_SCHEMES)}")
+    if not 0.0 <= distractor_prob <= 1.0:
+        raise ValueError(f"distractor probability must be in [0, 1], got {distractor_prob}")
     paths = font_paths()
     n = len(labels)
     masks = np.empty((n, SIZE, SIZE), dtype=np.float32)
     for i, label in enumerate(labels):
-        left = str(rng.integers(0, 10)) if rng.random() < 0.6 else ""
-        right = str(rng.integers(0, 10)) if rng.random() < 0.6 else ""
+        left = str(rng.integers(0, 10)) if rng.random() < distractor_prob else ""
+        right = str(rng.integers(0, 10)) if rng.random() < distractor_prob else ""
         masks[i] = _glyph_mask(
             path=paths[rng.integers(0, len(paths))], text=left + str(int(label)) + right,
             centre=len(left), height_frac=rng.uniform(0.5, 0.78), gap=rng.uniform(-0.5, 3.0),
             angle=rng.uniform(-12.0, 12.0), dx=rng.uniform(-2.5, 2.5), dy=rng.uniform(-2.0, 2.0),
             blur=rng.uniform(0.0, 1.0))
-    fg, bg = _contrasting_colours(rng, n)
+    fg, bg = (_photo_colours if colours == "svhn" else _contrasting_colours)(rng, n)
     background = bg[:, None, None, :] + _textures(rng, n)
     noise = rng.normal(0.0, 1.0, size=(n, SIZE, SIZE, 3)) * rng.uniform(0.0, 0.03, (n, 1, 1, 1))
     m = masks[..., None]

@@ -2,7 +2,9 @@
 
 Every modality's instances are sorted stably by label; for each class l the first n_l indices
 of each modality are kept, and `dm` times an independent random permutation of every
-modality's kept list is appended; the lists are zipped position-wise. With the same label
+modality's kept list is appended; the lists are zipped position-wise. With `cover_all`, n_l is
+the largest modality's count instead of the smallest, and a smaller modality's list is
+lengthened with random repeats of its own instances, so every instance enters a pair. With the same label
 array for every modality (MultiMNIST views) this is exactly SPEC 6.2: each view is an
 independent same-class permutation of the same base images.
 """
@@ -28,12 +30,15 @@ class PairingRule:
       use_all: n_l = min_m floor(p * count_m(l)) (no cap); otherwise
         n_l = min(min_m floor(p * count_m(l)), max_per_class). At p = 1 the second rule is the
         reference's default rule; p < 1 without use_all keeps the same fraction and the cap.
+      cover_all: max_m instead of min_m in both rules (our extension: no instance of a larger
+        modality is left out of the pairs).
     """
 
     dm: int = 30
     max_per_class: int = 10000
     percentage: float = 1.0
     use_all: bool = False
+    cover_all: bool = False
 
     def __post_init__(self) -> None:
         if self.dm < 1:
@@ -49,16 +54,18 @@ class PairingRule:
         return cls(dm=int(config.get("data_multiplication", 30)),
                    max_per_class=int(config.get("max_per_class", 10000)),
                    percentage=float(config.get("percentage", 1.0)),
-                   use_all=bool(config.get("use_all", False)))
+                   use_all=bool(config.get("use_all", False)),
+                   cover_all=bool(config.get("pair_all_instances", False)))
 
     def for_test(self) -> "PairingRule":
         """Test-split rule: every instance (use_all at p = 1) with the same dm."""
         return PairingRule(dm=self.dm, max_per_class=self.max_per_class, percentage=1.0,
-                           use_all=True)
+                           use_all=True, cover_all=self.cover_all)
 
     def class_size(self, counts: Sequence[int]) -> int:
         """n_l for one class given every modality's count of that class."""
-        n = min(int(self.percentage * c) for c in counts)
+        kept = [int(self.percentage * c) for c in counts]
+        n = max(kept) if self.cover_all and min(kept) > 0 else min(kept)
         return n if self.use_all else min(n, self.max_per_class)
 
 
@@ -89,11 +96,20 @@ def pair_by_class(labels: Sequence[np.ndarray], rule: PairingRule, rng: np.rando
         n = int(sizes[c])
         if n == 0:
             continue
-        kept = [order[np.asarray(y)[order] == c][:n] for order, y in zip(sorted_idx, labels)]
+        kept = [_lengthened(order[np.asarray(y)[order] == c][:n], n, rng)
+                for order, y in zip(sorted_idx, labels)]
         for _ in range(rule.dm):
             blocks.append(np.stack([rng.permutation(k) for k in kept], axis=1))
     pairs = np.concatenate(blocks).astype(np.int32)
     return pairs[rng.permutation(len(pairs))]
+
+
+def _lengthened(indices: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`indices` followed by random repeats of them (whole permutations first) up to length n."""
+    if len(indices) >= n:
+        return indices
+    repeats = [rng.permutation(indices) for _ in range(-(-(n - len(indices)) // len(indices)))]
+    return np.concatenate([indices, *repeats])[:n]
 
 
 def build_split(instances: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],

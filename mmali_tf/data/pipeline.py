@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from mmali_tf.data.augment import random_affine
 from mmali_tf.data.specs import PairedDataset, PairedSplit
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -80,16 +81,29 @@ def _paired_fn(split: PairedSplit, modalities: tuple[str, ...],
     return gather
 
 
+def check_augment(ds: PairedDataset, augment: tuple[str, ...]) -> None:
+    """ValueError naming a modality of `augment` that is not an image modality of `ds`."""
+    images = [s.name for s in ds.specs if s.kind == "image"]
+    for m in augment:
+        if m not in images:
+            raise ValueError(f"--augment={m}: not an image modality of {ds.name} (expected "
+                             f"one of {', '.join(images) or 'none'})")
+
+
 def train_batches(ds: PairedDataset, batch_size: int, draws: int, seed: int,
-                  start_step: int = 0, unpaired_pool: bool = False) -> tf.data.Dataset:
+                  start_step: int = 0, unpaired_pool: bool = False,
+                  augment: tuple[str, ...] = ()) -> tf.data.Dataset:
     """Infinite training stream; element k is the k-th batch of `batch_size * draws` pairs.
 
     With `unpaired_pool`, every element also holds `<m>_unpaired` drawn (epoch-wise, without
-    replacement) from modality m's unpaired pool, independently of the pairs.
+    replacement) from modality m's unpaired pool, independently of the pairs. The image
+    modalities in `augment` get small random affine maps (`augment.random_affine`) drawn from
+    (seed, k).
     """
     if batch_size < 1 or draws < 1 or start_step < 0:
         raise ValueError(f"batch_size ({batch_size}) and draws ({draws}) must be >= 1 and "
                          f"start_step ({start_step}) >= 0")
+    check_augment(ds, augment)
     rows = batch_size * draws
     split, modalities = ds.train, ds.modalities
     streams = [_epoch_positions(split.num_pairs, rows, seed, 0, start_step)]
@@ -100,13 +114,20 @@ def train_batches(ds: PairedDataset, batch_size: int, draws: int, seed: int,
     paired = _paired_fn(split, modalities, inst)
     pools = {m: tf.convert_to_tensor(split.unpaired[m].astype(np.int32)) for m in modalities}
 
-    def make(positions: tf.Tensor, *pool_positions: tf.Tensor) -> dict[str, tf.Tensor]:
+    def make(step: tf.Tensor, positions: tf.Tensor,
+             *pool_positions: tf.Tensor) -> dict[str, tf.Tensor]:
         out = paired(positions)
         for m, pos in zip(modalities, pool_positions):
             out[f"{m}_unpaired"] = _as_float(tf.gather(inst[m], tf.gather(pools[m], pos)))
+        for k, m in enumerate(augment):
+            key = tf.stack([tf.constant(int(seed), tf.int64), step * 16 + k])
+            for name in (m, f"{m}_unpaired"):
+                if name in out:
+                    out[name] = random_affine(out[name], key)
         return out
 
-    zipped = tf.data.Dataset.zip(tuple(streams)) if unpaired_pool else streams[0]
+    steps = tf.data.Dataset.counter(int(start_step), dtype=tf.int64)
+    zipped = tf.data.Dataset.zip((steps, *streams))
     return _finish(zipped.map(make, num_parallel_calls=AUTOTUNE, deterministic=True))
 
 
