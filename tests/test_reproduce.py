@@ -88,7 +88,7 @@ def test_suites_list_every_shipped_config():
         suite_runs("x", REPO)
 
 
-@pytest.mark.parametrize("suite", ["digits", "claims", "mnist_svhn"])
+@pytest.mark.parametrize("suite", ["digits", "claims", "mnist_svhn", "digits_study"])
 def test_every_suite_run_is_a_valid_training_config(suite, monkeypatch):
     """Each run's config + overrides passes the training flags' parsers and dataset-flag
     check (the fashion views of `claims` included, as if the Debian files were installed)."""

@@ -156,7 +156,7 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
     flags = spec.config_flags()
     record: dict[str, Any] = {
         "name": spec.name, "config": os.path.relpath(spec.config), "overrides":
-        list(spec.overrides), "model": flags.get("model"), "dataset": flags.get("dataset"),
+        list(spec.overrides), "eval_flags": list(spec.eval_flags), "model": flags.get("model"), "dataset": flags.get("dataset"),
         "batch_size": int(flags.get("batch_size", 64)), "config_steps": config_steps,
         "protocol": budget.protocol, "status": "ok"}
     os.makedirs(run_dir, exist_ok=True)
@@ -177,7 +177,8 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
             wall_path = os.path.join(os.path.dirname(eval_path), "eval_wall.json")
             if metrics is None:
                 _child(["-m", "mmali_tf.evaluate", f"--run_dir={run_dir}",
-                        f"--protocol={budget.protocol}", f"--num_samples={budget.num_samples}"],
+                        f"--protocol={budget.protocol}", f"--num_samples={budget.num_samples}",
+                        *spec.eval_flags],
                        os.path.join(log_dir, f"{spec.name}.eval.log"))
                 metrics = _stored_eval(eval_path, step, budget)
                 report.write_json(wall_path, {"eval_wall_s": round(time.time() - start, 1)})

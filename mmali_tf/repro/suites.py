@@ -6,7 +6,7 @@ import dataclasses
 import glob
 import os
 
-SUITES = ("digits", "claims", "mnist_svhn")
+SUITES = ("digits", "claims", "mnist_svhn", "digits_study")
 #: MultiMNIST views of the embedded digits for claim 1 (paper Table 1, 2 views).
 MULTIMNIST_DIGITS = ("--base_set=digits", "--num_views=2")
 FASHION_IDX = "/usr/share/datasets/fashion-mnist"
@@ -14,11 +14,13 @@ FASHION_IDX = "/usr/share/datasets/fashion-mnist"
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One run of a suite: a shipped config plus flag overrides, in `<runs_root>/<name>`."""
+    """One run of a suite: a shipped config plus flag overrides, in `<runs_root>/<name>`,
+    evaluated with `eval_flags` added to the harness's evaluation flags."""
 
     name: str
     config: str
     overrides: tuple[str, ...] = ()
+    eval_flags: tuple[str, ...] = ()
 
     def config_flags(self) -> dict[str, str]:
         """`--name=value` lines of the config followed by the overrides (later ones win);
@@ -62,6 +64,9 @@ def suite_runs(suite: str, root: str = ".") -> list[RunSpec]:
         return [RunSpec(_stem(p), p) for p in _configs(root, "digits_*.cfg")]
     if suite == "mnist_svhn":
         return [RunSpec(_stem(p), p) for p in _configs(root, "mnist_svhn_*.cfg")]
+    if suite == "digits_study":
+        from mmali_tf.repro.study import study_runs
+        return study_runs(root)
     # claims: the two-view critic ablation first (its own runs), then mmALI and every VAE
     # baseline on digits (shared with the digits suite; a concurrent harness is waited for).
     views = [("multimnist_digits2", MULTIMNIST_DIGITS)]

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from mmali_tf.metrics import report
 from mmali_tf.repro import claims as claims_lib
+from mmali_tf.repro import study
 
 BEGIN, END = "<!-- reproduction:{}:begin -->", "<!-- reproduction:{}:end -->"
 
@@ -72,6 +73,10 @@ def readme_block(suite: Mapping[str, Any]) -> str:
     parts = [protocol_line(suite), ""]
     if suite["suite"] == "claims":
         parts += [claims_lib.claims_markdown(claims_lib.claims_rows(suite["runs"]))]
+    elif suite["suite"] == "digits_study":
+        parts += ["Targets, on the shipped configs:", "", study.targets_markdown(suite["runs"]),
+                  "One change at a time (content / style: probes of the two parts of the code; "
+                  "(c): collapsed):", "", study.study_markdown(suite["runs"])]
     else:
         groups = _groups(suite)
         for dataset, records in groups.items():
