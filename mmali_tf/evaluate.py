@@ -21,7 +21,9 @@ from mmali_tf import flags as flags_lib
 FLAGS = flags.FLAGS
 #: what each protocol trains when the epoch flags are left unset: `reference` follows the
 #: released mmALI scripts (probe 100 epochs, classifiers 100 epochs at batch 256, both with
-#: best-test selection; SPEC_MMALI 7.1-7.2), `clean` a budget that converges on small datasets.
+#: best-test selection; SPEC_MMALI 7.1-7.2), `clean` a budget that converges on small datasets
+#: (the probe: 30 epochs and at least as many updates as 30 epochs make on MNIST, unless
+#: --probe_epochs is given).
 PROTOCOL_DEFAULTS = {"clean": {"probe_epochs": 30, "classifier_epochs": 10,
                                "classifier_batch": 64},
                      "reference": {"probe_epochs": 100, "classifier_epochs": 100,
@@ -39,6 +41,7 @@ class EvalOptions:
     seed: int = 0
     batch_size: int = 256
     probe_epochs: int | None = None
+    probe_min_updates: int | None = None
     latent_probe: str = "shi"
     classifier_epochs: int | None = None
     classifier_batch: int | None = None
@@ -63,7 +66,12 @@ class EvalOptions:
         """A copy with the protocol's defaults (PROTOCOL_DEFAULTS) filled into unset fields."""
         from mmali_tf.metrics.common import check_protocol
 
+        from mmali_tf.metrics.latent_accuracy import SHI_MNIST_UPDATES
+
         defaults = PROTOCOL_DEFAULTS[check_protocol(self.protocol)]
+        if self.probe_min_updates is None:
+            defaults = {**defaults, "probe_min_updates": SHI_MNIST_UPDATES if (
+                self.protocol == "clean" and self.probe_epochs is None) else 0}
         return dataclasses.replace(self, **{k: v for k, v in defaults.items()
                                             if getattr(self, k) is None})
 
@@ -121,7 +129,8 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
     metrics: dict[str, Any] = {
         "latent_accuracy": latent_accuracy.latent_accuracy(
             view, ds, opts.split, opts.protocol, opts.probe_epochs, opts.num_samples,
-            opts.batch_size, opts.seed, opts.verbose, opts.latent_probe),
+            opts.batch_size, opts.seed, opts.verbose, opts.latent_probe,
+            opts.probe_min_updates),
         "classifier_accuracy": dict(classifier_accuracy)}
     joint, joint_hist = coherence.joint_coherence(
         view, classifiers, opts.num_samples, opts.batch_size, opts.seed,
@@ -151,6 +160,7 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
             model.name), "step": step, "weights": view.weights, "seed": opts.seed,
             "split": opts.split, "num_pairs": int(len(rows)),
             "num_prior_samples": opts.num_samples, "probe_epochs": opts.probe_epochs,
+            "probe_min_updates": opts.probe_min_updates,
             "latent_test_size": {m: int(len(split.labels[m])) for m in view.modalities},
             "latent_probe": opts.latent_probe,
             "classifier_epochs": opts.classifier_epochs,

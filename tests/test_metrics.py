@@ -158,6 +158,21 @@ def test_fit_probe_known_answers(protocol):
         latent_accuracy.fit_probe(sep, sep, "best")
 
 
+def test_probe_min_updates_train_a_small_set_to_what_it_separates():
+    """30 epochs of 2 batches (60 updates at lr 1e-3) under-fit small-scale separable codes;
+    the `clean` minimum of updates makes the probe report the separability instead."""
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(10), 50)
+    centres = 0.3 * rng.standard_normal((10, 20))
+    codes = latent_accuracy.CodeSet(centres[y] + 0.03 * rng.standard_normal((500, 20)), None, y)
+    test = latent_accuracy.CodeSet(centres[y] + 0.03 * rng.standard_normal((500, 20)), None, y)
+    short = latent_accuracy.fit_probe(codes, test, "clean", epochs=30)
+    full = latent_accuracy.fit_probe(codes, test, "clean", epochs=30,
+                                     min_updates=latent_accuracy.SHI_MNIST_UPDATES)
+    assert short < 0.8 and full > 0.97, (short, full)
+    assert latent_accuracy.SHI_MNIST_UPDATES == 30 * 211        # 54,000 codes at batch 256
+
+
 def _correlated(n: int, rho: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     u = rng.standard_normal(n)

@@ -143,9 +143,18 @@ def _stored_eval(path: str, step: int, budget: Budget) -> dict[str, Any] | None:
     with open(path, encoding="utf-8") as f:
         metrics = json.load(f)
     meta = metrics.get("meta", {})
-    if meta.get("step") == step and meta.get("num_prior_samples") == budget.num_samples:
+    if (meta.get("step") == step and meta.get("num_prior_samples") == budget.num_samples
+            and meta.get("probe_min_updates") == probe_min_updates(budget.protocol)):
         return metrics
     return None
+
+
+def probe_min_updates(protocol: str) -> int:
+    """The latent probe's minimum updates `evaluate` uses under `protocol` (an evaluation
+    made before that minimum existed is redone)."""
+    from mmali_tf.metrics.latent_accuracy import SHI_MNIST_UPDATES
+
+    return SHI_MNIST_UPDATES if protocol == "clean" else 0
 
 
 def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
