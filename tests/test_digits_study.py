@@ -16,12 +16,13 @@ def test_study_runs_share_the_shipped_runs_and_change_one_thing_each():
     for model in study.STUDY_MODELS:
         shipped = runs[f"digits_{model}"]
         assert shipped == digits[f"digits_{model}"]     # one run dir serves both suites
-        assert f"study_{model}_previous" in runs and f"study_{model}_uniform_colours" in runs
-    assert "study_mmali_dis_iter_2" in runs and "study_mvae_dis_iter_2" not in runs
-    half = runs["study_mvae_half_steps"]
-    assert half.config_steps() * 2 in (runs["digits_mvae"].config_steps(),
-                                       runs["digits_mvae"].config_steps() - 1)
+        assert f"study_{model}_previous" in runs
+        assert f"study_{model}_half_steps" in runs
+    assert "study_mmali_paper_rec_equal_lr" in runs and "study_mvae_paper_rec_equal_lr" not in runs
     for name, spec in runs.items():
+        if name.startswith("study_") and not name.endswith("_previous"):
+            shipped = runs["digits_" + name.split("_")[1]].config_steps()
+            assert spec.config_steps() == shipped // 2, name       # every change at half steps
         if name.startswith("study_"):
             assert spec.eval_flags == study.VARIANT_EVAL_FLAGS and spec.overrides
 
