@@ -33,13 +33,12 @@ from typing import Callable
 import numpy as np
 
 from mmali_tf.data.specs import PairedDataset
+from mmali_tf.metrics import report
 from mmali_tf.metrics.common import (InferenceView, check_protocol, instance_batches,
                                      paired_batches, progress, sample_rows, seed_stream, tick)
 
 VAL_FRACTION = 0.1
-#: Adam updates of Shi et al.'s 30-epoch probe on MNIST (54,000 codes after the validation
-#: split, batch 256): the `clean` protocol's minimum on any dataset.
-SHI_MNIST_UPDATES = 30 * math.ceil(54000 / 256)
+SHI_MNIST_UPDATES = report.SHI_MNIST_UPDATES
 PROBES = ("shi", "sutter")
 SUTTER_TRAIN_CODES = 256
 Sampler = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]

@@ -152,9 +152,7 @@ def _stored_eval(path: str, step: int, budget: Budget) -> dict[str, Any] | None:
 def probe_min_updates(protocol: str) -> int:
     """The latent probe's minimum updates `evaluate` uses under `protocol` (an evaluation
     made before that minimum existed is redone)."""
-    from mmali_tf.metrics.latent_accuracy import SHI_MNIST_UPDATES
-
-    return SHI_MNIST_UPDATES if protocol == "clean" else 0
+    return report.SHI_MNIST_UPDATES if protocol == "clean" else 0
 
 
 def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
