@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 from test_reproduce import REPO, _metrics, _record, _suite
 
@@ -79,3 +80,19 @@ def test_study_block_renders_targets_and_one_table_per_model():
     assert "| dataset version 1 colours (uniform RGB, both polarities) | 1,000 x 64 |" in block
     assert "| 80.0 / 30.0 | 70.0 / 50.0 |" in block                      # content / style
     assert "(c)" in block                                                 # collapsed variant
+
+
+def test_final_grids_of_the_main_run_are_copied_for_readme(tmp_path):
+    from mmali_tf.repro import runner
+
+    samples = tmp_path / "runs" / "digits_mmali" / "samples"
+    samples.mkdir(parents=True)
+    for step, modality in ((500, "hand"), (1500, "hand"), (1500, "print"), (1000, "print")):
+        (samples / f"step_{step:07d}_{modality}.png").write_bytes(f"{step}{modality}".encode())
+    out = tmp_path / "reproduction"
+    written = runner.copy_final_grids(str(tmp_path / "runs"), "digits_mmali", str(out))
+    assert [os.path.basename(p) for p in written] == ["digits_mmali_hand.png",
+                                                      "digits_mmali_print.png"]
+    assert (out / "digits_mmali_hand.png").read_bytes() == b"1500hand"
+    assert (out / "digits_mmali_print.png").read_bytes() == b"1500print"
+    assert runner.copy_final_grids(str(tmp_path / "runs"), "missing", str(out)) == []

@@ -29,6 +29,7 @@ import sys
 import time
 from typing import Any
 
+from mmali_tf.data.cache import atomic_write_bytes
 from mmali_tf.metrics import report
 from mmali_tf.repro.suites import RunSpec
 
@@ -201,3 +202,22 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
         except (RuntimeError, OSError, ValueError) as error:
             record.update(status="failed", error=str(error))
     return record
+
+
+def copy_final_grids(runs_root: str, name: str, out_dir: str) -> list[str]:
+    """Copy run `name`'s newest sample grid of each modality (`samples/step_<n>_<m>.png`) to
+    `<out_dir>/<name>_<m>.png` (atomically); the paths written."""
+    samples = os.path.join(runs_root, name, "samples")
+    newest: dict[str, tuple[int, str]] = {}
+    for entry in sorted(os.listdir(samples)) if os.path.isdir(samples) else []:
+        found = re.fullmatch(r"step_(\d+)_(\w+)\.png", entry)
+        if found and int(found.group(1)) >= newest.get(found.group(2), (-1, ""))[0]:
+            newest[found.group(2)] = (int(found.group(1)), os.path.join(samples, entry))
+    written = []
+    for modality, (_, path) in sorted(newest.items()):
+        with open(path, "rb") as f:
+            target = os.path.join(out_dir, f"{name}_{modality}.png")
+            atomic_write_bytes(target, f.read())
+        written.append(target)
+    return written
+
