@@ -18,7 +18,7 @@ def test_study_runs_share_the_shipped_runs_and_change_one_thing_each():
         shipped = runs[f"digits_{model}"]
         assert shipped == digits[f"digits_{model}"]     # one run dir serves both suites
         assert f"study_{model}_previous" in runs
-        assert f"study_{model}_half_steps" in runs
+        assert model == "mmvae" or f"study_{model}_half_steps" in runs
     assert "study_mmali_paper_rec_equal_lr" in runs and "study_mvae_paper_rec_equal_lr" not in runs
     for name, spec in runs.items():
         if name.startswith("study_") and not name.endswith("_previous"):
