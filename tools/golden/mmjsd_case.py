@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.machinery
 import math
-import sys
 
 import numpy as np
 import torch
 
 from mmali_tf.reference import golden
-from tools.golden.torch_common import Fixture, add_to_path, nhwc, repo_commit, stub_modules
+from tools.golden.torch_common import (Fixture, ReparameterizeRecorder, add_to_path, nhwc,
+                                       repo_commit, stub_modules)
 
 MMJSD_COMMIT = "29d925d640f1899e87dc5e1c5540315307b56279"
 B = 8
@@ -53,9 +52,6 @@ def load(snapshot: str):
     """Their `utils.utils`, `kl_div`, `loss` modules and the model/network classes."""
     add_to_path(snapshot)
     stub_modules(STUBS)
-    for stub in STUBS:  # torch's optimizer import probes installed modules' specs
-        if getattr(sys.modules[stub], "__spec__", None) is None:
-            sys.modules[stub].__spec__ = importlib.machinery.ModuleSpec(stub, None)
     importlib.import_module("torchvision").transforms = importlib.import_module(
         "torchvision.transforms")
     utils = importlib.import_module("utils.utils")
@@ -76,28 +72,6 @@ def flags_for(style_dim: int, class_dim: int) -> argparse.Namespace:
         alpha_modalities=[1.0, 1.0, 1.0, 0.0], modality_jsd=True, modality_moe=False,
         modality_poe=False, beta=BETA, beta_style=BETA_STYLE, beta_content=BETA_CONTENT,
         beta_m1_style=1.0, beta_m2_style=1.0, kl_annealing=0)
-
-
-class ReparameterizeRecorder:
-    """Wraps their `utils.reparameterize`; records each call's standard-normal draw."""
-
-    def __init__(self, utils) -> None:
-        self.utils, self.original, self.draws = utils, utils.reparameterize, []
-
-    def __enter__(self):
-        def recording(mu, logvar):
-            state = torch.get_rng_state()
-            out = self.original(mu=mu, logvar=logvar)
-            after = torch.get_rng_state()
-            torch.set_rng_state(state)
-            self.draws.append(torch.empty(mu.shape).normal_().numpy().copy())
-            torch.set_rng_state(after)
-            return out
-        self.utils.reparameterize = recording
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.utils.reparameterize = self.original
 
 
 def our_draw(draws: list, style_dim: int) -> np.ndarray:

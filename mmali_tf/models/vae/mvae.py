@@ -64,7 +64,8 @@ class MVAE(VAEModel):
         means, logvars = self.encode_all(batch)
         masks, rows = self.subset_masks()
         mu, lv = obj.masked_product_of_experts(means, logvars, masks, prior_expert=True)
-        z = mu + latent_lib.scale_from_logvar(lv) * self.sample_noise(tf.shape(mu), batch_axis=1)
+        noise = self.sample_noise(tf.shape(mu), name="eps", batch_axis=1)      # (T, B, D)
+        z = mu + latent_lib.scale_from_logvar(lv) * noise
         shape = tf.shape(z)[:2]
         rec = 0.0
         for i, m in enumerate(self.modalities):      # decode only subsets that may hold m
