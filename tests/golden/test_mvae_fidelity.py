@@ -124,3 +124,25 @@ def test_sigmoid_bernoulli_differs_from_authors_when_saturated():
     got = -dists.log_likelihood(spec, tf.sigmoid(tf.constant(logits)), tf.constant(target))
     want = probes["bernoulli_nll"].sum(axis=1)
     assert np.max(np.abs(got.numpy() - want) / np.abs(want)) > 1e-2
+
+
+def test_kl_warm_up_ends_an_epoch_early_as_the_authors_loop():
+    """Their loop's factor is 1 from the first step of the last warm-up epoch
+    (`epoch < annealing_epochs`); `--mvae_kl_full_step = kl_anneal_steps - steps per epoch`
+    reproduces it, the plain linear warm-up does not."""
+    fx = Fixture(CASE)
+    want = fx.group("anneal/")["factor"]
+    full = fx.meta["config"]["kl_anneal_steps"] - fx.meta["steps_per_epoch"]
+    got = {}
+    for full_step in (0, full):
+        model = MVAE(specs(fx.meta["lambdas"]),
+                     dict(fx.meta["config"], seed=0, mvae_kl_full_step=full_step))
+        model.compile()
+        factors = []
+        for step in range(len(want)):
+            model.g_optimizer.iterations.assign(step)
+            factors.append(float(model.anneal_factor()))
+        got[full_step] = np.array(factors)
+    np.testing.assert_allclose(got[full], want, rtol=1e-6,
+                               err_msg="KL annealing factor per step vs the authors' loop")
+    assert not np.allclose(got[0], want), "the plain warm-up should differ in the last epoch"

@@ -9,7 +9,8 @@ does: the joint, image-only and label-only forward passes, `elbo_loss` of each (
 `optim.Adam` step (lr 1e-3). Records every draw of `reparametrize` (joint, image, label, in
 call order), the three ELBOs and their reconstruction/KL parts (their `elbo_loss` called with
 the other weights at 0), every gradient and every parameter after the step; plus their two
-likelihood functions on fixed logits up to saturation.
+likelihood functions on fixed logits up to saturation, and their loop's annealing factor over
+three epochs.
 """
 
 from __future__ import annotations
@@ -51,9 +52,20 @@ def load(snapshot: str):
     return importlib.import_module("model"), importlib.import_module("train")
 
 
-def annealing_factor() -> float:
-    return float(BATCH_IDX + (EPOCH - 1) * N_MINI_BATCHES + 1) / float(
-        ANNEALING_EPOCHS * N_MINI_BATCHES)
+def annealing_factor(epoch: int, batch_idx: int) -> float:
+    """Their train()'s KL annealing factor. It lives in train.py's `__main__` block, which
+    cannot be imported, so it is evaluated here as written there: linear in the global batch
+    index while `epoch < annealing_epochs`, else 1 (so the last warm-up epoch is already 1)."""
+    if epoch < ANNEALING_EPOCHS:
+        return (float(batch_idx + (epoch - 1) * N_MINI_BATCHES + 1) /
+                float(ANNEALING_EPOCHS * N_MINI_BATCHES))
+    return 1.0
+
+
+def annealing_schedule(epochs: int = ANNEALING_EPOCHS + 1) -> np.ndarray:
+    """Their factor at 0-based steps 0 .. epochs * N - 1."""
+    return np.array([annealing_factor(e, b) for e in range(1, epochs + 1)
+                     for b in range(N_MINI_BATCHES)], np.float32)
 
 
 def likelihood_probes(train) -> dict[str, np.ndarray]:
@@ -86,7 +98,7 @@ def make(snapshot: str, seed: int = 0) -> Fixture:
     image = torch.rand(B, 1, 28, 28)                  # MNIST ToTensor intensities in [0, 1]
     text = torch.randint(0, CLASSES, (B,))
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    af = annealing_factor()
+    af = annealing_factor(EPOCH, BATCH_IDX)
     model.train()
     optimizer.zero_grad()
     with ReparameterizeRecorder(model, "reparametrize") as rec:
@@ -122,7 +134,7 @@ def make(snapshot: str, seed: int = 0) -> Fixture:
                "ProductOfExperts, prior_expert, Swish, reparametrize)",
                "mnist/train.py (elbo_loss, binary_cross_entropy_with_logits, cross_entropy; "
                "the step and annealing factor of train())"],
-        config=CONFIG, lambdas=[LAMBDA_IMAGE, LAMBDA_TEXT], annealing_factor=af,
+        config=CONFIG, steps_per_epoch=N_MINI_BATCHES, lambdas=[LAMBDA_IMAGE, LAMBDA_TEXT], annealing_factor=af,
         seed=seed, stddev=STDDEV, weight_shapes=[[k, list(s)] for k, s in shapes],
         note="image (B,1,28,28) uniform [0,1] + label (their integer `text`, our one-hot); "
              "loss = ELBO(image, label) + ELBO(image) + ELBO(label), each a batch mean of "
@@ -136,4 +148,5 @@ def make(snapshot: str, seed: int = 0) -> Fixture:
     fx.add("after/", golden.summarise({k: p.detach().numpy()
                                        for k, p in model.named_parameters()}))
     fx.add("likelihood/", likelihood_probes(train))
+    fx.add("anneal/", {"factor": annealing_schedule()})
     return fx

@@ -78,6 +78,8 @@ class VAEModel(MultimodalModel):
     scale_parameterisation: str = "logvar"
     uses_style: bool = False
     batch_reduction: str = "mean"
+    #: step from which the KL warm-up factor is 1 (0: when the warm-up ends; see kl_anneal)
+    kl_full_step: int = 0
 
     def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
                  config: Mapping[str, Any], **kwargs: Any) -> None:
@@ -180,10 +182,11 @@ class VAEModel(MultimodalModel):
         return loss
 
     def anneal_factor(self) -> tf.Tensor:
-        """Linear warm-up factor min(1, (step + 1) / kl_anneal_steps) at the current step."""
+        """Linear warm-up factor min(1, (step + 1) / kl_anneal_steps) at the current step
+        (1 from `kl_full_step` on when that is set)."""
         opt = getattr(self, "g_optimizer", None)
         step = opt.iterations if opt is not None else tf.constant(0, tf.int64)
-        return obj.kl_anneal(step, self.kl_anneal_steps)
+        return obj.kl_anneal(step, self.kl_anneal_steps, self.kl_full_step)
 
     def kl_weight(self) -> tf.Tensor:
         """beta times the warm-up factor at the current step."""
