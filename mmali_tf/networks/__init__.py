@@ -2,10 +2,10 @@
 
 Families (declared in their modules with `registry.register_network_family`): `mnist_mlp`
 (MLPs on flattened images), `svhn_conv` (32x32xC convnets), `feature_mlp` (vector features),
-`swish_mlp` / `swish_embedding` (MVAE's image and label networks). Encoders output raw linear
-parameters (callers split [mean | logvar]); image decoders end in a sigmoid scaled to
-`spec.value_range`, `categorical` vector decoders in a softmax, other vector decoders are
-linear. `decoder_logits` gives the decoder without that final activation (for likelihoods on
+`swish_mlp` / `swish_embedding` (MVAE's image and label networks), `mmjsd_svhn` (mmJSD's SVHN
+convnets). Encoders output raw linear parameters (callers split [mean | logvar]); image decoders
+end in a sigmoid scaled to `spec.value_range` unless their family sets `BOUNDED_OUTPUT = False`,
+`categorical` vector decoders in a softmax, other vector decoders are linear. `decoder_logits` gives the decoder without that final activation (for likelihoods on
 logits, `specs.LOGIT_LIKELIHOODS`).
 """
 
@@ -19,7 +19,14 @@ from mmali_tf.networks.init import INITS, check_init
 from mmali_tf.networks.spectral_norm import SNConv2D, SNDense
 
 __all__ = ["INITS", "SNConv2D", "SNDense", "build_decoder", "build_encoder",
-           "build_joint_critic", "build_joint_xz_critic", "build_xz_critic", "decoder_logits"]
+           "bounded_output", "build_joint_critic", "build_joint_xz_critic", "build_xz_critic",
+           "decoder_logits"]
+
+
+def bounded_output(spec) -> bool:
+    """Whether the decoder of an image `spec` ends in a sigmoid: its family's
+    `BOUNDED_OUTPUT` (default True; False for a decoder whose raw output is the mean)."""
+    return spec.kind == "image" and getattr(family(spec), "BOUNDED_OUTPUT", True)
 
 
 def build_encoder(spec, out_dim: int, init: str = "normal",
@@ -35,14 +42,15 @@ def build_encoder(spec, out_dim: int, init: str = "normal",
 def build_decoder(spec, latent_dim: int, init: str = "normal",
                   name: str | None = None) -> keras.Model:
     """z (None, latent_dim) -> (None, *spec.shape): the mean of p(x|z); a sigmoid (scaled to
-    value_range) for images, a softmax for `categorical` vectors."""
+    value_range) for images (unless the family's output is unbounded), a softmax for
+    `categorical` vectors."""
     module = family(spec)
     check_init(init)
     z = keras.Input((check_dim("latent_dim", latent_dim),), name="z")
     out = module.decoder(z, spec.shape, init)
     if spec.likelihood == "categorical":
         out = keras.layers.Activation("softmax")(out)
-    elif spec.kind == "image" or spec.likelihood == "bernoulli_logits":
+    elif bounded_output(spec) or spec.likelihood == "bernoulli_logits":
         out = keras.layers.Activation("sigmoid")(out)
         low, high = spec.value_range
         if (low, high) != (0.0, 1.0):

@@ -74,8 +74,9 @@ def mmvae_pairs(model, state) -> list[Pair]:
 def mmjsd_pairs(model, state) -> list[Pair]:
     """thomassutter/mmjsd VAEtrimodalSVHNMNIST: encoder_<m> (heads style_mu, class_mu,
     style_logvar, class_logvar, or hidden_mu, hidden_logvar without style) and decoder_<m>,
-    matched by modality name."""
-    missing = [m for m in model.modalities if f"encoder_{m}.enc.0.0.weight" not in state]
+    matched by modality name (MNIST MLPs, or the SVHN convnets as our `mmjsd_svhn`)."""
+    missing = [m for m in model.modalities
+               if not any(k.startswith(f"encoder_{m}.") for k in state)]
     if missing:
         raise ImportMismatch(f"missing tensor: no encoder_{missing[0]}.* in the checkpoint "
                              f"(modalities {model.modalities})")

@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 
 from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
+from mmali_tf.networks import bounded_output
 
 tfd = tfp.distributions
 
@@ -44,7 +45,7 @@ def likelihood(spec: ModalitySpec, param: tf.Tensor) -> tfd.Distribution:
     """p(x | z) of one modality given the decoder output `param` (..., *spec.shape).
 
     laplace / normal: `param` is the mean, fixed `spec.likelihood_scale`; image means are
-    clamped to [1e-6, 1 - 1e-6]. bernoulli: probabilities = clamped mean (continuous targets
+    clamped to [1e-6, 1 - 1e-6] (not those of a family with unbounded output). bernoulli: probabilities = clamped mean (continuous targets
     give -sigmoid cross-entropy). bernoulli_logits: `param` are logits (the decoder before its
     sigmoid; no clamp, exact -BCE-with-logits for any x in [0, 1], as MVAE's authors compute
     it). categorical: `param` are logits over the last axis, x one-hot.
@@ -56,7 +57,7 @@ def likelihood(spec: ModalitySpec, param: tf.Tensor) -> tfd.Distribution:
     if spec.likelihood == "categorical":
         return tfd.OneHotCategorical(logits=param, dtype=param.dtype)
     mean = param
-    if spec.kind == "image" or spec.likelihood == "bernoulli":
+    if bounded_output(spec) or spec.likelihood == "bernoulli":
         mean = tf.clip_by_value(mean, MEAN_EPS, 1.0 - MEAN_EPS)
     if spec.likelihood == "laplace":
         base = tfd.Laplace(mean, spec.likelihood_scale)
