@@ -16,6 +16,8 @@ from mmali_tf import registry
 
 KINDS = ("image", "vector")
 LIKELIHOODS = ("laplace", "normal", "bernoulli", "bernoulli_logits", "categorical")
+#: batches carry the class labels under this key, so no modality may take it
+RESERVED_NAME = "label"
 #: likelihoods evaluated on the decoder's logits (its output before the final sigmoid/softmax)
 LOGIT_LIKELIHOODS = ("bernoulli_logits", "categorical")
 
@@ -53,6 +55,9 @@ class ModalitySpec:
     recon_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.name == RESERVED_NAME:
+            raise ValueError(f"ModalitySpec {self.name!r}: that name is reserved for the class "
+                             "labels in every batch; call the modality something else")
         if self.kind not in KINDS:
             raise ValueError(f"ModalitySpec {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
         families = registry.names("network")

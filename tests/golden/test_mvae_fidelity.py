@@ -3,10 +3,11 @@
 Same weights, batch and reparameterisation draws: the three ELBOs their training step sums
 (joint, image only, label only), each one's reconstruction and KL parts, the loss, every
 gradient and every weight after one Adam step must equal what their `MVAE` and `elbo_loss`
-computed (fixture from tools/golden/make_fixtures.py --mvae). Our setting: `mvae` with a
-`swish_mlp` image (`bernoulli_logits`, lambda 1) and a `swish_embedding` one-hot label
-(`categorical`, lambda 10), latent 64, beta 1, `kl_anneal_steps` equal to their annealing
-length in steps (their factor at the fixture's step: 1/4).
+computed (fixture from tools/golden/make_fixtures.py --mvae). Our setting: `mvae` on the
+`mnist_label` dataset's modalities (a `swish_mlp` image with `bernoulli_logits`, lambda 1; a
+`swish_embedding` one-hot label with `categorical`, lambda 10), latent 64, beta 1,
+`kl_anneal_steps` equal to their annealing length in steps (their factor at the fixture's
+step: 1/4).
 
 Known differences, equal at the fixture's values: our encoders clip log-variances to +-10
 (SPEC pitfall 3), theirs do not; their `ProductOfExperts` adds 1e-8 to every variance twice and
@@ -15,49 +16,52 @@ to the product's, ours is computed in log space without it.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import tensorflow as tf
 
 from golden_fixtures import Fixture, term_mismatches, update_mismatches
 from mmali_tf import latent as latent_lib
+from mmali_tf.data.mnist_label import DIGIT, IMAGE
 from mmali_tf.data.specs import ModalitySpec
-from mmali_tf.data.svhn import MNIST
 from mmali_tf.models.draws import ReplayDraws
 from mmali_tf.models.vae import distributions as dists
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.mvae import MVAE
 from mmali_tf.reference import golden
+from mmali_tf.reference.import_run import write_run
 from mmali_tf.reference.mappings import TorchLayout, import_state_dict
+from mmali_tf.run_dir import load_trained
 
 GRAD_RTOL = 1e-4
 CASE = "mvae_mnist_label"
+#: the authors' modalities: MNIST image (Bernoulli on logits) and a one-hot digit label
+SPECS = (IMAGE, DIGIT)
 
 
-def specs(lambdas) -> list[ModalitySpec]:
-    """The authors' modalities: MNIST image (Bernoulli on logits) and a one-hot digit label."""
-    image = dataclasses.replace(MNIST, name="image", network="swish_mlp",
-                                likelihood="bernoulli_logits", likelihood_weight=lambdas[0])
-    label = ModalitySpec("label", (10,), "vector", "swish_embedding",
-                         likelihood="categorical", likelihood_weight=lambdas[1])
-    return [image, label]
+def test_dataset_weights_are_the_authors_lambdas():
+    assert [s.likelihood_weight for s in SPECS] == Fixture(CASE).meta["lambdas"]
+
+
+def authors_state(fx: Fixture) -> dict[str, np.ndarray]:
+    """The authors' starting weights (their state_dict keys)."""
+    shapes = [(k, tuple(s)) for k, s in fx.meta["weight_shapes"]]
+    return golden.seeded_weights(shapes, fx.meta["seed"], fx.meta["stddev"])
 
 
 def build(fx: Fixture) -> tuple[MVAE, TorchLayout]:
     meta = fx.meta
-    model = MVAE(specs(meta["lambdas"]), dict(meta["config"], seed=0))
+    model = MVAE(SPECS, dict(meta["config"], seed=0))
     model.build_from_specs()
     model.compile()
     shapes = {k: tuple(v) for k, v in meta["weight_shapes"]}
-    import_state_dict(model, golden.seeded_weights(shapes.items(), meta["seed"], meta["stddev"]))
+    import_state_dict(model, authors_state(fx))
     model.draws = ReplayDraws(fx.group("draw/"))
     return model, TorchLayout(model, shapes)
 
 
 def subset_terms(model: MVAE, batch: dict, eps: np.ndarray, factor: float) -> dict[str, float]:
     """The authors' per-subset terms (ELBO, unweighted reconstructions, KL) from our networks
-    and pure functions on the same draws; subsets in our order: joint, image, label."""
+    and pure functions on the same draws; subsets in our order: joint, image, digit."""
     means, logvars = model.encode_all(batch)
     masks, _ = model.subset_masks()
     mu, lv = obj.masked_product_of_experts(means, logvars, masks, prior_expert=True)
@@ -135,8 +139,7 @@ def test_kl_warm_up_ends_an_epoch_early_as_the_authors_loop():
     full = fx.meta["config"]["kl_anneal_steps"] - fx.meta["steps_per_epoch"]
     got = {}
     for full_step in (0, full):
-        model = MVAE(specs(fx.meta["lambdas"]),
-                     dict(fx.meta["config"], seed=0, mvae_kl_full_step=full_step))
+        model = MVAE(SPECS, dict(fx.meta["config"], seed=0, mvae_kl_full_step=full_step))
         model.compile()
         factors = []
         for step in range(len(want)):
@@ -146,3 +149,20 @@ def test_kl_warm_up_ends_an_epoch_early_as_the_authors_loop():
     np.testing.assert_allclose(got[full], want, rtol=1e-6,
                                err_msg="KL annealing factor per step vs the authors' loop")
     assert not np.allclose(got[0], want), "the plain warm-up should differ in the last epoch"
+
+
+def test_imported_run_decodes_like_the_authors(tmp_path):
+    """The import CLI's core on the `mnist_label` dataset: their state_dict becomes a run
+    directory whose decoders give their decoders' means."""
+    fx = Fixture(CASE)
+    ckpt = tmp_path / "authors.npz"
+    np.savez(ckpt, **authors_state(fx))
+    run_dir = str(tmp_path / "run")
+    write_run(dict(fx.meta["config"], dataset="mnist_label", run_dir=run_dir, seed=0,
+                   keep_checkpoints=1), str(ckpt))
+    model = load_trained(run_dir).model
+    assert model.specs == SPECS
+    want = fx.group("decoded/")
+    for m in model.modalities:
+        np.testing.assert_allclose(model.decode(m, want["z"]).numpy(), want[m], rtol=1e-5,
+                                   atol=1e-6, err_msg=f"decoder {m}")

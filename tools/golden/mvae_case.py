@@ -9,8 +9,10 @@ does: the joint, image-only and label-only forward passes, `elbo_loss` of each (
 `optim.Adam` step (lr 1e-3). Records every draw of `reparametrize` (joint, image, label, in
 call order), the three ELBOs and their reconstruction/KL parts (their `elbo_loss` called with
 the other weights at 0), every gradient and every parameter after the step; plus their two
-likelihood functions on fixed logits up to saturation, and their loop's annealing factor over
-three epochs.
+likelihood functions on fixed logits up to saturation, their loop's annealing factor over
+three epochs, and their decoders' outputs on fixed z at the starting weights (`decoded/`, for
+the import round trip; the same weights are written with their `save_checkpoint` under
+/tmp/mvae_golden/).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from tools.golden.torch_common import (Fixture, ReparameterizeRecorder, add_to_p
 
 MVAE_COMMIT = "2a358eb3593e9942e0846eb0095519acef462fa6"
 B, D, CLASSES = 8, 64, 10
-MODS = ("image", "label")
 STDDEV = 0.05
 LAMBDA_IMAGE, LAMBDA_TEXT, LR = 1.0, 10.0, 1e-3
 #: their loop's KL annealing factor (batch_idx + (epoch - 1) N + 1) / (annealing_epochs N) at
@@ -87,7 +88,18 @@ def likelihood_probes(train) -> dict[str, np.ndarray]:
             "categorical_nll": ce.numpy()}
 
 
-def make(snapshot: str, seed: int = 0) -> Fixture:
+@torch.no_grad()
+def decoded(model, seed: int = 2) -> dict[str, np.ndarray]:
+    """Their decoders' means on fixed z, as their mnist/sample.py takes them (sigmoid of the
+    image logits; softmax of the label logits, the exp of its log_softmax)."""
+    z = torch.from_numpy(np.random.default_rng(seed).normal(0, 1, (B, D)).astype(np.float32))
+    image = torch.sigmoid(model.image_decoder(z)).view(B, 1, 28, 28)
+    return {"z": z.numpy(), "image": nhwc(image),
+            "digit": torch.softmax(model.text_decoder(z), dim=1).numpy()}
+
+
+def make(snapshot: str, seed: int = 0,
+         checkpoint_dir: str = "/tmp/mvae_golden") -> Fixture:
     model_mod, train = load(snapshot)
     torch.manual_seed(seed)
     model = model_mod.MVAE(D)
@@ -95,6 +107,11 @@ def make(snapshot: str, seed: int = 0) -> Fixture:
     with torch.no_grad():
         for k, v in golden.seeded_weights(shapes, seed, STDDEV).items():
             model.state_dict()[k].copy_(torch.from_numpy(v))
+    start_decoded = decoded(model)
+    # the starting weights in their `save_checkpoint` format, for the import CLI (outside the
+    # project: tests use the seeded weights and `decoded/`)
+    train.save_checkpoint({"state_dict": model.state_dict(), "best_loss": 0.0, "n_latents": D,
+                           "optimizer": None}, False, folder=checkpoint_dir)
     image = torch.rand(B, 1, 28, 28)                  # MNIST ToTensor intensities in [0, 1]
     text = torch.randint(0, CLASSES, (B,))
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
@@ -102,12 +119,12 @@ def make(snapshot: str, seed: int = 0) -> Fixture:
     model.train()
     optimizer.zero_grad()
     with ReparameterizeRecorder(model, "reparametrize") as rec:
-        out = {"joint": model(image, text), "image": model(image), "label": model(text=text)}
+        out = {"joint": model(image, text), "image": model(image), "digit": model(text=text)}
     if len(rec.draws) != 3:
         raise RuntimeError(f"expected 3 reparametrize draws, got {len(rec.draws)}")
     elbo = train.elbo_loss
     lam = dict(lambda_image=LAMBDA_IMAGE, lambda_text=LAMBDA_TEXT)
-    inputs = {"joint": (image, text), "image": (image, None), "label": (None, text)}
+    inputs = {"joint": (image, text), "image": (image, None), "digit": (None, text)}
     terms = {}
     for subset, (img_recon, txt_recon, mu, logvar) in out.items():
         x_img, x_txt = inputs[subset]
@@ -120,9 +137,9 @@ def make(snapshot: str, seed: int = 0) -> Fixture:
             terms[f"rec_{subset}_image"] = elbo(rec_img, x_img, None, None, mu, logvar,
                                                 annealing_factor=0.0)
         if x_txt is not None:
-            terms[f"rec_{subset}_label"] = elbo(None, None, rec_txt, x_txt, mu, logvar,
+            terms[f"rec_{subset}_digit"] = elbo(None, None, rec_txt, x_txt, mu, logvar,
                                                 annealing_factor=0.0)
-    loss = terms["elbo_joint"] + terms["elbo_image"] + terms["elbo_label"]
+    loss = terms["elbo_joint"] + terms["elbo_image"] + terms["elbo_digit"]
     terms["loss"] = loss
     loss.backward()
     grads = {k: p.grad.numpy().copy() for k, p in model.named_parameters()}
@@ -136,17 +153,19 @@ def make(snapshot: str, seed: int = 0) -> Fixture:
                "the step and annealing factor of train())"],
         config=CONFIG, steps_per_epoch=N_MINI_BATCHES, lambdas=[LAMBDA_IMAGE, LAMBDA_TEXT], annealing_factor=af,
         seed=seed, stddev=STDDEV, weight_shapes=[[k, list(s)] for k, s in shapes],
-        note="image (B,1,28,28) uniform [0,1] + label (their integer `text`, our one-hot); "
-             "loss = ELBO(image, label) + ELBO(image) + ELBO(label), each a batch mean of "
+        note="image (B,1,28,28) uniform [0,1] + digit label (their integer `text`, our one-hot "
+             "`digit`); "
+             "loss = ELBO(image, digit) + ELBO(image) + ELBO(digit), each a batch mean of "
              "lambda-weighted -log-likelihoods of the subset's modalities + annealing * KL of "
              "the PoE (with prior expert) posterior; one Adam step"))
     fx.add("batch/", {"image": nhwc(image),
-                      "label": np.eye(CLASSES, dtype=np.float32)[text.numpy()]})
-    fx.add("draw/", {"eps": np.stack(rec.draws)})            # (T, B, D): joint, image, label
+                      "digit": np.eye(CLASSES, dtype=np.float32)[text.numpy()]})
+    fx.add("draw/", {"eps": np.stack(rec.draws)})            # (T, B, D): joint, image, digit
     fx.add("term/", {k: np.float32(v.item()) for k, v in terms.items()})
     fx.add("grad/", golden.summarise(grads))
     fx.add("after/", golden.summarise({k: p.detach().numpy()
                                        for k, p in model.named_parameters()}))
     fx.add("likelihood/", likelihood_probes(train))
     fx.add("anneal/", {"factor": annealing_schedule()})
+    fx.add("decoded/", start_decoded)
     return fx
