@@ -5,8 +5,9 @@ Families (declared in their modules with `registry.register_network_family`): `m
 `swish_mlp` / `swish_embedding` (MVAE's image and label networks), `mmjsd_svhn` (mmJSD's SVHN
 convnets). Encoders output raw linear parameters (callers split [mean | logvar]); image decoders
 end in a sigmoid scaled to `spec.value_range` unless their family sets `BOUNDED_OUTPUT = False`,
-`categorical` vector decoders in a softmax, other vector decoders are linear. `decoder_logits` gives the decoder without that final activation (for likelihoods on
-logits, `specs.LOGIT_LIKELIHOODS`).
+`categorical` vector decoders in a softmax, other vector decoders are linear.
+`decoder_logits` gives the decoder without that final activation (for likelihoods on logits,
+`specs.LOGIT_LIKELIHOODS`).
 """
 
 from __future__ import annotations

@@ -151,7 +151,8 @@ def make(snapshot: str, seed: int = 0,
                "ProductOfExperts, prior_expert, Swish, reparametrize)",
                "mnist/train.py (elbo_loss, binary_cross_entropy_with_logits, cross_entropy; "
                "the step and annealing factor of train())"],
-        config=CONFIG, steps_per_epoch=N_MINI_BATCHES, lambdas=[LAMBDA_IMAGE, LAMBDA_TEXT], annealing_factor=af,
+        config=CONFIG, steps_per_epoch=N_MINI_BATCHES, lambdas=[LAMBDA_IMAGE, LAMBDA_TEXT],
+        annealing_factor=af,
         seed=seed, stddev=STDDEV, weight_shapes=[[k, list(s)] for k, s in shapes],
         note="image (B,1,28,28) uniform [0,1] + digit label (their integer `text`, our one-hot "
              "`digit`); "

@@ -45,8 +45,8 @@ def likelihood(spec: ModalitySpec, param: tf.Tensor) -> tfd.Distribution:
     """p(x | z) of one modality given the decoder output `param` (..., *spec.shape).
 
     laplace / normal: `param` is the mean, fixed `spec.likelihood_scale`; image means are
-    clamped to [1e-6, 1 - 1e-6] (not those of a family with unbounded output). bernoulli: probabilities = clamped mean (continuous targets
-    give -sigmoid cross-entropy). bernoulli_logits: `param` are logits (the decoder before its
+    clamped to [1e-6, 1 - 1e-6] (not those of a family with unbounded output). bernoulli:
+    probabilities = clamped mean (continuous targets give -sigmoid cross-entropy). bernoulli_logits: `param` are logits (the decoder before its
     sigmoid; no clamp, exact -BCE-with-logits for any x in [0, 1], as MVAE's authors compute
     it). categorical: `param` are logits over the last axis, x one-hot.
     """

@@ -18,11 +18,14 @@ probability 1/2, at least one). Inference: `fuse` = PoE *with* the prior expert
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from mmali_tf import latent as latent_lib
+from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
 from mmali_tf.registry import register_model
@@ -41,7 +44,8 @@ class MVAE(VAEModel):
     default_fusion = "poe"
     prior_expert = True
 
-    def __init__(self, specs, config, **kwargs) -> None:
+    def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
+                 config: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(specs, config, **kwargs)
         self.kl_full_step = int(self.config.get("mvae_kl_full_step", 0))
 
