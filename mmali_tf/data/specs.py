@@ -15,7 +15,11 @@ import numpy as np
 from mmali_tf import registry
 
 KINDS = ("image", "vector")
-LIKELIHOODS = ("laplace", "normal", "bernoulli")
+LIKELIHOODS = ("laplace", "normal", "bernoulli", "bernoulli_logits", "categorical")
+#: batches carry the class labels under this key, so no modality may take it
+RESERVED_NAME = "label"
+#: likelihoods evaluated on the decoder's logits (its output before the final sigmoid/softmax)
+LOGIT_LIKELIHOODS = ("bernoulli_logits", "categorical")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +32,12 @@ class ModalitySpec:
       kind: `image` or `vector`.
       network: network family key used by `mmali_tf.networks` (a registered family:
         `mnist_mlp`, `svhn_conv`, `feature_mlp`, or one of a plugin).
-      value_range: (low, high) of model inputs/outputs; decoders of images end in a sigmoid.
+      value_range: (low, high) of model inputs/outputs; decoders of images end in a sigmoid
+        (of `categorical` vectors: a softmax, the class probabilities).
       dtype: dtype of model inputs (always float32 for now).
-      likelihood: VAE likelihood family of p(x|z) (`laplace`, `normal`, `bernoulli`).
+      likelihood: VAE likelihood family of p(x|z): `laplace`, `normal`, `bernoulli` (on the
+        decoder's clamped probabilities), `bernoulli_logits` (on its logits, as
+        BCE-with-logits; any x in [0, 1]) or `categorical` (one-hot vectors, on its logits).
       likelihood_scale: fixed scale of the Laplace/Normal likelihood (0.75 for images).
       likelihood_weight: rescaling weight lambda_m of log p(x_m|z) in VAE objectives.
       recon_weight: mmALI's mod_k multiplier of its reconstruction terms (1 except CUB captions).
@@ -48,6 +55,9 @@ class ModalitySpec:
     recon_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.name == RESERVED_NAME:
+            raise ValueError(f"ModalitySpec {self.name!r}: that name is reserved for the class "
+                             "labels in every batch; call the modality something else")
         if self.kind not in KINDS:
             raise ValueError(f"ModalitySpec {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
         families = registry.names("network")
@@ -60,6 +70,13 @@ class ModalitySpec:
                 f"{LIKELIHOODS}")
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         object.__setattr__(self, "value_range", tuple(float(v) for v in self.value_range))
+        if self.likelihood in LOGIT_LIKELIHOODS and self.value_range != (0.0, 1.0):
+            raise ValueError(f"ModalitySpec {self.name!r}: likelihood {self.likelihood!r} needs "
+                             f"value_range (0, 1), got {self.value_range}")
+        if self.likelihood == "categorical" and (self.kind != "vector" or len(self.shape) != 1):
+            raise ValueError(f"ModalitySpec {self.name!r}: likelihood 'categorical' needs a "
+                             f"one-hot vector modality of shape (K,), got {self.kind} "
+                             f"{self.shape}")
 
     @property
     def size(self) -> int:

@@ -52,7 +52,9 @@ def data_log_likelihood(spec: ModalitySpec, x: tf.Tensor, loc: tf.Tensor) -> tf.
         ll = -math.log(2.0 * s) - tf.abs(x - loc) / s
     elif spec.likelihood == "normal":
         ll = -0.5 * (LOG_2PI + 2.0 * math.log(s)) - 0.5 * tf.square((x - loc) / s)
-    else:
+    elif spec.likelihood == "categorical":      # loc: class probabilities (softmax output)
+        ll = x * tf.math.log(tf.clip_by_value(loc, 1e-6, 1.0))
+    else:                                       # bernoulli, bernoulli_logits: loc = sigmoid
         p = tf.clip_by_value(loc, 1e-6, 1.0 - 1e-6)
         ll = x * tf.math.log(p) + (1.0 - x) * tf.math.log(1.0 - p)
     return tf.reduce_sum(ll, axis=list(range(len(ll.shape) - len(spec.shape), len(ll.shape))))

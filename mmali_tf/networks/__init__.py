@@ -1,8 +1,13 @@
 """Keras functional networks per modality family (`spec.network`) and the critics.
 
 Families (declared in their modules with `registry.register_network_family`): `mnist_mlp`
-(MLPs on flattened images), `svhn_conv` (32x32xC convnets), `feature_mlp` (vector features). Encoders output raw linear parameters (callers split [mean | logvar]);
-image decoders end in a sigmoid scaled to `spec.value_range`, vector decoders are linear.
+(MLPs on flattened images), `svhn_conv` (32x32xC convnets), `feature_mlp` (vector features),
+`swish_mlp` / `swish_embedding` (MVAE's image and label networks), `mmjsd_svhn` (mmJSD's SVHN
+convnets). Encoders output raw linear parameters (callers split [mean | logvar]); image decoders
+end in a sigmoid scaled to `spec.value_range` unless their family sets `BOUNDED_OUTPUT = False`,
+`categorical` vector decoders in a softmax, other vector decoders are linear.
+`decoder_logits` gives the decoder without that final activation (for likelihoods on logits,
+`specs.LOGIT_LIKELIHOODS`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ from mmali_tf.networks.init import INITS, check_init
 from mmali_tf.networks.spectral_norm import SNConv2D, SNDense
 
 __all__ = ["INITS", "SNConv2D", "SNDense", "build_decoder", "build_encoder",
-           "build_joint_critic", "build_joint_xz_critic", "build_xz_critic"]
+           "bounded_output", "build_joint_critic", "build_joint_xz_critic", "build_xz_critic",
+           "decoder_logits"]
+
+
+def bounded_output(spec) -> bool:
+    """Whether the decoder of an image `spec` ends in a sigmoid: its family's
+    `BOUNDED_OUTPUT` (default True; False for a decoder whose raw output is the mean)."""
+    return spec.kind == "image" and getattr(family(spec), "BOUNDED_OUTPUT", True)
 
 
 def build_encoder(spec, out_dim: int, init: str = "normal",
@@ -30,14 +42,27 @@ def build_encoder(spec, out_dim: int, init: str = "normal",
 
 def build_decoder(spec, latent_dim: int, init: str = "normal",
                   name: str | None = None) -> keras.Model:
-    """z (None, latent_dim) -> (None, *spec.shape); sigmoid (scaled to value_range) for images."""
+    """z (None, latent_dim) -> (None, *spec.shape): the mean of p(x|z); a sigmoid (scaled to
+    value_range) for images (unless the family's output is unbounded), a softmax for
+    `categorical` vectors."""
     module = family(spec)
     check_init(init)
     z = keras.Input((check_dim("latent_dim", latent_dim),), name="z")
     out = module.decoder(z, spec.shape, init)
-    if spec.kind == "image":
+    if spec.likelihood == "categorical":
+        out = keras.layers.Activation("softmax")(out)
+    elif bounded_output(spec) or spec.likelihood == "bernoulli_logits":
         out = keras.layers.Activation("sigmoid")(out)
         low, high = spec.value_range
         if (low, high) != (0.0, 1.0):
             out = keras.layers.Rescaling(high - low, offset=low)(out)
     return keras.Model(z, out, name=name or f"{spec.name}_decoder")
+
+
+def decoder_logits(decoder: keras.Model) -> keras.Model:
+    """The decoder without its final sigmoid/softmax (same variables): z -> logits."""
+    last = decoder.layers[-1]
+    if not isinstance(last, keras.layers.Activation):
+        raise ValueError(f"decoder {decoder.name!r} does not end in an activation "
+                         f"(its last layer is {type(last).__name__})")
+    return keras.Model(decoder.inputs, last.input, name=f"{decoder.name}_logits")

@@ -17,6 +17,8 @@ import numpy as np
 
 #: top-level keys of the authors' training checkpoints (6b5d/mmali `save_checkpoint`)
 MODEL_KEY, EMA_KEY, STEP_KEY = "model", "model_ema", "n_iter"
+#: the model's key in mhw32/multimodal-vae-public's `save_checkpoint` dict (MVAE)
+STATE_DICT_KEY = "state_dict"
 
 
 def _split(flat: Mapping[str, Any]) -> tuple[dict, dict | None, int]:
@@ -38,7 +40,8 @@ def read_checkpoint(path: str) -> tuple[dict, dict | None, int]:
     """(state_dict as arrays, EMA state_dict or None, step) of an authors' checkpoint.
 
     `.npz`: either a plain state_dict or keys `model/<name>`, `model_ema/<name>`, `n_iter`.
-    `.pt` / `.pth`: what `torch.save` wrote (a state_dict or the authors' training dict).
+    `.pt` / `.pth` / `.pth.tar`: what `torch.save` wrote (a state_dict, or the authors'
+    training dict: {'model', 'model_ema', 'n_iter', ...} or MVAE's {'state_dict', ...}).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--checkpoint={path}: no such file")
@@ -55,6 +58,8 @@ def read_checkpoint(path: str) -> tuple[dict, dict | None, int]:
 
         def arrays(d):
             return {k: v.detach().cpu().numpy() for k, v in d.items() if hasattr(v, "numpy")}
+        if isinstance(obj, Mapping) and isinstance(obj.get(STATE_DICT_KEY), Mapping):
+            return arrays(obj[STATE_DICT_KEY]), None, 0
         if isinstance(obj, Mapping) and isinstance(obj.get(MODEL_KEY), Mapping):
             ema = obj.get(EMA_KEY)
             return (arrays(obj[MODEL_KEY]), None if ema is None else arrays(ema),
@@ -75,6 +80,9 @@ def specs_for(config: Mapping[str, Any]):
     if name == "digits":
         from mmali_tf.data.digits import HAND, PRINT
         return (HAND, PRINT)
+    if name == "mnist_label":
+        from mmali_tf.data.mnist_label import DIGIT, IMAGE
+        return (IMAGE, DIGIT)
     from mmali_tf import data
     return data.load(name, config).specs
 

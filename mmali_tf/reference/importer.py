@@ -34,11 +34,14 @@ class ImportMismatch(ValueError):
 class Pair:
     """Our `target` (a Keras network or one variable) and the authors' module `prefix`
     (for a variable: its exact key). `merge`: sibling modules under `prefix` whose outputs our
-    network computes with one layer (concatenated along the output axis)."""
+    network computes with one layer (concatenated along the output axis). `embeddings`: modules
+    under `prefix` that are `nn.Embedding(K, n)` tables, which our network holds as the kernel
+    (K, n) of a bias-free Dense on one-hot inputs (same layout, not transposed)."""
 
     target: object
     prefix: str
     merge: Sequence[str] = ()
+    embeddings: Sequence[str] = ()
 
 
 @dataclass
@@ -116,11 +119,14 @@ def _reshape_output_chw(layer) -> tuple[int, int, int] | None:
     return None
 
 
-def _convert(layer, tl: TorchLayer) -> list[tuple[str, np.ndarray]]:
-    """(our variable name, value) pairs for one layer from its torch module."""
+def _convert(layer, tl: TorchLayer, embedding: bool = False) -> list[tuple[str, np.ndarray]]:
+    """(our variable name, value) pairs for one layer from its torch module (`embedding`: an
+    nn.Embedding table, already in Dense kernel layout)."""
     w = tl.tensors[tl.weight_key]
     in_chw = None
-    if isinstance(layer, keras.layers.Conv2DTranspose):
+    if embedding:
+        kernel = w
+    elif isinstance(layer, keras.layers.Conv2DTranspose):
         kernel = layout.conv_transpose_kernel(w)
     elif isinstance(layer, (keras.layers.Conv2D, SNConv2D)):
         kernel = layout.conv_kernel(w)
@@ -143,8 +149,10 @@ def _shape(a) -> tuple[int, ...]:
 
 
 def network_assignments(net: keras.Model, state: Mapping[str, np.ndarray], prefix: str,
-                        merge: Sequence[str] = ()) -> list[tuple[keras.Variable, np.ndarray, str]]:
-    """Checked (variable, value, torch key) triples for `net` from the tensors under `prefix`."""
+                        merge: Sequence[str] = (), embeddings: Sequence[str] = ()
+                        ) -> list[tuple[keras.Variable, np.ndarray, str]]:
+    """Checked (variable, value, torch key) triples for `net` from the tensors under `prefix`
+    (`merge`, `embeddings`: see `Pair`)."""
     ours, theirs = keras_layers(net), torch_layers(state, prefix, merge)
     out = []
     for i in range(max(len(ours), len(theirs))):
@@ -161,7 +169,7 @@ def network_assignments(net: keras.Model, state: Mapping[str, np.ndarray], prefi
             raise ImportMismatch(f"{tl.path}: spectral norm is {'on' if tl.spectral else 'off'} "
                                  f"in the checkpoint but not in {net.name}/{layer.name}")
         variables = {v.name: v for v in layer.weights}
-        for name, value in _convert(layer, tl):
+        for name, value in _convert(layer, tl, tl.path in {prefix + e for e in embeddings}):
             key = tl.keys[TORCH_NAMES[name] or tl.weight_key]
             var = variables.pop(name, None)
             if var is None or _shape(var) != _shape(value):
@@ -184,7 +192,7 @@ def pair_assignments(pairs: Sequence[Pair], state: Mapping[str, np.ndarray],
     out = []
     for p in pairs:
         if isinstance(p.target, keras.Model):
-            out += network_assignments(p.target, state, p.prefix, p.merge)
+            out += network_assignments(p.target, state, p.prefix, p.merge, p.embeddings)
             continue
         if p.prefix not in state:
             raise ImportMismatch(f"missing tensor {p.prefix} for {p.target.path} "

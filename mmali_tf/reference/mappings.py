@@ -3,7 +3,8 @@
 `import_state_dict(model, state, ema_state)` assigns an authors' state_dict (and their EMA
 model's) to one of our models; `TorchLayout` maps our arrays (weights, gradients) back to the
 authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation (`JointModel`),
-MMVAE (iffsid/mmvae) and mmJSD / mmJSD-MS (thomassutter/mmjsd, MLP networks).
+MMVAE (iffsid/mmvae), mmJSD / mmJSD-MS (thomassutter/mmjsd, MLP networks) and MVAE
+(mhw32/multimodal-vae-public, MNIST image + label).
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def mmvae_pairs(model, state) -> list[Pair]:
 def mmjsd_pairs(model, state) -> list[Pair]:
     """thomassutter/mmjsd VAEtrimodalSVHNMNIST: encoder_<m> (heads style_mu, class_mu,
     style_logvar, class_logvar, or hidden_mu, hidden_logvar without style) and decoder_<m>,
-    matched by modality name."""
-    missing = [m for m in model.modalities if f"encoder_{m}.enc.0.0.weight" not in state]
+    matched by modality name (MNIST MLPs, or the SVHN convnets as our `mmjsd_svhn`)."""
+    missing = [m for m in model.modalities
+               if not any(k.startswith(f"encoder_{m}.") for k in state)]
     if missing:
         raise ImportMismatch(f"missing tensor: no encoder_{missing[0]}.* in the checkpoint "
                              f"(modalities {model.modalities})")
@@ -82,6 +84,24 @@ def mmjsd_pairs(model, state) -> list[Pair]:
              else ("hidden_mu", "hidden_logvar"))
     return ([Pair(model.encoders[m], f"encoder_{m}.", merge=heads) for m in model.modalities]
             + [Pair(model.decoders[m], f"decoder_{m}.") for m in model.modalities])
+
+
+# ----------------------------------------------------------------------------- MVAE
+def mvae_pairs(model, state) -> list[Pair]:
+    """mhw32/multimodal-vae-public MVAE (mnist/model.py): image_encoder (heads fc31+fc32),
+    image_decoder, text_encoder (fc1 an nn.Embedding, heads fc31+fc32), text_decoder. Their
+    `text` is our `categorical` modality, their `image` the other one."""
+    labels = [s.name for s in model.specs if s.likelihood == "categorical"]
+    if len(model.modalities) != 2 or len(labels) != 1:
+        raise ImportMismatch(f"the authors' MVAE has an image and a label modality; this model "
+                             f"has {model.modalities} ({len(labels)} with a categorical "
+                             "likelihood)")
+    image = next(m for m in model.modalities if m != labels[0])
+    heads = ("fc31", "fc32")
+    return [Pair(model.encoders[image], "image_encoder.", merge=heads),
+            Pair(model.decoders[image], "image_decoder."),
+            Pair(model.encoders[labels[0]], "text_encoder.", merge=heads, embeddings=("fc1",)),
+            Pair(model.decoders[labels[0]], "text_decoder.")]
 
 
 class ModelMap:
@@ -101,6 +121,7 @@ MODEL_MAPS: dict[str, ModelMap] = {
     "mmvae": ModelMap(mmvae_pairs, ignore=("_pz_params.",)),
     "mmjsd": ModelMap(mmjsd_pairs, ignore=("encoder_text.", "decoder_text.")),
     "mmjsd_ms": ModelMap(mmjsd_pairs, ignore=("encoder_text.", "decoder_text.")),
+    "mvae": ModelMap(mvae_pairs),
 }
 
 

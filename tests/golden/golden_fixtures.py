@@ -62,3 +62,19 @@ def first_adam_step_slack(grads: dict, lr: float, rtol: float) -> dict:
         rms = float(np.sqrt(np.mean(np.square(g)))) if g.size else 0.0
         out[k] = np.where(np.abs(g) <= rtol * rms, 2.0 * lr, 0.0)
     return out
+
+
+def update_mismatches(fx: Fixture, model, layout, grads: list, grad_rtol: float,
+                      grad_atol: float = 1e-6) -> list[str]:
+    """Compare `grads` (ours, one per `model.generator_variables`) with the fixture's `grad/`,
+    apply one step of `model.g_optimizer` and compare every weight with its `after/` (within
+    5% of the learning rate, plus the first Adam step's sign slack). `layout`: the model's
+    `TorchLayout`."""
+    variables = model.generator_variables
+    torch_grads = layout.convert([(v, np.asarray(g)) for v, g in zip(variables, grads)])
+    out = tensor_mismatches("gradient of", torch_grads, fx.group("grad/"), grad_rtol, grad_atol)
+    model.g_optimizer.apply(grads, variables)
+    after = layout.convert([(v, v.numpy()) for v in variables])
+    lr = fx.meta["config"]["lr"]
+    return out + tensor_mismatches("after Adam:", after, fx.group("after/"), 1e-5, 0.05 * lr,
+                                   first_adam_step_slack(torch_grads, lr, grad_rtol))

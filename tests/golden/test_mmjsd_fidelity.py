@@ -4,9 +4,11 @@ Same weights, batch and reparameterisation draws: every term the authors' `run_e
 (loss, per-modality reconstruction errors, content/style KLs, the JS `group_div`, the KL of
 the selected joint and of the dynamic prior), every encoder/decoder gradient and every weight
 after one Adam step must equal what their code computes (fixtures from
-tools/golden/make_fixtures.py --mmjsd). Setting (see tools/golden/mmjsd_case.py): two 28x28
-modalities with the authors' MNIST networks, their reconstruction weights (3072/784, 1) and
-uniform JS weights 1/3; the text modality and their SVHN convnet are not covered.
+tools/golden/make_fixtures.py --mmjsd). Settings (see tools/golden/mmjsd_case.py): two 28x28
+modalities with the authors' MNIST networks (`*_mnist_pair`), or MNIST and SVHN with their own
+networks (`mmjsd_mnist_svhn`: their SVHN convnet, no output sigmoid, is our `mmjsd_svhn`
+family); their reconstruction weights (3072/784, 1) and uniform JS weights 1/3; the text
+modality is not covered.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tensorflow as tf
 from golden_fixtures import (Fixture, first_adam_step_slack, tensor_mismatches,
                              term_mismatches)
 from mmali_tf import latent as latent_lib
-from mmali_tf.data.svhn import MNIST
+from mmali_tf.data.svhn import MNIST, SVHN
 from mmali_tf.models.draws import ReplayDraws
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.mmjsd import MMJSD
@@ -33,8 +35,10 @@ GRAD_RTOL = 1e-4
 def build(fx: Fixture, **overrides) -> tuple[MMJSD, dict]:
     meta = fx.meta
     w1, w2 = meta["rec_weights"]
+    second = (dataclasses.replace(SVHN, network=meta["svhn_network"]) if "svhn_network" in meta
+              else dataclasses.replace(MNIST, name="svhn"))
     specs = [dataclasses.replace(MNIST, likelihood_weight=w1),
-             dataclasses.replace(MNIST, name="svhn", likelihood_weight=w2)]
+             dataclasses.replace(second, likelihood_weight=w2)]
     model = MMJSD(specs, dict(meta["config"], seed=0, **overrides))
     model.build_from_specs()
     model.compile()
@@ -71,9 +75,9 @@ def logged_terms(model: MMJSD, batch: dict, eps: np.ndarray) -> dict[str, float]
     return {k: float(v) for k, v in out.items()}
 
 
-@pytest.mark.parametrize("name", ["mmjsd", "mmjsd_ms"])
-def test_step_matches_authors(name):
-    fx = Fixture(f"{name}_mnist_pair")
+@pytest.mark.parametrize("case", ["mmjsd_mnist_pair", "mmjsd_ms_mnist_pair", "mmjsd_mnist_svhn"])
+def test_step_matches_authors(case):
+    fx = Fixture(case)
     model, shapes = build(fx)
     batch = {m: tf.constant(v) for m, v in fx.group("batch/").items()}
     want = fx.group("term/")

@@ -4,7 +4,7 @@ Developer tool: run it with a Python that has torch (CPU) and NumPy, e.g.
 
     /work/refvenv/bin/python tools/golden/make_fixtures.py \\
         --mmali=/path/to/6b5d+mmali --mmvae=/path/to/iffsid+mmvae/src \\
-        --mmjsd=/path/to/thomassutter+mmjsd
+        --mmjsd=/path/to/thomassutter+mmjsd --mvae=/path/to/mhw32+multimodal-vae-public
 
 Each --<repo> is an unmodified snapshot of the authors' public repository (never vendored into
 this project). Cases whose repository is not given are skipped.
@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mmali", help="snapshot of github.com/6b5d/mmali")
     ap.add_argument("--mmvae", help="src/ of a snapshot of github.com/iffsid/mmvae")
     ap.add_argument("--mmjsd", help="snapshot of github.com/thomassutter/mmjsd")
+    ap.add_argument("--mvae", help="snapshot of github.com/mhw32/multimodal-vae-public")
     ap.add_argument("--out", default=OUT)
     args = ap.parse_args(argv)
     written = []
@@ -50,6 +51,9 @@ def main(argv=None) -> int:
         from tools.golden import mmjsd_case
         for fx in mmjsd_case.make_all(args.mmjsd):
             written.append(fx.write(args.out))
+    if args.mvae:
+        from tools.golden import mvae_case
+        written.append(mvae_case.make(args.mvae).write(args.out))
     for path in written:
         print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path) / 1e3:.0f} kB)")
     return 0

@@ -4,10 +4,11 @@ Built with their `VAEtrimodalSVHNMNIST` (networks/VAEtrimodalSVHNMNIST.py) and t
 divergence code (divergence_measures/), called with two modalities (`input_text=None`):
 - `alpha_modalities = [1, 1, 1, 0]` so the JS weights of the bimodal call are the uniform
   1/(M+1) = 1/3 of the paper (their class reads `self.weights[0:3]` without renormalising);
-- the second modality uses their MNIST networks (`EncoderImg`/`DecoderImg`) in place of
-  `EncoderSVHN`/`DecoderSVHN` (our `svhn_conv` family is iffsid/mmvae's SVHN convnet, not
-  theirs), while their reconstruction weights stay what their class computes from the SVHN
-  size (rec_w1 = 3072/784, rec_w2 = 1).
+- `*_mnist_pair`: the second modality uses their MNIST networks (`EncoderImg`/`DecoderImg`)
+  in place of `EncoderSVHN`/`DecoderSVHN`, while their reconstruction weights stay what their
+  class computes from the SVHN size (rec_w1 = 3072/784, rec_w2 = 1);
+- `mmjsd_mnist_svhn`: MNIST and 32x32x3 SVHN with their own networks
+  (networks/ConvNetworksImgSVHN.py, no output sigmoid: our `mmjsd_svhn` family).
 The loss is composed exactly as `run_epoch` (training/training_svhnmnist.py, jsd branch)
 composes it from their functions; Adam as in main_svhnmnist.py. Records every term the step
 logs, the draws of `utils.reparameterize` (content, then each modality's style), every
@@ -18,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.machinery
 import math
-import sys
 
 import numpy as np
 import torch
 
 from mmali_tf.reference import golden
-from tools.golden.torch_common import Fixture, add_to_path, nhwc, repo_commit, stub_modules
+from tools.golden.torch_common import (Fixture, ReparameterizeRecorder, add_to_path, nhwc,
+                                       repo_commit, stub_modules)
 
 MMJSD_COMMIT = "29d925d640f1899e87dc5e1c5540315307b56279"
 B = 8
@@ -35,8 +35,10 @@ MODS = ("mnist", "svhn")
 PREFIXES = ("encoder_mnist.", "encoder_svhn.", "decoder_mnist.", "decoder_svhn.")
 STDDEV = 0.05
 BETA, BETA_STYLE, BETA_CONTENT, LR = 5.0, 2.0, 1.0, 1e-3
-SETUPS = {"mmjsd": dict(latent_dim=20, style_dim=0),
-          "mmjsd_ms": dict(latent_dim=20, style_dim=4)}
+#: case -> our model, latent sizes, and whether the second modality keeps their SVHN networks
+SETUPS = {"mmjsd_mnist_pair": dict(model="mmjsd", latent_dim=20, style_dim=0, svhn=False),
+          "mmjsd_ms_mnist_pair": dict(model="mmjsd_ms", latent_dim=20, style_dim=4, svhn=False),
+          "mmjsd_mnist_svhn": dict(model="mmjsd", latent_dim=20, style_dim=0, svhn=True)}
 
 
 #: modules their imports need that the training step never uses (plotting, metrics)
@@ -53,9 +55,6 @@ def load(snapshot: str):
     """Their `utils.utils`, `kl_div`, `loss` modules and the model/network classes."""
     add_to_path(snapshot)
     stub_modules(STUBS)
-    for stub in STUBS:  # torch's optimizer import probes installed modules' specs
-        if getattr(sys.modules[stub], "__spec__", None) is None:
-            sys.modules[stub].__spec__ = importlib.machinery.ModuleSpec(stub, None)
     importlib.import_module("torchvision").transforms = importlib.import_module(
         "torchvision.transforms")
     utils = importlib.import_module("utils.utils")
@@ -78,28 +77,6 @@ def flags_for(style_dim: int, class_dim: int) -> argparse.Namespace:
         beta_m1_style=1.0, beta_m2_style=1.0, kl_annealing=0)
 
 
-class ReparameterizeRecorder:
-    """Wraps their `utils.reparameterize`; records each call's standard-normal draw."""
-
-    def __init__(self, utils) -> None:
-        self.utils, self.original, self.draws = utils, utils.reparameterize, []
-
-    def __enter__(self):
-        def recording(mu, logvar):
-            state = torch.get_rng_state()
-            out = self.original(mu=mu, logvar=logvar)
-            after = torch.get_rng_state()
-            torch.set_rng_state(state)
-            self.draws.append(torch.empty(mu.shape).normal_().numpy().copy())
-            torch.set_rng_state(after)
-            return out
-        self.utils.reparameterize = recording
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.utils.reparameterize = self.original
-
-
 def our_draw(draws: list, style_dim: int) -> np.ndarray:
     """Our (M, B, D) `eps` from theirs: content draw on the rows each expert is selected for
     (their `mixture_component_selection`: contiguous halves), each modality's style draw."""
@@ -115,21 +92,24 @@ def our_draw(draws: list, style_dim: int) -> np.ndarray:
     return eps
 
 
-def make(snapshot: str, name: str, seed: int = 0) -> Fixture:
+def make(snapshot: str, case: str, seed: int = 0) -> Fixture:
     utils, kl_div, loss_mod, vae, img = load(snapshot)
-    style = SETUPS[name]["style_dim"]
-    class_dim = SETUPS[name]["latent_dim"] - style
+    setup = SETUPS[case]
+    style = setup["style_dim"]
+    class_dim = setup["latent_dim"] - style
     flags = flags_for(style, class_dim)
     torch.manual_seed(seed)
     model = vae.VAEtrimodalSVHNMNIST(flags)
-    model.encoder_svhn, model.decoder_svhn = img.EncoderImg(flags), img.DecoderImg(flags)
+    if not setup["svhn"]:
+        model.encoder_svhn, model.decoder_svhn = img.EncoderImg(flags), img.DecoderImg(flags)
     shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()
               if k.startswith(PREFIXES)]
     state = model.state_dict()
     with torch.no_grad():
         for k, v in golden.seeded_weights(shapes, seed, STDDEV).items():
             state[k].copy_(torch.from_numpy(v))
-    x = [torch.rand(B, 1, 28, 28), torch.rand(B, 1, 28, 28)]
+    x = [torch.rand(B, 1, 28, 28), torch.rand(B, 3, 32, 32) if setup["svhn"] else
+         torch.rand(B, 1, 28, 28)]
     opt = torch.optim.Adam(list(model.parameters()), lr=LR, betas=(0.9, 0.999))
     model.train()
     with ReparameterizeRecorder(utils) as rec:
@@ -163,25 +143,32 @@ def make(snapshot: str, name: str, seed: int = 0) -> Fixture:
         terms = {k: v for k, v in terms.items() if not k.startswith("kld_style")}
     params = {k: p for k, p in model.named_parameters() if k.startswith(PREFIXES)}
     grads = {k: p.grad.numpy() for k, p in params.items()}
-    fx = Fixture(f"{name}_mnist_pair", dict(
-        case=f"{name}_mnist_pair", repo="thomassutter/mmjsd",
+    networks = (["networks/ConvNetworksImgMNIST.py (mnist)",
+                 "networks/ConvNetworksImgSVHN.py (svhn)"] if setup["svhn"] else
+                ["networks/ConvNetworksImgMNIST.py (both modalities)"])
+    fx = Fixture(case, dict(
+        case=case, repo="thomassutter/mmjsd",
         commit=repo_commit(snapshot, MMJSD_COMMIT),
         files=["networks/VAEtrimodalSVHNMNIST.py (forward, inference, divergence_jsd)",
                "divergence_measures/mm_div.py (calc_alphaJSD_modalities, alpha_poe)",
                "divergence_measures/kl_div.py", "utils/utils.py (reparameterize, "
                "mixture_component_selection)", "utils/loss.py (log_prob_img)",
-               "networks/ConvNetworksImgMNIST.py (both modalities)",
+               *networks,
                "training/training_svhnmnist.py (run_epoch: loss and logged terms)",
                "main_svhnmnist.py (Adam)"],
-        config=dict(model=name, latent_dim=SETUPS[name]["latent_dim"], style_dim=style,
+        config=dict(model=setup["model"], latent_dim=setup["latent_dim"], style_dim=style,
                     beta=BETA, beta_style=BETA_STYLE, beta_content=BETA_CONTENT, lr=LR,
                     beta1=0.9, beta2=0.999, adam_epsilon=1e-8, kl_anneal_steps=0,
                     init="torch", ema_decay=0.0),
         rec_weights=[float(model.rec_w1), float(model.rec_w2)], seed=seed, stddev=STDDEV,
         weight_shapes=[[k, list(s)] for k, s in shapes],
-        note="both modalities 28x28x1 with the authors' MNIST networks; JS weights 1/3; "
+        note=("MNIST 28x28x1 and SVHN 32x32x3 with the authors' networks" if setup["svhn"]
+              else "both modalities 28x28x1 with the authors' MNIST networks")
+             + "; JS weights 1/3; "
              "loss = sum_m rec_w_m rec_m + beta (beta_style sum_m KL_style_m + "
              "beta_content JS); one Adam step"))
+    if setup["svhn"]:
+        fx.meta["svhn_network"] = "mmjsd_svhn"
     assert math.isclose(sum(float(w) for w in model.weights[:3]), 1.0, rel_tol=1e-6)
     fx.add("batch/", {m: nhwc(v) for m, v in zip(MODS, x)})
     fx.add("draw/", {"eps": our_draw(rec.draws, style)})
@@ -192,4 +179,4 @@ def make(snapshot: str, name: str, seed: int = 0) -> Fixture:
 
 
 def make_all(snapshot: str) -> list[Fixture]:
-    return [make(snapshot, name) for name in SETUPS]
+    return [make(snapshot, case) for case in SETUPS]

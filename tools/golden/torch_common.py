@@ -3,13 +3,15 @@
 - `add_to_path` / `stub_modules`: import the authors' classes from an unmodified snapshot,
   stubbing modules that the training step never uses (data loading, plotting).
 - `DrawRecorder`: records, in call order, every `torch.randn_like` / `torch.randperm` the
-  authors' code makes, so the fixture can name each draw.
+  authors' code makes, so the fixture can name each draw; `ReparameterizeRecorder` the draws
+  of a reparameterisation function that samples with `Tensor.normal_`.
 - `exact_singular_vectors`: sets every spectral-norm `u`, `v` to the exact top singular pair.
 - `Fixture`: collects named arrays and metadata and writes `<case>.npz` + `<case>.json`.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import os
 import subprocess
@@ -27,11 +29,14 @@ def add_to_path(path: str) -> None:
 
 
 def stub_modules(names_attrs: dict[str, dict]) -> None:
-    """Install empty modules `name` with the given attributes unless importable already."""
+    """Install empty modules `name` with the given attributes unless importable already (with
+    a module spec: torch's optimizer import probes installed modules' specs)."""
     for name, attrs in names_attrs.items():
         mod = sys.modules.get(name) or types.ModuleType(name)
         for k, v in attrs.items():
             setattr(mod, k, v)
+        if getattr(mod, "__spec__", None) is None:
+            mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
         sys.modules[name] = mod
 
 
@@ -90,6 +95,32 @@ class DrawRecorder:
         if self.normals or self.perms:
             raise RuntimeError(f"unnamed draws left: {len(self.normals)} normal, "
                                f"{len(self.perms)} permutations")
+
+
+class ReparameterizeRecorder:
+    """Wraps `owner.<attr>(mu, logvar)`, a reparameterisation that draws with
+    `Tensor.normal_` (not `randn_like`), and records each call's standard-normal draw by
+    re-drawing it from the saved RNG state (mmJSD's `utils.reparameterize`, MVAE's
+    `MVAE.reparametrize`)."""
+
+    def __init__(self, owner, attr: str = "reparameterize") -> None:
+        self.owner, self.attr = owner, attr
+        self.original, self.draws = getattr(owner, attr), []
+
+    def __enter__(self):
+        def recording(mu, logvar):
+            state = torch.get_rng_state()
+            out = self.original(mu=mu, logvar=logvar)
+            after = torch.get_rng_state()
+            torch.set_rng_state(state)
+            self.draws.append(torch.empty(mu.shape).normal_().numpy().copy())
+            torch.set_rng_state(after)
+            return out
+        setattr(self.owner, self.attr, recording)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        setattr(self.owner, self.attr, self.original)
 
 
 def spectral_norm_modules(module: torch.nn.Module):

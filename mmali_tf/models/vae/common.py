@@ -16,12 +16,12 @@ import numpy as np
 import tensorflow as tf
 
 from mmali_tf import latent as latent_lib
-from mmali_tf.data.specs import ModalitySpec
+from mmali_tf.data.specs import LOGIT_LIKELIHOODS, ModalitySpec
 from mmali_tf.models.base import MultimodalModel, Params
 from mmali_tf.models.optimizers import attach_optimizers
 from mmali_tf.models.vae import distributions as dists
 from mmali_tf.models.vae import objectives as obj
-from mmali_tf.networks import build_decoder, build_encoder
+from mmali_tf.networks import build_decoder, build_encoder, decoder_logits
 
 Batch = Mapping[str, tf.Tensor]
 #: logvar clamp of Gaussian experts (SPEC_BASELINES pitfall 3: PoE precision blow-up).
@@ -78,6 +78,8 @@ class VAEModel(MultimodalModel):
     scale_parameterisation: str = "logvar"
     uses_style: bool = False
     batch_reduction: str = "mean"
+    #: step from which the KL warm-up factor is 1 (0: when the warm-up ends; see kl_anneal)
+    kl_full_step: int = 0
 
     def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
                  config: Mapping[str, Any], **kwargs: Any) -> None:
@@ -104,6 +106,10 @@ class VAEModel(MultimodalModel):
         for s in self.specs:
             self.encoders[s.name] = build_encoder(s, 2 * d, init=init)
             self.decoders[s.name] = build_decoder(s, d, init=init)
+        #: decoders without their final activation (same variables), which `decode_many`
+        #: calls for a likelihood on logits
+        self.logit_decoders = {s.name: decoder_logits(self.decoders[s.name])
+                               for s in self.specs if s.likelihood in LOGIT_LIKELIHOODS}
         self.build_extra_networks()
 
     def build_extra_networks(self) -> None:
@@ -132,18 +138,20 @@ class VAEModel(MultimodalModel):
         return self.params_from_encoder_output(self.encoders[modality](x, training=True))
 
     def decode_many(self, modality: str, z: tf.Tensor) -> tf.Tensor:
-        """Decode latents of any leading shape (..., D) in ONE decoder call -> (..., *shape)."""
+        """Decode latents of any leading shape (..., D) in ONE decoder call -> (..., *shape):
+        the likelihood's parameter (the mean, or the logits for `LOGIT_LIKELIHOODS`)."""
         lead = tf.shape(z)[:-1]
         flat = tf.reshape(z, [-1, self.layout.latent_dim])
-        out = self.decoders[modality](flat, training=True)
+        out = self.logit_decoders.get(modality, self.decoders[modality])(flat, training=True)
         shape = self.specs[self.modalities.index(modality)].shape
         return tf.reshape(out, tf.concat([lead, list(shape)], axis=0))
 
-    def log_lik(self, modality: str, mean: tf.Tensor, x: tf.Tensor,
+    def log_lik(self, modality: str, param: tf.Tensor, x: tf.Tensor,
                 weighted: bool = True) -> tf.Tensor:
-        """lambda_m log p(x_m | z) summed over the event dims (x broadcasts over leading axes)."""
+        """lambda_m log p(x_m | z) summed over the event dims (x broadcasts over leading axes);
+        `param` from `decode_many`."""
         spec = self.specs[self.modalities.index(modality)]
-        ll = dists.log_likelihood(spec, mean, x)
+        ll = dists.log_likelihood(spec, param, x)
         return self.lambdas[modality] * ll if weighted else ll
 
     def sample_k(self, mean: tf.Tensor, logvar: tf.Tensor, k: int,
@@ -174,10 +182,11 @@ class VAEModel(MultimodalModel):
         return loss
 
     def anneal_factor(self) -> tf.Tensor:
-        """Linear warm-up factor min(1, (step + 1) / kl_anneal_steps) at the current step."""
+        """Linear warm-up factor min(1, (step + 1) / kl_anneal_steps) at the current step
+        (1 from `kl_full_step` on when that is set)."""
         opt = getattr(self, "g_optimizer", None)
         step = opt.iterations if opt is not None else tf.constant(0, tf.int64)
-        return obj.kl_anneal(step, self.kl_anneal_steps)
+        return obj.kl_anneal(step, self.kl_anneal_steps, self.kl_full_step)
 
     def kl_weight(self) -> tf.Tensor:
         """beta times the warm-up factor at the current step."""

@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 
 from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
+from mmali_tf.networks import bounded_output
 
 tfd = tfp.distributions
 
@@ -40,15 +41,23 @@ def softmax_scale(h: tf.Tensor) -> tf.Tensor:
     return d * tf.nn.softmax(h, axis=-1) + 1e-6
 
 
-def likelihood(spec: ModalitySpec, mean: tf.Tensor) -> tfd.Distribution:
-    """p(x | z) of one modality given the decoder mean (..., *spec.shape).
+def likelihood(spec: ModalitySpec, param: tf.Tensor) -> tfd.Distribution:
+    """p(x | z) of one modality given the decoder output `param` (..., *spec.shape).
 
-    laplace / normal: fixed `spec.likelihood_scale`; image means are clamped to
-    [1e-6, 1 - 1e-6]. bernoulli: probabilities = clamped mean (continuous targets give
-    -sigmoid cross-entropy).
+    laplace / normal: `param` is the mean, fixed `spec.likelihood_scale`; image means are
+    clamped to [1e-6, 1 - 1e-6] (not those of a family with unbounded output). bernoulli:
+    probabilities = clamped mean (continuous targets give -sigmoid cross-entropy). bernoulli_logits: `param` are logits (the decoder before its
+    sigmoid; no clamp, exact -BCE-with-logits for any x in [0, 1], as MVAE's authors compute
+    it). categorical: `param` are logits over the last axis, x one-hot.
     """
     ndims = len(spec.shape)
-    if spec.kind == "image" or spec.likelihood == "bernoulli":
+    if spec.likelihood == "bernoulli_logits":
+        return tfd.Independent(tfd.Bernoulli(logits=param, dtype=param.dtype),
+                               reinterpreted_batch_ndims=ndims)
+    if spec.likelihood == "categorical":
+        return tfd.OneHotCategorical(logits=param, dtype=param.dtype)
+    mean = param
+    if bounded_output(spec) or spec.likelihood == "bernoulli":
         mean = tf.clip_by_value(mean, MEAN_EPS, 1.0 - MEAN_EPS)
     if spec.likelihood == "laplace":
         base = tfd.Laplace(mean, spec.likelihood_scale)
@@ -59,6 +68,6 @@ def likelihood(spec: ModalitySpec, mean: tf.Tensor) -> tfd.Distribution:
     return tfd.Independent(base, reinterpreted_batch_ndims=ndims)
 
 
-def log_likelihood(spec: ModalitySpec, mean: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+def log_likelihood(spec: ModalitySpec, param: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
     """log p(x | z) summed over the event dims; `x` (B, ...) broadcasts against (..., B, ...)."""
-    return likelihood(spec, mean).log_prob(x)
+    return likelihood(spec, param).log_prob(x)

@@ -6,7 +6,8 @@ For every subset S of modalities the joint posterior is q_S = PoE(N(0,I), {q_m :
   -[ELBO_{1..M} + sum_m ELBO_{m} + ELBO_{S_1}]   (S_1 a random subset, only when M > 2),
 one reparameterised sample per term, batch mean. beta_t = beta min(1, (step+1)/A) with
 A = `--kl_anneal_steps` ([DECISION] SPEC pitfall 11: keep A <= 1/4 of training; configs use
-A = max_steps/4).
+A = max_steps/4). `--mvae_kl_full_step` ends the warm-up early, as the authors' loop does
+(its factor is 1 during the last warm-up epoch).
 
 Decisions recorded (SPEC_BASELINES 2.2, 11.2): Laplace(0.75) image likelihoods with
 lambda = prod(largest shape)/prod(shape) (3.918 for MNIST) by default, Bernoulli via the
@@ -17,17 +18,24 @@ probability 1/2, at least one). Inference: `fuse` = PoE *with* the prior expert
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from mmali_tf import latent as latent_lib
+from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
 from mmali_tf.registry import register_model
 
 
-@register_model("mvae")
+@register_model("mvae", flags=(
+    ("mvae_kl_full_step", 0, "MVAE: step from which the KL weight is beta, ending the linear "
+     "warm-up early (0: when it ends). The authors' loop (mhw32/multimodal-vae-public) sets "
+     "its factor to 1 for the whole last warm-up epoch: kl_anneal_steps - steps per epoch "
+     "reproduces it.", {"lower_bound": 0}),))
 class MVAE(VAEModel):
     """Multimodal VAE with a PoE joint posterior (registry name "mvae")."""
 
@@ -35,6 +43,11 @@ class MVAE(VAEModel):
     posterior_family = "normal"
     default_fusion = "poe"
     prior_expert = True
+
+    def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
+                 config: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(specs, config, **kwargs)
+        self.kl_full_step = int(self.config.get("mvae_kl_full_step", 0))
 
     def loss_term_names(self) -> list[str]:
         return ["recon", "kl"]
@@ -64,7 +77,8 @@ class MVAE(VAEModel):
         means, logvars = self.encode_all(batch)
         masks, rows = self.subset_masks()
         mu, lv = obj.masked_product_of_experts(means, logvars, masks, prior_expert=True)
-        z = mu + latent_lib.scale_from_logvar(lv) * self.sample_noise(tf.shape(mu), batch_axis=1)
+        noise = self.sample_noise(tf.shape(mu), name="eps", batch_axis=1)      # (T, B, D)
+        z = mu + latent_lib.scale_from_logvar(lv) * noise
         shape = tf.shape(z)[:2]
         rec = 0.0
         for i, m in enumerate(self.modalities):      # decode only subsets that may hold m

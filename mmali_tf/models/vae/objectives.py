@@ -205,8 +205,13 @@ def moe_elbo(log_lik: tf.Tensor, log_q: tf.Tensor, kl: tf.Tensor) -> tf.Tensor:
     return (tf.reduce_mean(rec, axis=0) - tf.reduce_sum(kl, axis=0)) / float(m)
 
 
-def kl_anneal(step: tf.Tensor, anneal_steps: int) -> tf.Tensor:
-    """Linear warm-up factor min(1, (step + 1) / A) for 0-based `step` (1 when A = 0)."""
+def kl_anneal(step: tf.Tensor, anneal_steps: int, full_from: int = 0) -> tf.Tensor:
+    """Linear warm-up factor min(1, (step + 1) / A) for 0-based `step` (1 when A = 0); with
+    `full_from` > 0 the factor is 1 from that step on (ending the warm-up early)."""
     if anneal_steps <= 0:
         return tf.constant(1.0)
-    return tf.minimum(1.0, (tf.cast(step, tf.float32) + 1.0) / float(anneal_steps))
+    step = tf.cast(step, tf.float32)
+    factor = tf.minimum(1.0, (step + 1.0) / float(anneal_steps))
+    if full_from > 0:
+        factor = tf.where(step >= float(full_from), 1.0, factor)
+    return factor
