@@ -33,8 +33,10 @@ class ImportMismatch(ValueError):
 @dataclass
 class Pair:
     """Our `target` (a Keras network or one variable) and the authors' module `prefix`
-    (for a variable: its exact key). `merge`: sibling modules under `prefix` whose outputs our
-    network computes with one layer (concatenated along the output axis)."""
+    (for a variable: its exact key, or several keys joined by "+" whose tensors the variable
+    holds one after the other, e.g. one row per modality). `merge`: sibling modules under
+    `prefix` whose outputs our network computes with one layer (concatenated along the output
+    axis)."""
 
     target: object
     prefix: str
@@ -186,10 +188,12 @@ def pair_assignments(pairs: Sequence[Pair], state: Mapping[str, np.ndarray],
         if isinstance(p.target, keras.Model):
             out += network_assignments(p.target, state, p.prefix, p.merge)
             continue
-        if p.prefix not in state:
-            raise ImportMismatch(f"missing tensor {p.prefix} for {p.target.path} "
+        keys = p.prefix.split("+")
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise ImportMismatch(f"missing tensor {missing[0]} for {p.target.path} "
                                  f"{_shape(p.target)}")
-        value = np.asarray(state[p.prefix])
+        value = np.concatenate([np.asarray(state[k]).ravel() for k in keys])
         if value.size != int(np.prod(_shape(p.target))):
             raise ImportMismatch(f"{p.prefix}: shape {_shape(value)} does not fit "
                                  f"{p.target.path} {_shape(p.target)}")

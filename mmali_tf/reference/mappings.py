@@ -3,7 +3,8 @@
 `import_state_dict(model, state, ema_state)` assigns an authors' state_dict (and their EMA
 model's) to one of our models; `TorchLayout` maps our arrays (weights, gradients) back to the
 authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation (`JointModel`),
-MMVAE (iffsid/mmvae) and mmJSD / mmJSD-MS (thomassutter/mmjsd, MLP networks).
+MMVAE (iffsid/mmvae), mmJSD / mmJSD-MS (thomassutter/mmjsd, MLP networks), MoPoE
+(thomassutter/MoPoE, MLP networks) and MMVAE+ (epalu/mmvaeplus, one-trunk encoders).
 """
 
 from __future__ import annotations
@@ -84,6 +85,28 @@ def mmjsd_pairs(model, state) -> list[Pair]:
             + [Pair(model.decoders[m], f"decoder_{m}.") for m in model.modalities])
 
 
+# ----------------------------------------------------------------------------- MoPoE, MMVAE+
+def mopoe_pairs(model, state) -> list[Pair]:
+    """thomassutter/MoPoE BaseMMVae: encoders.<m> (heads hidden_mu + hidden_logvar; MLP
+    networks) and decoders.<m>, their modality keys in sorted order."""
+    keys = _keys(state, "encoders", model)
+    return ([Pair(model.encoders[m], f"encoders.{k}.", merge=("hidden_mu", "hidden_logvar"))
+             for m, k in keys.items()]
+            + [Pair(model.decoders[m], f"decoders.{k}.") for m, k in keys.items()])
+
+
+def mmvae_plus_pairs(model, state) -> list[Pair]:
+    """epalu/mmvaeplus: vaes.<i>.enc (one trunk, heads fc_mu_w + fc_mu_z + fc_lv_w + fc_lv_z
+    as our [mean | scale] layout [w, z | w, z]), vaes.<i>.dec, and the auxiliary priors'
+    logits `vaes.<i>._pw_params.1` (one row each of our `aux_prior_logits`)."""
+    keys = _keys(state, "vaes", model)
+    heads = ("fc_mu_w", "fc_mu_z", "fc_lv_w", "fc_lv_z")
+    return ([Pair(model.encoders[m], f"vaes.{k}.enc.", merge=heads) for m, k in keys.items()]
+            + [Pair(model.decoders[m], f"vaes.{k}.dec.") for m, k in keys.items()]
+            + [Pair(model.aux_prior_logits,
+                    "+".join(f"vaes.{k}._pw_params.1" for k in keys.values()))])
+
+
 class ModelMap:
     """How one registry model's networks correspond to the authors' state_dict."""
 
@@ -101,6 +124,9 @@ MODEL_MAPS: dict[str, ModelMap] = {
     "mmvae": ModelMap(mmvae_pairs, ignore=("_pz_params.",)),
     "mmjsd": ModelMap(mmjsd_pairs, ignore=("encoder_text.", "decoder_text.")),
     "mmjsd_ms": ModelMap(mmjsd_pairs, ignore=("encoder_text.", "decoder_text.")),
+    "mopoe": ModelMap(mopoe_pairs),
+    # the fixed prior p(u) and r_d(w)'s zero means are not trained
+    "mmvae_plus": ModelMap(mmvae_plus_pairs, ignore=("_pu_params.", "_pw_params.0")),
 }
 
 

@@ -87,7 +87,8 @@ class MMVAEPlus(MMVAE):
         """Styles fed to decoder `target` for latents (M, K, B, D_w) of every source: the
         source's own w on the diagonal, a reparameterised r_target(w) sample elsewhere."""
         scale = self.aux_prior_scale()[target]
-        aux = scale * self.sample_noise(tf.shape(own))
+        aux = scale * self.sample_noise(tf.shape(own), name=f"w_aux/{self.modalities[target]}",
+                                        batch_axis=2)
         diagonal = tf.one_hot(target, len(self.modalities), dtype=own.dtype)[:, None, None, None]
         return diagonal * own + (1.0 - diagonal) * aux
 
