@@ -121,7 +121,7 @@ def _reshape_output_chw(layer) -> tuple[int, int, int] | None:
 def _convert(layer, tl: TorchLayer) -> list[tuple[str, np.ndarray]]:
     """(our variable name, value) pairs for one layer from its torch module."""
     w = tl.tensors[tl.weight_key]
-    in_chw = None
+    in_chw = out_chw = None
     if isinstance(layer, keras.layers.Conv2DTranspose):
         kernel = layout.conv_transpose_kernel(w)
     elif isinstance(layer, (keras.layers.Conv2D, SNConv2D)):
@@ -129,11 +129,11 @@ def _convert(layer, tl: TorchLayer) -> list[tuple[str, np.ndarray]]:
     elif w.ndim == 4:
         kernel = layout.conv_as_dense_kernel(w)
     else:
-        in_chw = _flatten_input_chw(layer)
-        kernel = layout.dense_kernel(w, in_chw, _reshape_output_chw(layer))
+        in_chw, out_chw = _flatten_input_chw(layer), _reshape_output_chw(layer)
+        kernel = layout.dense_kernel(w, in_chw, out_chw)
     out = [("kernel", kernel)]
     if "bias" in tl.tensors:
-        out.append(("bias", tl.tensors["bias"]))
+        out.append(("bias", layout.dense_bias(tl.tensors["bias"], out_chw)))
     if tl.spectral:
         out += [("sn_u", tl.tensors["weight_u"]),
                 ("sn_v", layout.sn_v(tl.tensors["weight_v"], w.shape, in_chw))]

@@ -82,6 +82,15 @@ class MMVAEPlus(MMVAE):
         """(M, style_dim) scales of the auxiliary priors r_d(w) (D_w softmax(v_d) for Laplace)."""
         return self.scale_from_prior_logits(tf.convert_to_tensor(self.aux_prior_logits))
 
+    def dreg_stops_q(self) -> bool:
+        """`released` (default): no. epalu/mmvaeplus's `_m_dreg` builds the q densities of lw
+        from the live encoder outputs (its detached copies `qu_xs_` are only iterated over) and
+        registers the w~ hook on a stacked copy of the samples that lw does not use, so its
+        gradient is the plain IWAE gradient (sum_k w~_k grad lw_k, score terms included);
+        tests/golden/test_mmvae_plus_fidelity.py shows it. `paper`: stop-gradient q and w~^2
+        encoder weights (DReG, Tucker et al. 2019)."""
+        return self.dreg_estimator == "paper"
+
     # ----------------------------------------------------------------- forward
     def cross_styles(self, target: int, own: tf.Tensor) -> tf.Tensor:
         """Styles fed to decoder `target` for latents (M, K, B, D_w) of every source: the
