@@ -9,8 +9,10 @@ samples u_{r,k} = [w_{r,k} | z_{r,k}] ~ q_r for every source modality r, the log
                + beta_t [log p(u_{r,k}) - log (1/M) sum_m q_m(z_{r,k}|x_m) - log q_r(w_{r,k}|x_r)],
   w~_{r,d} = w_{r,k} when d = r, else a reparameterised sample of r_d(w) (d != r),
 and the bound is the stratified IWAE (1/M) sum_r LME_k log w_{r,k} (summed over the batch),
-optimised with DReG (`--objective=dreg`, default) or plain autodiff (`iwae`; K = 1 is the
-authors' default `elbo`). The DReG gradients, the vectorised decoding and the Laplace /
+optimised with the authors' `m_dreg` (`--objective=dreg`, default; with
+`--dreg_estimator=released` its gradient is the IWAE gradient, see `dreg_stops_q`) or plain
+autodiff (`iwae`; K = 1 is the authors' default `elbo`). The DReG machinery (`paper`: w~^2
+with stop-gradient q), the vectorised decoding and the Laplace /
 softmax-scale machinery are MMVAE's (this class extends `MMVAE`).
 
 Decisions recorded (from the authors' code, epalu/mmvaeplus d83dcf8):
