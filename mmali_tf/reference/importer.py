@@ -121,6 +121,11 @@ def _reshape_output_chw(layer) -> tuple[int, int, int] | None:
 def _convert(layer, tl: TorchLayer) -> list[tuple[str, np.ndarray]]:
     """(our variable name, value) pairs for one layer from its torch module."""
     w = tl.tensors[tl.weight_key]
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, SNConv2D)) \
+            and w.ndim != 4:
+        raise ImportMismatch(f"{tl.keys[tl.weight_key]}: shape {_shape(w)} is no convolution "
+                             f"kernel, but {layer.name} is a convolution "
+                             f"{_shape(layer.weights[0])}")
     in_chw = out_chw = None
     if isinstance(layer, keras.layers.Conv2DTranspose):
         kernel = layout.conv_transpose_kernel(w)
