@@ -87,13 +87,16 @@ def mmjsd_pairs(model, state) -> list[Pair]:
 
 # ----------------------------------------------------------------------------- MoPoE, MMVAE+
 def mopoe_pairs(model, state) -> list[Pair]:
-    """thomassutter/MoPoE BaseMMVae: encoders.<m> (heads hidden_mu + hidden_logvar; MLP
-    networks) and decoders.<m>, matched by modality name when the checkpoint uses ours, else
-    their modality keys in sorted order."""
+    """thomassutter/MoPoE BaseMMVae: encoders.<m> (heads class_mu + class_logvar of the
+    PolyMNIST convnets, hidden_mu + hidden_logvar of the MNIST MLPs) and decoders.<m>, matched
+    by modality name when the checkpoint uses ours, else their modality keys in sorted order."""
     by_name = all(any(k.startswith(f"encoders.{m}.") for k in state) for m in model.modalities)
     keys = {m: m for m in model.modalities} if by_name else _keys(state, "encoders", model)
-    return ([Pair(model.encoders[m], f"encoders.{k}.", merge=("hidden_mu", "hidden_logvar"))
-             for m, k in keys.items()]
+
+    def heads(k: str) -> tuple[str, str]:
+        mlp = any(key.startswith(f"encoders.{k}.hidden_mu.") for key in state)
+        return ("hidden_mu", "hidden_logvar") if mlp else ("class_mu", "class_logvar")
+    return ([Pair(model.encoders[m], f"encoders.{k}.", merge=heads(k)) for m, k in keys.items()]
             + [Pair(model.decoders[m], f"decoders.{k}.") for m, k in keys.items()])
 
 

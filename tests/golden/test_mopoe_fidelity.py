@@ -4,14 +4,16 @@ Same weights, batch and reparameterisation draw: every term the authors' step co
 reconstruction error of each modality, the KL of each of the 7 subset PoEs, the joint
 divergence and the loss), every encoder/decoder gradient and every weight after one Adam step
 must equal what their code computes (fixture from tools/golden/make_fixtures.py --mopoe).
-Setting (tools/golden/mopoe_case.py): M = 3 modalities of 28x28x1 with the authors' MNIST MLP
-networks; their PolyMNIST convnet is not covered.
+Settings (tools/golden/mopoe_case.py), both M = 3: 28x28x3 modalities with the authors'
+PolyMNIST convnets (our `polymnist_conv` family: linear decoder output, unclamped Laplace
+mean) and 28x28x1 modalities with their MNIST MLP networks (our `mnist_mlp`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import tensorflow as tf
 
 from golden_fixtures import (Fixture, first_adam_step_slack, tensor_mismatches,
@@ -25,12 +27,13 @@ from mmali_tf.reference import golden
 from mmali_tf.reference.mappings import TorchLayout, import_state_dict
 
 GRAD_RTOL = 1e-4
-CASE = "mopoe_mnist_m3"
+CASES = ["mopoe_polymnist_m3", "mopoe_mnist_m3"]
 
 
 def build(fx: Fixture, **overrides) -> tuple[MoPoE, dict]:
     meta = fx.meta
-    specs = [dataclasses.replace(MNIST, name=m) for m in meta["modalities"]]
+    specs = [dataclasses.replace(MNIST, name=m, shape=tuple(meta["shape"]),
+                                 network=meta["network"]) for m in meta["modalities"]]
     model = MoPoE(specs, dict(meta["config"], seed=0, **overrides))
     model.build_from_specs()
     model.compile()
@@ -62,8 +65,9 @@ def logged_terms(model: MoPoE, batch: dict, eps) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
-def test_step_matches_authors():
-    fx = Fixture(CASE)
+@pytest.mark.parametrize("case", CASES)
+def test_step_matches_authors(case):
+    fx = Fixture(case)
     model, shapes = build(fx)
     assert subset_names(model) == fx.meta["subsets"], "subset (mixture component) order differs"
     batch = {m: tf.constant(v) for m, v in fx.group("batch/").items()}

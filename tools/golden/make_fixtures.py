@@ -35,7 +35,7 @@ def write_poly_cases(args: argparse.Namespace) -> list[str]:
     written = []
     if args.mopoe:
         from tools.golden import mopoe_case
-        written.append(mopoe_case.make(args.mopoe).write(args.out))
+        written += [fx.write(args.out) for fx in mopoe_case.make_all(args.mopoe)]
     if args.mmvaeplus:
         from tools.golden import mmvae_plus_case
         written += [fx.write(args.out) for fx in mmvae_plus_case.make_all(args.mmvaeplus)]

@@ -6,14 +6,16 @@ mixture component selection over the subsets, `divergence_static_prior`), the su
 `BaseExperiment.set_subsets` and the loss of `run_epochs.basic_routine_epoch` (joint_elbo
 branch), called on a stand-in `exp` object; Adam as `MMNISTExperiment.set_optimizer`.
 
-Setting: M = 3 modalities (7 subsets), each a 28x28x1 image with the authors' MNIST MLP
-networks (`mnistsvhntext/networks/ConvNetworksImgMNIST.py`, sigmoid mean, Laplace scale 0.75,
-modality class `modalities/MNIST.py`). Their PolyMNIST networks (`mmnist/networks/
-ConvNetworksImgCMNIST.py`: a 3-layer stride-2 convnet whose decoder has no sigmoid) are no
-network family of ours (the `polymnist`/`polydigits` specs use `mnist_mlp`), so this case uses
-the authors' MLP that our `mnist_mlp` family is. Records the draw of `reparameterize` (the
-selected subset's sample), every logged term (rec per modality, KL per subset, the joint
-divergence, the loss), every gradient and every parameter after the step.
+Two settings, both M = 3 modalities (7 subsets):
+- `polymnist_m3`: 28x28x3 images with the authors' PolyMNIST networks (`mmnist/networks/
+  ConvNetworksImgCMNIST.py`: stride-2 convnet, decoder without sigmoid, Laplace scale 0.75;
+  modality class `modalities/CMNIST.py`) = our `polymnist_conv` family;
+- `mnist_m3`: 28x28x1 images with their MNIST MLP networks (`mnistsvhntext/networks/
+  ConvNetworksImgMNIST.py`, sigmoid mean; `modalities/MNIST.py`) = our `mnist_mlp` family,
+  which the shipped `polymnist`/`polydigits` configs use.
+Records the draw of `reparameterize` (the selected subset's sample), every logged term (rec
+per modality, KL per subset, the joint divergence, the loss), every gradient and every
+parameter after the step.
 """
 
 from __future__ import annotations
@@ -50,16 +52,24 @@ STUBS = {**PLOTTING_STUBS, "tensorboardX": {"SummaryWriter": None},
          "utils.save_samples": {"write_samples_img_to_file": None}}
 
 
-def load(snapshot: str):
-    """Their run_epochs, BaseExperiment, VAEMMNIST, MNIST modality and MNIST MLP modules."""
+#: setup -> (modality module and class, networks module, channels, network family of ours)
+SETUPS = {"polymnist_m3": ("modalities.CMNIST", "CMNIST",
+                           "mmnist.networks.ConvNetworksImgCMNIST", 3, "polymnist_conv"),
+          "mnist_m3": ("modalities.MNIST", "MNIST",
+                       "mnistsvhntext.networks.ConvNetworksImgMNIST", 1, "mnist_mlp")}
+
+
+def load(snapshot: str, setup: str):
+    """Their run_epochs, BaseExperiment, VAEMMNIST, the setup's modality class and networks."""
     isolated(snapshot, STUBS)
     importlib.import_module("torchvision").transforms = importlib.import_module(
         "torchvision.transforms")
+    mod_module, mod_class, nets_module, _, _ = SETUPS[setup]
     run_epochs = importlib.import_module("run_epochs")
     experiment = importlib.import_module("utils.BaseExperiment")
     vae = importlib.import_module("mmnist.networks.VAEMMNIST")
-    modality = importlib.import_module("modalities.MNIST")
-    nets = importlib.import_module("mnistsvhntext.networks.ConvNetworksImgMNIST")
+    modality = getattr(importlib.import_module(mod_module), mod_class)
+    nets = importlib.import_module(nets_module)
     return run_epochs, experiment, vae, modality, nets
 
 
@@ -99,12 +109,13 @@ class RecordingReparameterize:
         del self.model.reparameterize
 
 
-def make(snapshot: str, seed: int = 0) -> Fixture:
-    run_epochs, experiment, vae, modality, nets = load(snapshot)
+def make(snapshot: str, setup: str, seed: int = 0) -> Fixture:
+    run_epochs, experiment, vae, modality, nets = load(snapshot, setup)
+    channels, family = SETUPS[setup][3:]
     flags = flags_for()
     torch.manual_seed(seed)
-    mods = {m: modality.MNIST(m, nets.EncoderImg(flags), nets.DecoderImg(flags), D, 0,
-                              "laplace") for m in MODS}
+    mods = {m: modality(m, nets.EncoderImg(flags), nets.DecoderImg(flags), D, 0, "laplace")
+            for m in MODS}
     subsets = experiment.BaseExperiment.set_subsets(types.SimpleNamespace(modalities=mods))
     model = vae.VAEMMNIST(flags, mods, subsets)
     shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
@@ -112,7 +123,7 @@ def make(snapshot: str, seed: int = 0) -> Fixture:
     with torch.no_grad():
         for k, v in golden.seeded_weights(shapes, seed, STDDEV).items():
             state[k].copy_(torch.from_numpy(v))
-    x = {m: torch.rand(B, 1, 28, 28) for m in MODS}
+    x = {m: torch.rand(B, channels, 28, 28) for m in MODS}
     exp = types.SimpleNamespace(flags=flags, mm_vae=model, modalities=mods,
                                 rec_weights={m: 1.0 for m in MODS},
                                 style_weights={m: flags.beta_style for m in MODS})
@@ -131,24 +142,26 @@ def make(snapshot: str, seed: int = 0) -> Fixture:
     terms.update({f"rec_{m}": out["log_probs"][m] for m in MODS})
     terms.update({f"kl_{k}": out["klds"][k] for k in subset_keys})
     params = dict(model.named_parameters())
-    fx = Fixture("mopoe_mnist_m3", dict(
-        case="mopoe_mnist_m3", repo="thomassutter/MoPoE",
+    fx = Fixture(f"mopoe_{setup}", dict(
+        case=f"mopoe_{setup}", repo="thomassutter/MoPoE",
         commit=repo_commit(snapshot, MOPOE_COMMIT),
         files=["utils/BaseMMVae.py (inference, poe_fusion, moe_fusion, "
                "divergence_static_prior, forward, reparameterize)",
                "mmnist/networks/VAEMMNIST.py", "utils/BaseExperiment.py (set_subsets)",
                "divergence_measures/mm_div.py (poe, calc_group_divergence_moe)",
                "divergence_measures/kl_div.py", "utils/utils.py (mixture_component_selection)",
-               "modalities/Modality.py (calc_log_prob)", "modalities/MNIST.py",
-               "mnistsvhntext/networks/ConvNetworksImgMNIST.py (every modality)",
+               "modalities/Modality.py (calc_log_prob)", SETUPS[setup][0].replace(".", "/")
+               + ".py", SETUPS[setup][2].replace(".", "/") + ".py (every modality)",
                "run_epochs.py (basic_routine_epoch, joint_elbo; train: Adam step)",
                "mmnist/experiment.py (set_optimizer, rec weights 1)"],
         config=dict(model="mopoe", latent_dim=D, style_dim=0, beta=BETA,
                     beta_content=BETA_CONTENT, lr=LR, beta1=0.9, beta2=0.999,
                     adam_epsilon=1e-8, kl_anneal_steps=0, init="torch", ema_decay=0.0),
-        modalities=list(MODS), subsets=subset_keys, seed=seed, stddev=STDDEV,
+        modalities=list(MODS), shape=[28, 28, channels], network=family,
+        subsets=subset_keys, seed=seed, stddev=STDDEV,
         weight_shapes=[[k, list(s)] for k, s in shapes],
-        note="three 28x28x1 modalities with the authors' MNIST MLP networks; loss = "
+        note=f"three 28x28x{channels} modalities with the authors' {SETUPS[setup][2]} "
+             "networks; loss = "
              "sum_m rec_m + beta beta_content (1/7) sum_S KL(q_S || N(0, I)); one Adam step"))
     fx.add("batch/", {m: nhwc(v) for m, v in x.items()})
     fx.add("draw/", {"eps": rec.draws[0]})
@@ -156,3 +169,7 @@ def make(snapshot: str, seed: int = 0) -> Fixture:
     fx.add("grad/", golden.summarise({k: p.grad.numpy() for k, p in params.items()}))
     fx.add("after/", golden.summarise({k: p.detach().numpy() for k, p in params.items()}))
     return fx
+
+
+def make_all(snapshot: str) -> list[Fixture]:
+    return [make(snapshot, setup) for setup in SETUPS]

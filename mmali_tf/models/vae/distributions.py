@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 
 from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
+from mmali_tf.networks import linear_image_output
 
 tfd = tfp.distributions
 
@@ -44,11 +45,12 @@ def likelihood(spec: ModalitySpec, mean: tf.Tensor) -> tfd.Distribution:
     """p(x | z) of one modality given the decoder mean (..., *spec.shape).
 
     laplace / normal: fixed `spec.likelihood_scale`; image means are clamped to
-    [1e-6, 1 - 1e-6]. bernoulli: probabilities = clamped mean (continuous targets give
+    [1e-6, 1 - 1e-6] unless the network family's decoder output is linear (the authors'
+    PolyMNIST convnets). bernoulli: probabilities = clamped mean (continuous targets give
     -sigmoid cross-entropy).
     """
     ndims = len(spec.shape)
-    if spec.kind == "image" or spec.likelihood == "bernoulli":
+    if (spec.kind == "image" and not linear_image_output(spec)) or spec.likelihood == "bernoulli":
         mean = tf.clip_by_value(mean, MEAN_EPS, 1.0 - MEAN_EPS)
     if spec.likelihood == "laplace":
         base = tfd.Laplace(mean, spec.likelihood_scale)
