@@ -4,7 +4,8 @@
 model's) to one of our models; `TorchLayout` maps our arrays (weights, gradients) back to the
 authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation (`JointModel`),
 MMVAE (iffsid/mmvae), mmJSD / mmJSD-MS (thomassutter/mmjsd, MLP networks), MoPoE
-(thomassutter/MoPoE, MLP networks) and MMVAE+ (epalu/mmvaeplus, one-trunk encoders).
+(thomassutter/MoPoE, PolyMNIST convnets or MLP networks) and MMVAE+ (epalu/mmvaeplus,
+one-trunk encoders).
 """
 
 from __future__ import annotations
