@@ -19,6 +19,8 @@ from mmali_tf import registry
 FLAGS = flags.FLAGS
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+#: network families of the PolyMNIST-style datasets (`--poly_network`)
+POLY_NETWORKS = ("mnist_mlp", "polymnist_conv")
 
 
 class FlagUsageError(ValueError):
@@ -218,6 +220,9 @@ def _define_data_flags() -> None:
                         "Fashion-MNIST IDX, SVHN .mat).")
     flags.DEFINE_string("cache_dir", "", "Cache of rendered/derived datasets (default: "
                         "$MMALI_CACHE or ~/.cache/mmali_tf).")
+    flags.DEFINE_enum("poly_network", "mnist_mlp", POLY_NETWORKS, "polymnist, polydigits: "
+                      "network family of the modalities: MLPs, or the MoPoE paper's PolyMNIST "
+                      "convnets (decoders without output sigmoid, as the authors').")
     flags.DEFINE_boolean("use_tfds", False, "Read mnist / svhn_cropped from TensorFlow Datasets "
                          "(already prepared by the user; pip install -e \".[tfds]\") instead "
                          "of local files.")
