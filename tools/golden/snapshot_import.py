@@ -1,8 +1,8 @@
 """Import an authors' snapshot whose top-level names (`utils`, `models`, `objectives`, ...) other
 snapshots of the same fixture run also use (developer tool: needs torch via its callers).
 
-`isolated(path, stubs)` forgets every cached module whose top-level name is a module or package
-at the snapshot's root, puts the snapshot first on `sys.path` and installs `stubs` (modules the
+`isolated(path, stubs)` forgets the cached modules of those names and of the stubs, puts the
+snapshot first on `sys.path` (`torch_common.add_to_path`) and installs `stubs` (modules the
 training step never uses), so the next imports read this snapshot, unmodified.
 """
 
@@ -12,31 +12,15 @@ import importlib.machinery
 import os
 import sys
 
-from tools.golden.torch_common import stub_modules
-
-
-def top_level_names(path: str) -> set[str]:
-    """Module and package names at the root of `path`."""
-    out = set()
-    for entry in os.listdir(path):
-        full = os.path.join(path, entry)
-        if entry.endswith(".py"):
-            out.add(entry[:-3])
-        elif os.path.isdir(full) and not entry.startswith((".", "__")):
-            out.add(entry)
-    return out
+from tools.golden.torch_common import add_to_path, forget_modules, stub_modules
 
 
 def isolated(path: str, stubs: dict[str, dict]) -> None:
     """Make `path` the source of its top-level names and install `stubs` (see module doc)."""
-    path = os.path.abspath(path)
-    names = top_level_names(path) | {s.split(".")[0] for s in stubs}
-    for mod in list(sys.modules):
-        if mod.split(".")[0] in names:
-            del sys.modules[mod]
-    if path in sys.path:
-        sys.path.remove(path)
-    sys.path.insert(0, path)
+    forget_modules({s.split(".")[0] for s in stubs})
+    if sys.path and sys.path[0] == os.path.abspath(path):
+        sys.path.pop(0)   # re-read the snapshot too: an earlier case may have stubbed parts
+    add_to_path(path)
     stub_modules(stubs)
     for stub in stubs:  # torch's optimizer import probes installed modules' specs
         if getattr(sys.modules[stub], "__spec__", None) is None:
