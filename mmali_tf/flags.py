@@ -19,6 +19,8 @@ from mmali_tf import registry
 FLAGS = flags.FLAGS
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+#: network families of the PolyMNIST-style datasets (`--poly_network`)
+POLY_NETWORKS = ("mnist_mlp", "polymnist_conv")
 
 
 class FlagUsageError(ValueError):
@@ -218,6 +220,9 @@ def _define_data_flags() -> None:
                         "Fashion-MNIST IDX, SVHN .mat).")
     flags.DEFINE_string("cache_dir", "", "Cache of rendered/derived datasets (default: "
                         "$MMALI_CACHE or ~/.cache/mmali_tf).")
+    flags.DEFINE_enum("poly_network", "mnist_mlp", POLY_NETWORKS, "polymnist, polydigits: "
+                      "network family of the modalities: MLPs, or the MoPoE paper's PolyMNIST "
+                      "convnets (decoders without output sigmoid, as the authors').")
     flags.DEFINE_boolean("use_tfds", False, "Read mnist / svhn_cropped from TensorFlow Datasets "
                          "(already prepared by the user; pip install -e \".[tfds]\") instead "
                          "of local files.")
@@ -294,10 +299,12 @@ def _define_vae_flags() -> None:
                          lower_bound=1)
     flags.DEFINE_enum("objective", "dreg", ("dreg", "iwae", "elbo"), "MMVAE objective / "
                       "gradient estimator.")
-    flags.DEFINE_enum("dreg_estimator", "released", ("released", "paper"), "MMVAE "
-                      "--objective=dreg encoder gradients: 'released' weights them by w~ as "
-                      "iffsid/mmvae's code does (its gradient hook never fires; the paper's "
-                      "numbers), 'paper' by w~^2 (DReG, Tucker et al. 2019).")
+    flags.DEFINE_enum("dreg_estimator", "released", ("released", "paper"), "MMVAE, MMVAE+ "
+                      "--objective=dreg encoder gradients: 'released' as the authors' code "
+                      "computes them (iffsid/mmvae: weighted by w~, its gradient hook never "
+                      "fires; epalu/mmvaeplus: q with live parameters, i.e. the IWAE "
+                      "gradient), 'paper' by w~^2 with stop-gradient q (DReG, Tucker et al. "
+                      "2019).")
     flags.DEFINE_enum("posterior", "laplace", ("laplace", "normal"), "MMVAE posterior and "
                       "prior family.")
     flags.DEFINE_boolean("learn_prior", True, "MMVAE: learn the prior's scales.")
@@ -308,7 +315,8 @@ def _define_vae_flags() -> None:
                          lower_bound=1)
     flags.DEFINE_float("beta_style", 1.0, "mmJSD-MS: weight of the style KL terms.",
                        lower_bound=0.0)
-    flags.DEFINE_float("beta_content", 1.0, "mmJSD, mmJSD-MS: weight of the (content) JS term.",
+    flags.DEFINE_float("beta_content", 1.0, "mmJSD, mmJSD-MS: weight of the (content) JS term; "
+                       "MoPoE: of the subset KLs.",
                        lower_bound=0.0)
     flags.DEFINE_boolean("stratified", False, "mmJSD: decode z from every expert for every "
                          "datapoint instead of mixture component selection.")

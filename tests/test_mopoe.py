@@ -107,7 +107,7 @@ def test_objective_matches_numpy_with_zero_noise(monkeypatch):
     """With the reparameterisation noise set to 0, z is the selected subset's mean: the
     loss equals mean_b [-sum_m lambda_m log p(x_m|z_b) + beta (1/T) sum_S KL(q_S || p)]."""
     model = _model(beta=2.5)
-    monkeypatch.setattr(model, "sample_noise", lambda shape, seed=None: tf.zeros(shape))
+    monkeypatch.setattr(model, "sample_noise", lambda shape, **_: tf.zeros(shape))
     rng = np.random.default_rng(2)
     b = 9                                         # T = 7 subsets: chunks of 1, the last 3
     batch = {s.name: tf.constant(rng.uniform(size=(b,) + s.shape).astype(np.float32))

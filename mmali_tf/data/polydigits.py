@@ -40,9 +40,11 @@ def modality_names(num_modalities: int = NUM_MODALITIES) -> tuple[str, ...]:
     return tuple(f"m{k}" for k in range(num_modalities))
 
 
-def specs(num_modalities: int = NUM_MODALITIES) -> tuple[ModalitySpec, ...]:
-    """28x28 RGB image specs of the modalities (MLP networks, Laplace likelihood)."""
-    return tuple(ModalitySpec(m, (SIZE, SIZE, 3), "image", "mnist_mlp")
+def specs(num_modalities: int = NUM_MODALITIES,
+          network: str = "mnist_mlp") -> tuple[ModalitySpec, ...]:
+    """28x28 RGB image specs of the modalities (network family `network`, default MLPs;
+    Laplace likelihood)."""
+    return tuple(ModalitySpec(m, (SIZE, SIZE, 3), "image", network)
                  for m in modality_names(num_modalities))
 
 
@@ -134,7 +136,7 @@ def instances(config: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return cache.cached_arrays(cache.cache_root(config), "polydigits", params, _build)
 
 
-@register_dataset("polydigits")
+@register_dataset("polydigits", reads=("poly_network",), shape_flags=("poly_network",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `polydigits` PairedDataset (modalities m0..m4), paired by class per split."""
     arrays = instances(config)
@@ -146,5 +148,6 @@ def load(config: Mapping[str, Any]) -> PairedDataset:
     built = {s: build_split({m: arrays[m][idx] for m in names}, {m: labels[idx] for m in names},
                             rule if s == "train" else rule.for_test(), pairing_rng(seed, s))
              for s, idx in split_idx.items()}
-    return PairedDataset(name="polydigits", specs=specs(), train=built["train"],
+    network = str(config.get("poly_network", "mnist_mlp"))
+    return PairedDataset(name="polydigits", specs=specs(network=network), train=built["train"],
                          test=built["test"])

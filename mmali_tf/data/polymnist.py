@@ -101,7 +101,8 @@ def load_split(config: Mapping[str, Any], split: str) -> tuple[list[str], dict[s
     return modalities, arrays
 
 
-@register_dataset("polymnist", pairing=False, reads=("data_dir",))
+@register_dataset("polymnist", pairing=False, reads=("data_dir", "poly_network"),
+                  shape_flags=("poly_network",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `polymnist` PairedDataset: modalities m0..m<M-1>, the published tuples as pairs."""
     splits, modalities = {}, None
@@ -117,6 +118,7 @@ def load(config: Mapping[str, Any]) -> PairedDataset:
                                 pairs=np.repeat(np.arange(n, dtype=np.int32)[:, None],
                                                 len(mods), axis=1),
                                 unpaired=full_pool(instances))
-    specs = tuple(ModalitySpec(m, SHAPE, "image", "mnist_mlp") for m in modalities)
+    network = str(config.get("poly_network", "mnist_mlp"))
+    specs = tuple(ModalitySpec(m, SHAPE, "image", network) for m in modalities)
     return PairedDataset(name="polymnist", specs=specs, train=splits["train"],
                          test=splits["test"])

@@ -1,10 +1,11 @@
 """Keras functional networks per modality family (`spec.network`) and the critics.
 
 Families (declared in their modules with `registry.register_network_family`): `mnist_mlp`
-(MLPs on flattened images), `svhn_conv` (32x32xC convnets), `feature_mlp` (vector features),
-`swish_mlp` / `swish_embedding` (MVAE's image and label networks), `mmjsd_svhn` (mmJSD's SVHN
-convnets). Encoders output raw linear parameters (callers split [mean | logvar]); image decoders
-end in a sigmoid scaled to `spec.value_range` unless their family sets `BOUNDED_OUTPUT = False`,
+(MLPs on flattened images), `svhn_conv` (32x32xC convnets), `polymnist_conv` (MoPoE's
+28x28xC PolyMNIST convnets), `feature_mlp` (vector features), `swish_mlp` / `swish_embedding`
+(MVAE's image and label networks), `mmjsd_svhn` (mmJSD's SVHN convnets). Encoders output raw
+linear parameters (callers split [mean | logvar]); image decoders end in a sigmoid scaled to
+`spec.value_range` unless their family sets `BOUNDED_OUTPUT = False`,
 `categorical` vector decoders in a softmax, other vector decoders are linear.
 `decoder_logits` gives the decoder without that final activation (for likelihoods on logits,
 `specs.LOGIT_LIKELIHOODS`).

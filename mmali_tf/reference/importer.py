@@ -33,10 +33,12 @@ class ImportMismatch(ValueError):
 @dataclass
 class Pair:
     """Our `target` (a Keras network or one variable) and the authors' module `prefix`
-    (for a variable: its exact key). `merge`: sibling modules under `prefix` whose outputs our
-    network computes with one layer (concatenated along the output axis). `embeddings`: modules
-    under `prefix` that are `nn.Embedding(K, n)` tables, which our network holds as the kernel
-    (K, n) of a bias-free Dense on one-hot inputs (same layout, not transposed)."""
+    (for a variable: its exact key, or several keys joined by "+" whose tensors the variable
+    holds one after the other, e.g. one row per modality). `merge`: sibling modules under
+    `prefix` whose outputs our network computes with one layer (concatenated along the output
+    axis). `embeddings`: modules under `prefix` that are `nn.Embedding(K, n)` tables, which our
+    network holds as the kernel (K, n) of a bias-free Dense on one-hot inputs (same layout, not
+    transposed)."""
 
     target: object
     prefix: str
@@ -123,7 +125,12 @@ def _convert(layer, tl: TorchLayer, embedding: bool = False) -> list[tuple[str, 
     """(our variable name, value) pairs for one layer from its torch module (`embedding`: an
     nn.Embedding table, already in Dense kernel layout)."""
     w = tl.tensors[tl.weight_key]
-    in_chw = None
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, SNConv2D)) \
+            and w.ndim != 4:
+        raise ImportMismatch(f"{tl.keys[tl.weight_key]}: shape {_shape(w)} is no convolution "
+                             f"kernel, but {layer.name} is a convolution "
+                             f"{_shape(layer.weights[0])}")
+    in_chw = out_chw = None
     if embedding:
         kernel = w
     elif isinstance(layer, keras.layers.Conv2DTranspose):
@@ -133,11 +140,11 @@ def _convert(layer, tl: TorchLayer, embedding: bool = False) -> list[tuple[str, 
     elif w.ndim == 4:
         kernel = layout.conv_as_dense_kernel(w)
     else:
-        in_chw = _flatten_input_chw(layer)
-        kernel = layout.dense_kernel(w, in_chw, _reshape_output_chw(layer))
+        in_chw, out_chw = _flatten_input_chw(layer), _reshape_output_chw(layer)
+        kernel = layout.dense_kernel(w, in_chw, out_chw)
     out = [("kernel", kernel)]
     if "bias" in tl.tensors:
-        out.append(("bias", tl.tensors["bias"]))
+        out.append(("bias", layout.dense_bias(tl.tensors["bias"], out_chw)))
     if tl.spectral:
         out += [("sn_u", tl.tensors["weight_u"]),
                 ("sn_v", layout.sn_v(tl.tensors["weight_v"], w.shape, in_chw))]
@@ -194,10 +201,12 @@ def pair_assignments(pairs: Sequence[Pair], state: Mapping[str, np.ndarray],
         if isinstance(p.target, keras.Model):
             out += network_assignments(p.target, state, p.prefix, p.merge, p.embeddings)
             continue
-        if p.prefix not in state:
-            raise ImportMismatch(f"missing tensor {p.prefix} for {p.target.path} "
+        keys = p.prefix.split("+")
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise ImportMismatch(f"missing tensor {missing[0]} for {p.target.path} "
                                  f"{_shape(p.target)}")
-        value = np.asarray(state[p.prefix])
+        value = np.concatenate([np.asarray(state[k]).ravel() for k in keys])
         if value.size != int(np.prod(_shape(p.target))):
             raise ImportMismatch(f"{p.prefix}: shape {_shape(value)} does not fit "
                                  f"{p.target.path} {_shape(p.target)}")

@@ -34,6 +34,13 @@ def dense_kernel(weight: np.ndarray, in_chw: tuple[int, int, int] | None = None,
     return k
 
 
+def dense_bias(bias: np.ndarray, out_chw: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Linear bias -> Dense bias; `out_chw` as in `dense_kernel` (the bias follows the output
+    features into (H, W, C) order)."""
+    b = np.asarray(bias)
+    return b if out_chw is None else b[chw_to_hwc_axis(b.size, out_chw)]
+
+
 def conv_kernel(weight: np.ndarray) -> np.ndarray:
     """Conv2d OIHW -> Conv2D HWIO."""
     return np.asarray(weight).transpose(2, 3, 1, 0)

@@ -3,8 +3,9 @@
 `import_state_dict(model, state, ema_state)` assigns an authors' state_dict (and their EMA
 model's) to one of our models; `TorchLayout` maps our arrays (weights, gradients) back to the
 authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation (`JointModel`),
-MMVAE (iffsid/mmvae), mmJSD / mmJSD-MS (thomassutter/mmjsd, MLP networks) and MVAE
-(mhw32/multimodal-vae-public, MNIST image + label).
+MMVAE (iffsid/mmvae), mmJSD / mmJSD-MS (thomassutter/mmjsd, MLP networks), MVAE
+(mhw32/multimodal-vae-public, MNIST image + label), MoPoE (thomassutter/MoPoE, PolyMNIST
+convnets or MLP networks) and MMVAE+ (epalu/mmvaeplus, one-trunk encoders).
 """
 
 from __future__ import annotations
@@ -102,6 +103,31 @@ def mvae_pairs(model, state) -> list[Pair]:
             Pair(model.decoders[image], "image_decoder."),
             Pair(model.encoders[labels[0]], "text_encoder.", merge=heads, embeddings=("fc1",)),
             Pair(model.decoders[labels[0]], "text_decoder.")]
+# ----------------------------------------------------------------------------- MoPoE, MMVAE+
+def mopoe_pairs(model, state) -> list[Pair]:
+    """thomassutter/MoPoE BaseMMVae: encoders.<m> (heads class_mu + class_logvar of the
+    PolyMNIST convnets, hidden_mu + hidden_logvar of the MNIST MLPs) and decoders.<m>, matched
+    by modality name when the checkpoint uses ours, else their modality keys in sorted order."""
+    by_name = all(any(k.startswith(f"encoders.{m}.") for k in state) for m in model.modalities)
+    keys = {m: m for m in model.modalities} if by_name else _keys(state, "encoders", model)
+
+    def heads(k: str) -> tuple[str, str]:
+        mlp = any(key.startswith(f"encoders.{k}.hidden_mu.") for key in state)
+        return ("hidden_mu", "hidden_logvar") if mlp else ("class_mu", "class_logvar")
+    return ([Pair(model.encoders[m], f"encoders.{k}.", merge=heads(k)) for m, k in keys.items()]
+            + [Pair(model.decoders[m], f"decoders.{k}.") for m, k in keys.items()])
+
+
+def mmvae_plus_pairs(model, state) -> list[Pair]:
+    """epalu/mmvaeplus: vaes.<i>.enc (one trunk, heads fc_mu_w + fc_mu_z + fc_lv_w + fc_lv_z
+    as our [mean | scale] layout [w, z | w, z]), vaes.<i>.dec, and the auxiliary priors'
+    logits `vaes.<i>._pw_params.1` (one row each of our `aux_prior_logits`)."""
+    keys = _keys(state, "vaes", model)
+    heads = ("fc_mu_w", "fc_mu_z", "fc_lv_w", "fc_lv_z")
+    return ([Pair(model.encoders[m], f"vaes.{k}.enc.", merge=heads) for m, k in keys.items()]
+            + [Pair(model.decoders[m], f"vaes.{k}.dec.") for m, k in keys.items()]
+            + [Pair(model.aux_prior_logits,
+                    "+".join(f"vaes.{k}._pw_params.1" for k in keys.values()))])
 
 
 class ModelMap:
@@ -122,6 +148,9 @@ MODEL_MAPS: dict[str, ModelMap] = {
     "mmjsd": ModelMap(mmjsd_pairs, ignore=("encoder_text.", "decoder_text.")),
     "mmjsd_ms": ModelMap(mmjsd_pairs, ignore=("encoder_text.", "decoder_text.")),
     "mvae": ModelMap(mvae_pairs),
+    "mopoe": ModelMap(mopoe_pairs),
+    # the fixed prior p(u) and r_d(w)'s zero means are not trained
+    "mmvae_plus": ModelMap(mmvae_plus_pairs, ignore=("_pu_params.", "_pw_params.0")),
 }
 
 

@@ -55,3 +55,19 @@ def test_misshaped_tensor_fails_in_one_line_and_writes_nothing(tmp_path, capsys)
     assert err.count("\n") == 0 and key in err, err
     assert "(20, 16, 4, 4)" in err and "(4, 4, 128, 20)" in err, err  # theirs, ours
     assert not os.path.exists(run_dir) and os.listdir(tmp_path) == ["bad.npz"]
+
+
+def test_linear_weight_for_a_convolution_fails_in_one_line(tmp_path, capsys):
+    """A Linear weight where our network has a convolution (e.g. an MLP checkpoint for a
+    convnet modality) names the tensor and both shapes instead of failing in a transpose."""
+    fx = Fixture("mmali_mnist_svhn")
+    state = authors_state(fx)
+    key = "encoders.1svhn.module.model.0.weight"
+    state[key] = state[key].reshape(32, -1)
+    ckpt = tmp_path / "mlp.npz"
+    np.savez(ckpt, **state)
+    with pytest.raises(SystemExit) as stop, cli.user_errors():
+        write_run(config(str(tmp_path / "run")), str(ckpt))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and key in err and "(32, 48)" in err, err

@@ -22,10 +22,41 @@ import numpy as np
 import torch
 
 
+def top_level_names(path: str) -> set[str]:
+    """Module and package names at the root of snapshot `path`."""
+    out = set()
+    for entry in os.listdir(path):
+        if entry.endswith(".py"):
+            out.add(entry[:-3])
+        elif os.path.isdir(os.path.join(path, entry)) and not entry.startswith((".", "__")):
+            out.add(entry)
+    return out
+
+
+def forget_modules(names: set[str]) -> None:
+    """Drop every cached module whose top-level name is in `names`."""
+    for mod in list(sys.modules):
+        if mod.split(".")[0] in names:
+            del sys.modules[mod]
+
+
+_SNAPSHOTS: list[str] = []
+
+
 def add_to_path(path: str) -> None:
+    """Make snapshot `path` the only snapshot on sys.path (first). Modules cached under one of
+    its top-level names (`utils`, `models`, ... of another snapshot) are forgotten and the
+    previous snapshots leave sys.path (a directory without `__init__.py` would otherwise lose
+    to a same-named module of an earlier snapshot), so several snapshots import in one run."""
     path = os.path.abspath(path)
-    if path not in sys.path:
-        sys.path.insert(0, path)
+    if sys.path and sys.path[0] == path:
+        return
+    forget_modules(top_level_names(path))
+    for old in _SNAPSHOTS + [path]:
+        while old in sys.path:
+            sys.path.remove(old)
+    _SNAPSHOTS[:] = [path]
+    sys.path.insert(0, path)
 
 
 def stub_modules(names_attrs: dict[str, dict]) -> None:

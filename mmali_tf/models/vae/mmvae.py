@@ -195,6 +195,11 @@ class MMVAE(VAEModel):
         MMVAE has none (None, {})."""
         return None, {}
 
+    def dreg_stops_q(self) -> bool:
+        """Whether `--objective=dreg` evaluates the q densities of lw with stop-gradient
+        parameters (MMVAE: always, as iffsid/mmvae's `_m_dreg_looser`)."""
+        return True
+
     def compute_gradients(self, batch: Batch):
         if self.objective_name != "dreg":
             return super().compute_gradients(batch)
@@ -202,7 +207,7 @@ class MMVAE(VAEModel):
         theta_vars = [v for m in self.modalities for v in self.decoders[m].trainable_variables]
         theta_vars += self.extra_variables
         with tf.GradientTape(persistent=True) as tape:
-            loss_dp, terms, cache = self.native(batch, stop_q=True)
+            loss_dp, terms, cache = self.native(batch, stop_q=self.dreg_stops_q())
             theta_dp, _ = obj.dreg_surrogates(cache["lw"])
             theta_loss = self.distribute_scale(
                 self.positive_weight * self.reduce_batch(theta_dp))

@@ -9,8 +9,10 @@ samples u_{r,k} = [w_{r,k} | z_{r,k}] ~ q_r for every source modality r, the log
                + beta_t [log p(u_{r,k}) - log (1/M) sum_m q_m(z_{r,k}|x_m) - log q_r(w_{r,k}|x_r)],
   w~_{r,d} = w_{r,k} when d = r, else a reparameterised sample of r_d(w) (d != r),
 and the bound is the stratified IWAE (1/M) sum_r LME_k log w_{r,k} (summed over the batch),
-optimised with DReG (`--objective=dreg`, default) or plain autodiff (`iwae`; K = 1 is the
-authors' default `elbo`). The DReG gradients, the vectorised decoding and the Laplace /
+optimised with the authors' `m_dreg` (`--objective=dreg`, default; with
+`--dreg_estimator=released` its gradient is the IWAE gradient, see `dreg_stops_q`) or plain
+autodiff (`iwae`; K = 1 is the authors' default `elbo`). The DReG machinery (`paper`: w~^2
+with stop-gradient q), the vectorised decoding and the Laplace /
 softmax-scale machinery are MMVAE's (this class extends `MMVAE`).
 
 Decisions recorded (from the authors' code, epalu/mmvaeplus d83dcf8):
@@ -82,12 +84,22 @@ class MMVAEPlus(MMVAE):
         """(M, style_dim) scales of the auxiliary priors r_d(w) (D_w softmax(v_d) for Laplace)."""
         return self.scale_from_prior_logits(tf.convert_to_tensor(self.aux_prior_logits))
 
+    def dreg_stops_q(self) -> bool:
+        """`released` (default): no. epalu/mmvaeplus's `_m_dreg` builds the q densities of lw
+        from the live encoder outputs (its detached copies `qu_xs_` are only iterated over) and
+        registers the w~ hook on a stacked copy of the samples that lw does not use, so its
+        gradient is the plain IWAE gradient (sum_k w~_k grad lw_k, score terms included);
+        tests/golden/test_mmvae_plus_fidelity.py shows it. `paper`: stop-gradient q and w~^2
+        encoder weights (DReG, Tucker et al. 2019)."""
+        return self.dreg_estimator == "paper"
+
     # ----------------------------------------------------------------- forward
     def cross_styles(self, target: int, own: tf.Tensor) -> tf.Tensor:
         """Styles fed to decoder `target` for latents (M, K, B, D_w) of every source: the
         source's own w on the diagonal, a reparameterised r_target(w) sample elsewhere."""
         scale = self.aux_prior_scale()[target]
-        aux = scale * self.sample_noise(tf.shape(own))
+        aux = scale * self.sample_noise(tf.shape(own), name=f"w_aux/{self.modalities[target]}",
+                                        batch_axis=2)
         diagonal = tf.one_hot(target, len(self.modalities), dtype=own.dtype)[:, None, None, None]
         return diagonal * own + (1.0 - diagonal) * aux
 

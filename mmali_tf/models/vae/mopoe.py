@@ -4,12 +4,13 @@ The joint posterior is the uniform mixture over the T = 2^M - 1 non-empty subset
 modalities of their Gaussian products of experts q_S = PoE({q_m : m in S}):
   q(z|X) = (1/T) sum_S q_S(z|X_S).
 Maximised bound (per datapoint, batch mean, as the authors' `joint_elbo` method):
-  E_{q(z|X)}[sum_m lambda_m log p(x_m|z)] - beta_t (1/T) sum_S KL(q_S || N(0, I)),
+  E_{q(z|X)}[sum_m lambda_m log p(x_m|z)] - beta_t beta_c (1/T) sum_S KL(q_S || N(0, I)),
 where (1/T) sum_S KL(q_S || p) >= KL(q || p) (convexity), so this is a lower bound of the
 ELBO of the mixture. The expectation uses "mixture component selection" (one reparameterised
 sample per datapoint from subset S(b): the batch is cut into T contiguous chunks of
 floor(B/T) rows, the last subset taking the rest; `objectives.component_selection`, shared
-with mmJSD).
+with mmJSD). beta_c is `--beta_content` (default 1; the authors' `basic_routine_epoch`
+weighs the subset KLs by beta * beta_content).
 
 Decisions recorded (from the authors' code, thomassutter/MoPoE 0ad2d56):
 * a N(0, I) prior expert joins the product of the *full* set only (their `poe_fusion` adds it
@@ -59,6 +60,7 @@ class MoPoE(VAEModel):
         mask = subset_mask(len(self.modalities))
         self.subsets = mask
         self.prior_rows = (mask.sum(axis=1) == len(self.modalities)).astype(np.float32)
+        self.beta_content = float(self.config.get("beta_content", 1.0))
 
     def loss_term_names(self) -> list[str]:
         return ["recon", "kl"]
@@ -81,9 +83,11 @@ class MoPoE(VAEModel):
         sel = obj.component_selection(tf.shape(means)[1], len(self.subsets))[:, :, None]
         z_mean = tf.reduce_sum(sel * mu, axis=0)
         z_logvar = tf.reduce_sum(sel * lv, axis=0)                         # (B, D)
-        z = latent_lib.reparameterize(z_mean, z_logvar, self.sample_noise(tf.shape(z_mean)))
+        z = latent_lib.reparameterize(z_mean, z_logvar,
+                                      self.sample_noise(tf.shape(z_mean), name="eps"))
         rec = tf.add_n([self.log_lik(m, self.decode_many(m, z), batch[m])
                         for m in self.modalities])                         # (B,)
         kl = tf.reduce_mean(latent_lib.gaussian_kl_standard(mu, lv), axis=0)   # (1/T) sum_S
         terms = {"recon": -tf.reduce_mean(rec), "kl": tf.reduce_mean(kl)}
-        return self.reduce_batch(-rec + self.kl_weight() * kl), terms
+        reg = self.beta_content * kl   # the authors' basic_routine_epoch: beta * beta_content
+        return self.reduce_batch(-rec + self.kl_weight() * reg), terms
