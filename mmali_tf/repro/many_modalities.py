@@ -27,6 +27,12 @@ def _modalities(metrics: Mapping[str, Any]) -> list[str]:
     return [m for m in metrics["latent_accuracy"] if m != "joint"]
 
 
+def _probes(metrics: Mapping[str, Any]) -> list[float]:
+    """Whole-code probe accuracy of every modality that has one."""
+    probes = [metrics["latent_accuracy"][m].get("both") for m in _modalities(metrics)]
+    return [p for p in probes if p is not None]
+
+
 def applies(records: Sequence[Mapping[str, Any]]) -> bool:
     """Whether the runs have more than two modalities (then this layout is used)."""
     return bool(records) and len(_modalities(records[0]["metrics"])) > 2
@@ -49,8 +55,7 @@ def values(record: Mapping[str, Any], cols: Sequence[str]) -> list[float | None]
     out: list[float | None] = []
     for col in cols:
         if col == LATENT:
-            probes = [m["latent_accuracy"][x].get("both") for x in _modalities(m)]
-            probes = [p for p in probes if p is not None]
+            probes = _probes(m)
             out.append(sum(probes) / len(probes) if probes else None)
         elif col == JOINT:
             out.append(m["joint_coherence"].get("all"))
@@ -73,8 +78,7 @@ def cells(record: Mapping[str, Any], cols: Sequence[str]) -> list[str]:
     for col, value in zip(cols, values(record, cols)):
         cell = report.mark_cell(value, False)
         if col == LATENT and value is not None:
-            probes = [m["latent_accuracy"][x]["both"] for x in _modalities(m)
-                      if m["latent_accuracy"][x].get("both") is not None]
+            probes = _probes(m)
             cell += f" ({100 * min(probes):.1f}-{100 * max(probes):.1f})"
         elif col != LATENT and value is not None:
             bad = _collapsed_targets(m, col)
