@@ -47,7 +47,7 @@ def _poly_metrics(model: str, latent: tuple[float, ...], by_size: dict[str, floa
                      "classifier_threshold": 0.95, "step": 300}}
 
 
-def test_five_modality_table_from_fake_metrics():
+def test_five_modality_table_from_fake_metrics(tmp_path):
     good = _poly_metrics("mopoe", (0.2, 0.3, 0.4, 0.5, 0.6),
                          {"1": 0.8, "2": 0.9, "3": 0.925, "4": 0.95})
     flat = _poly_metrics("mmali", (0.1, 0.1, 0.1, 0.1, 0.1),
@@ -71,6 +71,9 @@ def test_five_modality_table_from_fake_metrics():
     text = tables.suite_markdown(suite)
     assert "# Reproduction suite `polydigits`" in text and block in text
     assert "collapsed sets: joint/m0, joint/m1, subset/4/m2" in text
+    tables.suite_chart(suite, str(tmp_path / "poly.png"))
+    assert (tmp_path / "poly.png").read_bytes().startswith(b"\x89PNG")
+    assert many_modalities.chart_labels(many_modalities.columns(suite["runs"]))[0] == "latent mean"
 
 
 def test_table_keeps_runs_without_subset_sizes_and_two_modality_suites_unchanged():

@@ -65,6 +65,11 @@ def values(record: Mapping[str, Any], cols: Sequence[str]) -> list[float | None]
     return out
 
 
+def chart_labels(cols: Sequence[str]) -> list[str]:
+    """`cols` as bar-chart labels (a bar shows the latent mean only, not the range)."""
+    return ["latent mean" if c == LATENT else c for c in cols]
+
+
 def _collapsed_targets(metrics: Mapping[str, Any], col: str) -> int:
     prefix = "joint/" if col == JOINT else f"subset/{col.rsplit(' ', 1)[1]}/"
     return sum(k.startswith(prefix) for k in report.collapsed_sets(metrics))
@@ -96,7 +101,9 @@ def legend(records: Sequence[Mapping[str, Any]]) -> str:
             "coherence k: coherence of the missing modalities generated from k input "
             "modalities, mean over the subsets of size k (PolyMNIST protocol). (j/"
             f"{len(mods)} collapsed): for j target modalities one class takes more than "
-            f"{report.COLLAPSE_SHARE:.0%} of the generated samples.")
+            f"{report.COLLAPSE_SHARE:.0%} of the samples generated from all subsets of that "
+            "size (or, for joint coherence, from the prior); collapses of single cross pairs "
+            "are listed per run in the suite's .md file.")
     accuracies = {tuple(sorted(r["metrics"]["classifier_accuracy"].items())) for r in records}
     if len(accuracies) == 1:
         acc = first["classifier_accuracy"]

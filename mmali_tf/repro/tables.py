@@ -138,6 +138,7 @@ def suite_chart(suite: Mapping[str, Any], path: str) -> None:
     if many_modalities.applies(records):
         columns = many_modalities.columns(records)
         values = {r["name"]: many_modalities.values(r, columns) for r in records}
+        columns = many_modalities.chart_labels(columns)
     else:
         columns, values = report.comparison({r["name"]: r["metrics"] for r in records})
     report.bar_chart(columns, {n: [None if v is None else 100.0 * v for v in vals]
