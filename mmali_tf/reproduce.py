@@ -135,7 +135,9 @@ def main(argv: Sequence[str]) -> None:
                   f"{FLAGS.out_dir}/<suite>.md/.png", flush=True)
             return
         if FLAGS.suite is None:
-            raise ValueError("--suite is required (digits, claims or mnist_svhn)")
+            from mmali_tf.repro.suites import SUITES
+
+            raise ValueError(f"--suite is required (one of {', '.join(SUITES)})")
         budget = Budget(FLAGS.step_scale, FLAGS.max_steps, FLAGS.budget_minutes,
                         FLAGS.protocol, FLAGS.num_samples)
     command = "python -m mmali_tf.reproduce " + " ".join(argv_flags())
