@@ -145,10 +145,11 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
         opts.verbose)
     (metrics["cross_coherence"], metrics["self_coherence"],
      metrics["synergy_coherence"]) = conditional.accuracies()
-    metrics["subset_coherence"] = subset_coherence.subset_coherence(
+    metrics["subset_coherence"], subset_hist = subset_coherence.subset_coherence(
         view, classifiers, ds, opts.split, rows, opts.batch_size, opts.seed, opts.verbose)
     histograms = {f"joint/{m}": h for m, h in joint_hist.items()}
     histograms.update(conditional.histograms())
+    histograms.update(subset_hist)
     metrics["prediction_stats"] = {k: coherence.prediction_stats(h)
                                    for k, h in histograms.items()}
     collapsed = report.collapsed_sets(metrics)

@@ -136,6 +136,7 @@ def main(argv: Sequence[str]) -> None:
             return
         if FLAGS.suite is None:
             from mmali_tf.repro.suites import SUITES
+
             raise ValueError(f"--suite is required (one of {', '.join(SUITES)})")
         budget = Budget(FLAGS.step_scale, FLAGS.max_steps, FLAGS.budget_minutes,
                         FLAGS.protocol, FLAGS.num_samples)

@@ -94,7 +94,7 @@ def test_cli_end_to_end_is_deterministic_and_follows_the_schema(run_dir, capsys)
     assert set(metrics["prediction_stats"]) == {
         "joint/a", "joint/b", "cross/a->b", "cross/b->a", "self/a", "self/b",
         *(f"synergy/{f}/{m}" for f in ("model", "poe", "moe_mean", "geometric")
-          for m in "ab")}
+          for m in "ab"), "subset/1/a", "subset/1/b"}
     assert set(metrics["latent_accuracy"]) == {"a", "b", "joint"}
     assert "a,b|a,b" in metrics["log_likelihood"]
     assert metrics["log_likelihood"]["a,b|a,b"] < metrics["log_likelihood"]["a|a"]

@@ -51,7 +51,7 @@ def test_known_answers_poe_like_fusion_and_mixture(model_cls, pair_ac):
     ds = _dataset()
     view = InferenceView.of(model_cls(ds.specs), "raw")
     rows = sample_rows(ds.test.num_pairs, None, 0)
-    out = subset_coherence(view, CLFS, ds, "test", rows, batch_size=100, seed=0)
+    out, hist = subset_coherence(view, CLFS, ds, "test", rows, batch_size=100, seed=0)
     sub = out["by_subset"]
     assert set(sub) == {"a", "b", "c", "a+b", "a+c", "b+c"}
     assert sub["a"] == 1.0 and sub["b"] == 1.0 and sub["a+b"] == 1.0
@@ -59,7 +59,11 @@ def test_known_answers_poe_like_fusion_and_mixture(model_cls, pair_ac):
     assert abs(sub["a+c"] - pair_ac) < 0.07 and abs(sub["b+c"] - pair_ac) < 0.07
     assert out["by_size"]["1"] == pytest.approx(np.mean([sub["a"], sub["b"], sub["c"]]))
     assert out["by_size"]["2"] == pytest.approx(np.mean([sub["a+b"], sub["a+c"], sub["b+c"]]))
-
+    # histograms per (size, target): every subset of that size without t adds its predictions
+    assert set(hist) == {f"subset/{k}/{t}" for k in (1, 2) for t in "abc"}
+    assert hist["subset/1/a"].sum() == 2 * len(rows) and hist["subset/2/a"].sum() == len(rows)
+    # decoded from {b} alone, a is the label: every class gets at least its 1/10 of the rows
+    assert hist["subset/1/a"].min() >= len(rows) // 10
 
 class PointCodes(BlindC):
     """Deterministic encoders: the mean half of the identity encoder's output."""
@@ -73,9 +77,10 @@ class PointCodes(BlindC):
 
 def test_deterministic_models_score_single_inputs_only():
     ds = _dataset(n_per_class=5)
-    out = subset_coherence(InferenceView.of(PointCodes(ds.specs), "raw"), CLFS, ds, "test",
-                           sample_rows(ds.test.num_pairs, None, 0), 64, 0)
+    out, hist = subset_coherence(InferenceView.of(PointCodes(ds.specs), "raw"), CLFS, ds,
+                                 "test", sample_rows(ds.test.num_pairs, None, 0), 64, 0)
     assert set(out["by_size"]) == {"1"} and set(out["by_subset"]) == {"a", "b", "c"}
+    assert set(hist) == {"subset/1/a", "subset/1/b", "subset/1/c"}
 
 
 def test_schema_and_report_section():

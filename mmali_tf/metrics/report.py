@@ -3,8 +3,8 @@
 `metrics.json` top-level keys: `latent_accuracy`, `joint_coherence`, `cross_coherence`,
 `synergy_coherence` (`{"model" | fusion: {modality: acc}}`; "model" is the model's own joint
 posterior), `classifier_accuracy` (fractions in [0, 1]), `self_coherence` (fractions),
-`prediction_stats` (`{"joint/m" | "cross/a->b" | "self/m" | "synergy/<source>/m":
-{"top_share", "top_class", "entropy_bits"}}`), optional `log_likelihood` (nats), optional
+`prediction_stats` (`{"joint/m" | "cross/a->b" | "self/m" | "synergy/<source>/m" |
+"subset/<size>/m": {"top_share", "top_class", "entropy_bits"}}`), optional `log_likelihood` (nats), optional
 `cca_correlation` (cosines in [-1, 1]), optional `subset_coherence` (`by_size` {k: fraction}
 and `by_subset` {"m0+m1": fraction}) and `meta`. Evaluations written before
 `self_coherence` and `prediction_stats` existed still validate.

@@ -5,6 +5,8 @@ one content code from the model's posterior given x_S, join it with a style draw
 prior (t's own style is not observed), decode t and score t's classifier against the pair
 label. The coherence of S is the mean accuracy over its targets; `by_size[k]` averages the
 subsets of size k (k = 1..M-1), as reported for PolyMNIST by MoPoE-VAE, MMVAE+ and MultiVae.
+The predicted classes of every target t decoded from the subsets of size k are also counted
+(histogram `subset/<k>/<t>`), so a collapsed decoder is visible in `prediction_stats`.
 
 Posterior given x_S, through the `MultimodalModel` interface only:
 * |S| = 1: the unimodal posterior (`InferenceView.unimodal`, which adds the prior expert for
@@ -53,13 +55,17 @@ def sample_subset_content(view: InferenceView, params: Mapping[str, tuple[Any, A
 
 def subset_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
                      ds: PairedDataset, split: str, rows: np.ndarray, batch_size: int = 256,
-                     seed: int = 0, verbose: bool = False) -> dict[str, dict[str, float]]:
-    """{"by_size": {"k": acc}, "by_subset": {"m0+m1": acc}} over the given pair rows."""
+                     seed: int = 0, verbose: bool = False
+                     ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """({"by_size": {"k": acc}, "by_subset": {"m0+m1": acc}}, predicted-class histograms
+    {"subset/<k>/<t>": counts}) over the given pair rows."""
     mods, lay = view.modalities, view.layout
     max_size = len(mods) - 1 if view.stochastic else 1
     subsets = [tuple(mods[i] for i in s) for s in nonempty_subsets(len(mods))
                if len(s) <= max_size]
     hits = {s: 0 for s in subsets}
+    histograms = {f"subset/{k}/{t}": np.zeros(ds.num_classes, np.int64)
+                  for k in sorted({len(s) for s in subsets}) for t in mods}
     gen, clf_gen = seed_stream(seed, 7), seed_stream(seed, 8)
     bar = progress(len(rows), "subset coherence", verbose)
     for batch in paired_batches(ds.split(split), mods, rows, batch_size):
@@ -71,12 +77,14 @@ def subset_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
             for t in mods:
                 if t not in s:
                     x = view.decode(t, lay.join(lay.style(styles[t]), content))
-                    correct = classifiers[t].predict(x, clf_gen) == y
-                    hits[s] += int(np.sum(correct)) / (len(mods) - len(s))
+                    pred = np.asarray(classifiers[t].predict(x, clf_gen), np.int64)
+                    hits[s] += int(np.sum(pred == y)) / (len(mods) - len(s))
+                    np.add.at(histograms[f"subset/{len(s)}/{t}"], pred, 1)
         tick(bar, n)
     total = max(len(rows), 1)
     by_subset = {subset_key(s): h / total for s, h in hits.items()}
     by_size = {str(k): float(np.mean([v for s, v in zip(subsets, by_subset.values())
                                       if len(s) == k]))
                for k in sorted({len(s) for s in subsets})}
-    return {"by_size": by_size, "by_subset": by_subset}
+    return ({"by_size": by_size, "by_subset": by_subset},
+            {k: h for k, h in histograms.items() if h.sum() > 0})

@@ -6,7 +6,7 @@ import dataclasses
 import glob
 import os
 
-SUITES = ("digits", "claims", "mnist_svhn", "digits_study")
+SUITES = ("digits", "claims", "mnist_svhn", "polydigits", "digits_study")
 #: MultiMNIST views of the embedded digits for claim 1 (paper Table 1, 2 views).
 MULTIMNIST_DIGITS = ("--base_set=digits", "--num_views=2")
 FASHION_IDX = "/usr/share/datasets/fashion-mnist"
@@ -64,6 +64,8 @@ def suite_runs(suite: str, root: str = ".") -> list[RunSpec]:
         return [RunSpec(_stem(p), p) for p in _configs(root, "digits_*.cfg")]
     if suite == "mnist_svhn":
         return [RunSpec(_stem(p), p) for p in _configs(root, "mnist_svhn_*.cfg")]
+    if suite == "polydigits":  # five modalities; its table: repro/many_modalities.py
+        return [RunSpec(_stem(p), p) for p in _configs(root, "polydigits_*.cfg")]
     if suite == "digits_study":
         from mmali_tf.repro.study import study_runs
         return study_runs(root)

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from mmali_tf.metrics import report
 from mmali_tf.repro import claims as claims_lib
-from mmali_tf.repro import study
+from mmali_tf.repro import many_modalities, study
 
 BEGIN, END = "<!-- reproduction:{}:begin -->", "<!-- reproduction:{}:end -->"
 
@@ -42,18 +42,32 @@ def _groups(suite: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
     return out
 
 
-def runs_table(records: Sequence[Mapping[str, Any]]) -> str:
-    """One row per run: budget, ms/step and the Table-2 columns; collapsed sets marked."""
-    runs = {r["name"]: r["metrics"] for r in records}
-    columns, values = report.comparison(runs)
-    head = ["run (config)", "model", "steps x batch, train time", "ms/step"] + list(columns)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def _metric_cells(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, list]]:
+    """Columns and per-run cells: Table-2 layout for two modalities, `many_modalities`'
+    compact layout beyond."""
+    if many_modalities.applies(records):
+        columns = many_modalities.columns(records)
+        return columns, {r["name"]: many_modalities.cells(r, columns) for r in records}
+    columns, values = report.comparison({r["name"]: r["metrics"] for r in records})
+    cells = {}
     for rec in records:
         bad = report.collapsed_columns(rec["metrics"], columns)
+        cells[rec["name"]] = [report.mark_cell(v, c in bad)
+                              for v, c in zip(values[rec["name"]], columns)]
+    return list(columns), cells
+
+
+def runs_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """One row per run: budget, ms/step and the metric columns; collapsed sets marked."""
+    columns, metric_cells = _metric_cells(records)
+    head = ["run (config)", "model", "steps x batch, train time", "ms/step"] + columns
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for rec in records:
         cells = [f"`{rec['name']}`", str(rec["model"]), budget_cell(rec),
                  "-" if rec.get("ms_per_step") is None else f"{rec['ms_per_step']:.0f}"]
-        cells += [report.mark_cell(v, c in bad) for v, c in zip(values[rec["name"]], columns)]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(cells + metric_cells[rec["name"]]) + " |")
+    if many_modalities.applies(records):
+        lines += ["", many_modalities.legend(records)]
     return "\n".join(lines) + "\n"
 
 
@@ -119,12 +133,20 @@ def suite_markdown(suite: Mapping[str, Any]) -> str:
 
 
 def suite_chart(suite: Mapping[str, Any], path: str) -> None:
-    """Bar chart PNG of the suite's digits runs (Table-2 columns, %)."""
+    """Bar chart PNG of the suite's digits runs (else its first dataset's), %, in the columns
+    of its table."""
     groups = _groups(suite)
     records = groups.get("digits") or next(iter(groups.values()), [])
+    if suite["suite"] == "digits_study":   # the shipped configs; the variants are in its tables
+        records = [r for r in records if not r["name"].startswith("study_")]
     if not records:
         return
-    columns, values = report.comparison({r["name"]: r["metrics"] for r in records})
+    if many_modalities.applies(records):
+        columns = many_modalities.columns(records)
+        values = {r["name"]: many_modalities.values(r, columns) for r in records}
+        columns = many_modalities.chart_labels(columns)
+    else:
+        columns, values = report.comparison({r["name"]: r["metrics"] for r in records})
     report.bar_chart(columns, {n: [None if v is None else 100.0 * v for v in vals]
                                for n, vals in values.items()}, path)
 
