@@ -55,7 +55,7 @@ VARIANTS = (
             ("--digits_print_colours=uniform",), ("mmali", "mvae", "mmjsd")),
     Variant("pairs_capped", "pairing capped at the smaller modality (prints left out)",
             ("--nopair_all_instances",), ("mmali", "mvae")),
-    Variant("no_augment", "no augmentation of `hand`", ("--augment=",), ("mmali", "mvae")),
+    Variant("no_augment", "no augmentation of `hand`", ("--augment=",), ("mvae",)),
     Variant("paper_rec_equal_lr", "paper's reconstruction weights (0.05) and one learning rate",
             ("--lambda_x_rec=0.05", "--lambda_s_rec=0.05", "--lambda_c_rec=0.05", "--g_lr=0.0002"),
             ("mmali",)),
