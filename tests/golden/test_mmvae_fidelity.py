@@ -61,22 +61,26 @@ def lw_mismatches(got: np.ndarray, want: np.ndarray) -> list[str]:
             for m, k, b in zip(*np.nonzero(bad))][:5]
 
 
+def objective_mismatches(objective: str, lw: np.ndarray, loss: float,
+                         out: dict) -> list[str]:
+    """Log-weights, the authors' returned objective and our loss of an importance-weighted
+    step: `iwae` returns the looser bound summed over the batch (our loss is its negative);
+    `dreg` returns the surrogate sum_b (1/M) sum_{m,k} w~ lw (our loss is -bound)."""
+    problems = lw_mismatches(lw, out["lw"])
+    if objective == "iwae":
+        return problems + term_mismatches({"objective": -loss}, {"objective": out["objective"]})
+    w = dreg_weights(tf.constant(lw)).numpy()
+    surrogate = float((w * lw).sum() / lw.shape[0])
+    problems += term_mismatches({"objective": surrogate}, {"objective": out["objective"]},
+                                rtol=RTOL_WEIGHTED)
+    bound = float(tf.reduce_sum(moe_iwae_looser(tf.constant(out["lw"]))))
+    return problems + term_mismatches({"loss": loss}, {"loss": -bound})
+
+
 @pytest.mark.parametrize("objective", ["dreg", "iwae"])
 def test_step_matches_authors(objective):
     fx, grads, after, lw, loss = step(f"mmvae_mnist_svhn_{objective}")
-    out = fx.group("out/")
-    problems = lw_mismatches(lw, out["lw"])
-    if objective == "iwae":
-        # m_iwae_looser returns the bound summed over the batch; our loss is its negative
-        problems += term_mismatches({"objective": -loss}, {"objective": out["objective"]})
-    else:
-        # m_dreg_looser returns the surrogate sum_b (1/M) sum_{m,k} w~ lw
-        w = dreg_weights(tf.constant(lw)).numpy()
-        surrogate = float((w * lw).sum() / lw.shape[0])
-        problems += term_mismatches({"objective": surrogate}, {"objective": out["objective"]},
-                                    rtol=RTOL_WEIGHTED)
-        bound = float(tf.reduce_sum(moe_iwae_looser(tf.constant(out["lw"]))))
-        problems += term_mismatches({"loss": loss}, {"loss": -bound})
+    problems = objective_mismatches(objective, lw, loss, fx.group("out/"))
     problems += tensor_mismatches("gradient of", grads, fx.group("grad/"), RTOL_WEIGHTED * 20,
                                   1e-6)
     # tensors the authors register but never train (each unimodal VAE's own prior, the fixed
