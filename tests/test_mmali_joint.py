@@ -46,11 +46,47 @@ def test_joint_critic_shape_schedule_and_isolation():
     assert not any(changed(crit1, model.critic_variables))
 
 
+def test_reconstruction_terms_are_the_factorised_models():
+    """Off by default (the authors' training path); with the lambdas set, the joint model adds
+    the factorised model's reconstruction terms, with its names and values on the same batch."""
+    assert make([HAND, ROT], lambda_unimodal=0.3).loss_term_names()[-1] == "g_p"
+    rec = dict(lambda_x_rec=2.0, lambda_s_rec=0.5, lambda_c_rec=0.5)
+    model = make([HAND, ROT], **rec)
+    extra = ["g_hand_x_rec", "g_hand_c_rec", "g_hand_s_rec",
+             "g_rot_x_rec", "g_rot_c_rec", "g_rot_s_rec"]
+    assert model.loss_term_names()[6:] == extra
+    joint = make([HAND, ROT], joint_rec=True, **rec)
+    assert joint.loss_term_names()[6:] == ["g_hand_s_rec", "g_rot_s_rec", "g_joint_c_rec",
+                                           "g_hand_joint_x_rec", "g_rot_joint_x_rec"]
+    chunk = model._chunks(next(iter(toy_batches(model.specs, 8, 1, 1))))[0]
+    terms = model.generator_losses(chunk)
+    assert list(terms)[3:] == extra
+    # by hand with every draw zero (codes = posterior means, prior codes = 0):
+    # x: lambda_x * MSE(G(mean(x)), x); c/s: lambda * mean(part(mean(G(0)))^2)
+    model.draws = ZeroDraws()
+    terms = model.generator_losses(chunk)
+    x = chunk["hand"]
+    mean = model.encoders["hand"](x)[:, :8]
+    want_x = 2.0 * np.mean((model.decoders["hand"](mean).numpy() - x.numpy()) ** 2)
+    code = model.encoders["hand"](model.decoders["hand"](tf.zeros((8, 8))))[:, :8].numpy()
+    assert np.isclose(float(terms["g_hand_x_rec"]), want_x, rtol=1e-5)
+    assert np.isclose(float(terms["g_hand_c_rec"]), 0.5 * np.mean(code[:, 3:] ** 2), rtol=1e-5)
+    assert np.isclose(float(terms["g_hand_s_rec"]), 0.5 * np.mean(code[:, :3] ** 2), rtol=1e-5)
+
+
+class ZeroDraws:
+    """Every noise draw is zero."""
+
+    def noise(self, name, shape, family="normal", batch_axis=0):
+        return tf.zeros(shape)
+
+
 def test_joint_trains_a_few_steps_with_xla():
-    model = make([HAND, ROT], jit=True, lambda_unimodal=0.3, lambda_x_rec=1.0)  # lambdas ignored
+    model = make([HAND, ROT], jit=True, lambda_unimodal=0.3, lambda_x_rec=1.0)
     data = toy_batches(model.specs, 8, model.draws_per_step, 4)
     hist = model.fit(data, epochs=1, steps_per_epoch=4, verbose=0).history
     assert set(hist) == {"d_loss", "g_loss", *model.loss_term_names()}
+    assert "g_hand_x_rec" in hist and not any("c0" in k for k in hist)  # lambda_unimodal ignored
     assert all(np.isfinite(v[-1]) for v in hist.values())
     assert model.g_optimizer.iterations.numpy() == 4
     z = model.sample_prior(2)

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from mmali_tf.repro import claims, runner, tables
+from mmali_tf.repro import claims, runner, study, tables
 from mmali_tf.repro.suites import RunSpec, suite_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,12 +36,13 @@ def _metrics(model: str, cross: float, joint: float = 0.3, top_share: float = 0.
                      "latent_test_size": {"hand": 400, "print": 400}}}
 
 
-def _record(name: str, metrics: dict, steps: int = 500, config_steps: int = 1000) -> dict:
+def _record(name: str, metrics: dict, steps: int = 500, config_steps: int = 1000,
+            load: float | None = 1.0) -> dict:
     return {"name": name, "config": f"configs/{name}.cfg", "overrides": [],
             "model": metrics["meta"]["model"], "dataset": metrics["meta"]["dataset"],
             "batch_size": 64, "config_steps": config_steps, "target_steps": steps,
             "steps": steps, "train_wall_s": 90.0, "ms_per_step": 150.0, "protocol": "clean",
-            "status": "ok", "flags_sha256": "ab" * 32, "metrics": metrics}
+            "status": "ok", "flags_sha256": "ab" * 32, "metrics": metrics, "train_load": load}
 
 
 def _suite(name: str, records: list) -> dict:
@@ -107,7 +108,9 @@ def test_tables_mark_budget_and_collapse_and_readme_blocks_round_trip():
     assert "| `digits_mvae` | mvae | 500/1,000 x 64 (50 %), 1.5 min | 150 |" in block
     assert "9.50 (collapsed)" in block and "50.00 (collapsed)" not in block
     assert "| `digits_mmali` | mmali | 1,000/1,000 x 64, 1.5 min |" in block
-    assert "budget: step scale 1, at most 500 steps" in block
+    # the budget line says what ran, not the harness's cap
+    assert ("budget: 1 of 2 runs at their configs' full steps; the others: `digits_mvae` 500 "
+            "of 1,000;") in block and "at most 500 steps" not in block
     readme = ("intro\n" + tables.BEGIN.format("digits") + "\nold\n" + tables.END.format("digits")
               + "\ntail\n")
     suites = {"digits": suite}
@@ -120,6 +123,38 @@ def test_tables_mark_budget_and_collapse_and_readme_blocks_round_trip():
         tables.update_readme("no markers\n", suites)
     text = tables.suite_markdown(suite)
     assert "## Runs" in text and "Wall time: training 3.0 min" in text
+
+
+def test_times_taken_under_load_are_marked_in_every_table():
+    runs = [_record("digits_mvae", _metrics("mvae", 0.5), 1000, load=1.2),
+            _record("digits_mmjsd", _metrics("mmjsd", 0.5), 1000, load=7.25),
+            _record("digits_mmvae", _metrics("mmvae", 0.5), 1000, load=None)]
+    block = tables.readme_block(_suite("digits", runs))
+    assert "| `digits_mvae` | mvae | 1,000/1,000 x 64, 1.5 min | 150 |" in block
+    assert "| `digits_mmjsd` | mmjsd | 1,000/1,000 x 64, 1.5 min (load 7.2) | 150* |" in block
+    assert "1.5 min (load not recorded) | 150* |" in block
+    assert "budget: every run (3) at its config's full steps" in block
+    targets = {t["model"]: t for t in study.targets_rows(runs) if "time" in t["target"]}
+    assert targets["mvae"]["met"] is True
+    assert targets["mmjsd"]["met"] is None and targets["mmvae"]["met"] is None
+    table = study.targets_markdown(runs)
+    assert "| mmjsd | training time <= 20 min on an idle machine | 1.5 min (load 7.2) | - |" in table
+    assert "| 1,000 x 64 | 1.5 (load 7.2) |" in study.study_markdown(runs)
+
+
+def test_load_sampler_and_the_runs_load_record(tmp_path):
+    loads = iter([0.5, 3.0, 2.5, 2.0, 2.0, 2.0, 2.0, 2.0])
+    with runner.LoadSampler(interval=0.01, read=lambda: (next(loads), 0.0, 0.0)) as sampler:
+        while len(sampler.samples) < 3:
+            pass
+    summary = sampler.summary()
+    assert summary["load_max"] == 3.0 and summary["samples"] >= 4
+    assert summary["load_mean"] == pytest.approx(sum(sampler.samples) / len(sampler.samples),
+                                                 abs=0.01)
+    assert runner.train_load(str(tmp_path)) is None
+    (tmp_path / runner.LOAD_FILE).write_text(json.dumps({"segments": [
+        {"to_step": 100, "load_mean": 0.9}, {"to_step": 500, "load_mean": 4.0}]}))
+    assert runner.train_load(str(tmp_path)) == 4.0
 
 
 def test_claims_direction_ignores_collapsed_baselines():
@@ -193,6 +228,7 @@ def test_run_one_trains_evaluates_then_reruns_without_work(tmp_path):
     assert (first["steps"], first["config_steps"], first["target_steps"]) == (2, 4, 2)
     assert first["metrics"]["meta"]["step"] == 2 and first["eval_wall_s"] > 0
     assert first["train_wall_s"] > 0 and len(first["flags_sha256"]) == 64
+    assert first["train_load"] is not None and first["train_load"] >= 0  # sampled while training
     log = tmp_path / "runs" / "logs" / "tiny.train.log"
     launches = log.read_text().count("$ ")
     again = runner.run_one(spec, str(tmp_path / "runs"), budget)

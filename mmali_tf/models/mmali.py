@@ -73,6 +73,10 @@ class AdversarialModel(MultimodalModel):
                              f"{self.gen_iter}")
         self.draws_per_step = self.draws_per_update * (self.dis_iter + self.gen_iter)
         self.unpaired_pool = self.config.get("unpaired", "shuffle") == "pool"
+        self.lambda_x = float(self.config.get("lambda_x_rec", 0.0))
+        self.lambda_s = float(self.config.get("lambda_s_rec", 0.0))
+        self.lambda_c = float(self.config.get("lambda_c_rec", 0.0))
+        self.joint_rec = bool(self.config.get("joint_rec", False))
         init = self.config.get("init", "normal")
         d = self.layout.latent_dim
         out_dim = d if self.deterministic else 2 * d
@@ -145,6 +149,68 @@ class AdversarialModel(MultimodalModel):
         optimizer.apply(grads, variables)
         return terms
 
+    # ----------------------------------------------------------------- reconstructions
+    def unimodal_rec_names(self, m: str) -> list[str]:
+        """Tracker names of modality `m`'s reconstruction terms, in `unimodal_rec_terms` order."""
+        names = []
+        if self.lambda_x > 0 and not self.joint_rec:
+            names.append(f"g_{m}_x_rec")
+        if self.lambda_c > 0 and not self.joint_rec:
+            names.append(f"g_{m}_c_rec")
+        if self.lambda_s > 0 and self.layout.style_dim > 0:
+            names.append(f"g_{m}_s_rec")
+        return names
+
+    def joint_rec_names(self) -> list[str]:
+        """Tracker names of the `--joint_rec` terms, in `joint_rec_terms` order."""
+        names = ["g_joint_c_rec"] if self.joint_rec and self.lambda_c > 0 else []
+        if self.joint_rec and self.lambda_x > 0:
+            names += [f"g_{m}_joint_x_rec" for m in self.modalities]
+        return names
+
+    def unimodal_rec_terms(self, m: str, spec: Any, x: tf.Tensor, e: tf.Tensor,
+                           z_m: tf.Tensor, g: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Modality `m`'s reconstruction terms (mmALI code, `lambda_x/c/s_rec`): x from its own
+        code sample `e`, and the content/style of the prior code `z_m` re-encoded from `g`."""
+        lay, terms = self.layout, {}
+        if self.lambda_x > 0 and not self.joint_rec:
+            terms[f"g_{m}_x_rec"] = spec.recon_weight * self.lambda_x * L.mse(
+                self.decode_train(m, e), x)
+        want_c = self.lambda_c > 0 and not self.joint_rec
+        want_s = self.lambda_s > 0 and lay.style_dim > 0
+        if want_c or want_s:
+            z_re = self.encode_sample(m, g, f"eps_rec/{m}")[0]
+            if want_c:
+                terms[f"g_{m}_c_rec"] = self.lambda_c * L.mse(lay.content(z_re), lay.content(z_m))
+            if want_s:
+                terms[f"g_{m}_s_rec"] = self.lambda_s * L.mse(lay.style(z_re), lay.style(z_m))
+        return terms
+
+    def joint_rec_terms(self, batch: Batch, enc: Mapping[str, Any], z: Mapping[str, tf.Tensor],
+                        x_gen: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The `--joint_rec` terms on one shared-content batch: the prior content re-encoded
+        from the generated tuple, and each x decoded from its own style and the fused content
+        (`enc[m]` = (sample, mean, logvar) of q(z|x_m), `z` the prior codes, `x_gen` G(z))."""
+        mods, lay, terms = self.modalities, self.layout, {}
+        if self.joint_rec and self.lambda_c > 0:
+            params = [self.params_from_encoder_output(
+                self.encoders[m](x_gen[m], training=True)) for m in mods]
+            c_rec = lay.content(self._fused_sample(params, "eps_joint_c_rec"))
+            terms["g_joint_c_rec"] = self.lambda_c * L.mse(c_rec, lay.content(z[mods[0]]))
+        if self.joint_rec and self.lambda_x > 0:
+            c_bar = lay.content(self._fused_sample([enc[m][1:] for m in mods],
+                                                   "eps_joint_x_rec"))
+            for m, spec in zip(mods, self.specs):
+                x_rec = self.decode_train(m, lay.join(lay.style(enc[m][0]), c_bar))
+                terms[f"g_{m}_joint_x_rec"] = spec.recon_weight * self.lambda_x * L.mse(
+                    x_rec, batch[m])
+        return terms
+
+    def _fused_sample(self, params, draw: str) -> tf.Tensor:
+        """One sample of the geometric-mean joint posterior over all d dimensions (SPEC 4)."""
+        mean, logvar = latent_lib.geometric_mean([p[0] for p in params], [p[1] for p in params])
+        return self.sample_posterior(mean, logvar, name=draw)
+
     # ----------------------------------------------------------------- training
     def train_step(self, data: Batch) -> dict[str, tf.Tensor]:
         if isinstance(data, tuple):
@@ -185,10 +251,6 @@ class MMALI(AdversarialModel):
         self.joint_critic = networks.build_joint_critic(list(self.specs), spectral_norm=sn)
         self.w = 2.0 / (m_count + 1)
         self.lambda_u = float(self.config.get("lambda_unimodal", 1.0))
-        self.lambda_x = float(self.config.get("lambda_x_rec", 0.0))
-        self.lambda_s = float(self.config.get("lambda_s_rec", 0.0))
-        self.lambda_c = float(self.config.get("lambda_c_rec", 0.0))
-        self.joint_rec = bool(self.config.get("joint_rec", False))
 
     @property
     def critic_variables(self) -> list[keras.Variable]:
@@ -211,20 +273,11 @@ class MMALI(AdversarialModel):
         for m in mods:
             if self.lambda_u > 0:
                 names += [f"g_{m}_c0", f"g_{m}_c1"]
-            if self.lambda_x > 0 and not self.joint_rec:
-                names.append(f"g_{m}_x_rec")
-            if self.lambda_c > 0 and not self.joint_rec:
-                names.append(f"g_{m}_c_rec")
-            if self.lambda_s > 0 and self.layout.style_dim > 0:
-                names.append(f"g_{m}_s_rec")
+            names += self.unimodal_rec_names(m)
         names += [f"g_joint_q_{m}" for m in mods] + ["g_joint_p"]
         if self.lambda_u > 0:
             names += [f"g_{mods[k]}_cross_{mods[j]}" for k, j in self._cross_pairs()]
-        if self.joint_rec and self.lambda_c > 0:
-            names.append("g_joint_c_rec")
-        if self.joint_rec and self.lambda_x > 0:
-            names += [f"g_{m}_joint_x_rec" for m in mods]
-        return names
+        return names + self.joint_rec_names()
 
     # ----------------------------------------------------------------- critic pieces
     @staticmethod
@@ -307,7 +360,7 @@ class MMALI(AdversarialModel):
         return terms
 
     def _unimodal_generator_terms(self, batch: Batch) -> dict[str, tf.Tensor]:
-        lay, terms = self.layout, {}
+        terms: dict[str, tf.Tensor] = {}
         n = tf.shape(batch[self.modalities[0]])[0]
         z = self.prior_full(n, "z_c")
         for m, spec in zip(self.modalities, self.specs):
@@ -321,19 +374,7 @@ class MMALI(AdversarialModel):
                                             tf.concat([e, z[m]], 0)), 2, axis=0)
                 terms[f"g_{m}_c0"] = self.lambda_u * self.w * L.ns(q, 0)
                 terms[f"g_{m}_c1"] = self.lambda_u * self.w * L.ns(p, 1)
-            if self.lambda_x > 0 and not self.joint_rec:
-                terms[f"g_{m}_x_rec"] = spec.recon_weight * self.lambda_x * L.mse(
-                    self.decode_train(m, e), x)
-            want_c = self.lambda_c > 0 and not self.joint_rec
-            want_s = self.lambda_s > 0 and lay.style_dim > 0
-            if want_c or want_s:
-                z_re = self.encode_sample(m, g, f"eps_rec/{m}")[0]
-                if want_c:
-                    terms[f"g_{m}_c_rec"] = self.lambda_c * L.mse(lay.content(z_re),
-                                                                  lay.content(z[m]))
-                if want_s:
-                    terms[f"g_{m}_s_rec"] = self.lambda_s * L.mse(lay.style(z_re),
-                                                                  lay.style(z[m]))
+            terms.update(self.unimodal_rec_terms(m, spec, x, e, z[m], g))
         return terms
 
     def _joint_generator_terms(self, batch: Batch) -> dict[str, tf.Tensor]:
@@ -366,21 +407,5 @@ class MMALI(AdversarialModel):
             for k, j in self._cross_pairs():
                 terms[f"g_{mods[k]}_cross_{mods[j]}"] = self.lambda_u * self.w * L.ns(
                     a_q[mods[k]][j], L.cross_class(k, j, big_m))
-        if self.joint_rec and self.lambda_c > 0:
-            params = [self.params_from_encoder_output(
-                self.encoders[m](x_gen[m], training=True)) for m in mods]
-            c_rec = lay.content(self._fused_sample(params, "eps_joint_c_rec"))
-            terms["g_joint_c_rec"] = self.lambda_c * L.mse(c_rec, lay.content(z[mods[0]]))
-        if self.joint_rec and self.lambda_x > 0:
-            c_bar = lay.content(self._fused_sample([enc[m][1:] for m in mods],
-                                                   "eps_joint_x_rec"))
-            for m, spec in zip(mods, self.specs):
-                x_rec = self.decode_train(m, lay.join(lay.style(e[m]), c_bar))
-                terms[f"g_{m}_joint_x_rec"] = spec.recon_weight * self.lambda_x * L.mse(
-                    x_rec, batch[m])
+        terms.update(self.joint_rec_terms(batch, enc, z, x_gen))
         return terms
-
-    def _fused_sample(self, params, draw: str) -> tf.Tensor:
-        """One sample of the geometric-mean joint posterior over all d dimensions (SPEC 4)."""
-        mean, logvar = latent_lib.geometric_mean([p[0] for p in params], [p[1] for p in params])
-        return self.sample_posterior(mean, logvar, name=draw)

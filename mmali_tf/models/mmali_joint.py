@@ -4,7 +4,14 @@ One critic D(x_0..x_{M-1}, z) with M+1 classes, z = [s_0, ..., s_{M-1}, c] (M*d_
 class m < M pairs the real tuple with every modality's own encoded style and the content
 encoded from modality m; class M pairs the decoded tuple G_k([s_k | c]) with its prior code.
 D-loss = sum_l CE(D(input_l), l); G-loss = sum_l (2/(M+1)) NS(D(input_l), l). There are no
-unimodal, joint-data or reconstruction terms (the lambda flags are ignored).
+unimodal or joint-data critics (`--lambda_unimodal` is ignored).
+
+Reconstruction terms: the authors' JointModel takes `lambda_x_rec`, `lambda_c_rec`,
+`lambda_s_rec` and `joint_rec` (models/mmali/joint.py; its `forward1` adds the x term) but its
+training path `forward_jsd` uses none, and the released script leaves them at 0. Here they are
+the factorised model's terms (`AdversarialModel.unimodal_rec_terms`/`joint_rec_terms`) on the
+generator's shared-content batch, off by default, so a config can give both critics the same
+regularisers and the ablation then differs in the critic only.
 
 Batch schedule (our choice, matching what the reference effectively trains on): each critic
 update and each generator update uses ONE fresh shared-content paired batch, so
@@ -45,16 +52,22 @@ class MMALIJoint(AdversarialModel):
         return list(self.critic.trainable_variables)
 
     def loss_term_names(self) -> list[str]:
-        return ([f"d_q_{m}" for m in self.modalities] + ["d_p"]
-                + [f"g_q_{m}" for m in self.modalities] + ["g_p"])
+        mods = self.modalities
+        rec = [name for m in mods for name in self.unimodal_rec_names(m)]
+        return ([f"d_q_{m}" for m in mods] + ["d_p"] + [f"g_q_{m}" for m in mods] + ["g_p"]
+                + rec + self.joint_rec_names())
 
-    def _class_logits(self, batch: Batch, stop: bool) -> list[tf.Tensor]:
+    def _draw(self, batch: Batch):
+        """Prior codes z, encodings (sample, mean, logvar) and decodings G(z) of one batch."""
+        mods = self.modalities
+        z = self.sample_prior(tf.shape(batch[mods[0]])[0], name="z")
+        enc = {m: self.encode_sample(m, batch[m], f"eps/{m}") for m in mods}
+        return z, enc, {m: self.decode_train(m, z[m]) for m in mods}
+
+    def _class_logits(self, batch: Batch, z: Batch, e: Batch, x_gen: Batch,
+                      stop: bool) -> list[tf.Tensor]:
         """Logits of D on the M+1 class inputs of one shared-content batch, in class order."""
         mods, lay = self.modalities, self.layout
-        n = tf.shape(batch[mods[0]])[0]
-        z = self.sample_prior(n, name="z")
-        e = {m: self.encode_sample(m, batch[m], f"eps/{m}")[0] for m in mods}
-        x_gen = {m: self.decode_train(m, z[m]) for m in mods}
         if stop:
             e = {m: sg(v) for m, v in e.items()}
             x_gen = {m: sg(v) for m, v in x_gen.items()}
@@ -73,10 +86,17 @@ class MMALIJoint(AdversarialModel):
         return [f"{prefix}_q_{m}" for m in self.modalities] + [f"{prefix}_p"]
 
     def critic_losses(self, batch: Batch) -> dict[str, tf.Tensor]:
-        logits = self._class_logits(batch, stop=True)
+        z, enc, x_gen = self._draw(batch)
+        logits = self._class_logits(batch, z, {m: v[0] for m, v in enc.items()}, x_gen, True)
         return {name: L.ce(lg, i) for i, (name, lg) in enumerate(zip(self._names("d"), logits))}
 
     def generator_losses(self, batch: Batch) -> dict[str, tf.Tensor]:
-        logits = self._class_logits(batch, stop=False)
-        return {name: self.w * L.ns(lg, i)
-                for i, (name, lg) in enumerate(zip(self._names("g"), logits))}
+        z, enc, x_gen = self._draw(batch)
+        e = {m: v[0] for m, v in enc.items()}
+        logits = self._class_logits(batch, z, e, x_gen, False)
+        terms = {name: self.w * L.ns(lg, i)
+                 for i, (name, lg) in enumerate(zip(self._names("g"), logits))}
+        for m, spec in zip(self.modalities, self.specs):
+            terms.update(self.unimodal_rec_terms(m, spec, batch[m], e[m], z[m], x_gen[m]))
+        terms.update(self.joint_rec_terms(batch, enc, z, x_gen))
+        return terms

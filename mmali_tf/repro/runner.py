@@ -8,7 +8,9 @@ A run lives in `<runs_root>/<name>/` (a normal run directory). `run_one`:
    unless a checkpoint at or past the target exists, so reruns resume or skip;
 3. evaluates (`python -m mmali_tf.evaluate`) unless `eval/<protocol>/metrics.json` already
    scores that step with these settings;
-4. returns the run's record (config, flags hash, steps, wall time, ms/step, metrics).
+4. returns the run's record (config, flags hash, steps, wall time, ms/step, metrics, and the
+   load average sampled while it trained: `train_load`, the highest mean of its segments,
+   None when it was trained outside the harness).
 A file lock per run directory (released when its process dies) makes a second harness that
 reaches the same run wait, then reuse what the first one trained and evaluated.
 """
@@ -26,14 +28,59 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, Mapping
 
 from mmali_tf.data.cache import atomic_write_bytes
 from mmali_tf.metrics import report
 from mmali_tf.repro.suites import RunSpec
 
 CALIBRATION_STEPS = 100
+#: a wall time measured while the 1-minute load average was above this is not an idle-machine
+#: time (one single-threaded training job alone makes about 1); the tables mark it.
+IDLE_LOAD = 1.5
+LOAD_FILE = "train_load.json"
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every `interval` seconds while in a `with` block
+    (one sample on entry and one on exit at least); `summary()` gives their mean and max."""
+
+    def __init__(self, interval: float = 5.0, read=os.getloadavg) -> None:
+        self.interval, self.read = interval, read
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append(float(self.read()[0]))
+
+    def __enter__(self) -> "LoadSampler":
+        self.samples.append(float(self.read()[0]))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(float(self.read()[0]))
+
+    def summary(self) -> dict[str, float]:
+        return {"load_mean": round(statistics.fmean(self.samples), 2),
+                "load_max": round(max(self.samples), 2), "samples": len(self.samples)}
+
+
+def train_load(run_dir: str) -> float | None:
+    """The highest mean load average of the run's training segments (`LOAD_FILE`, written by
+    the harness); None when no segment was recorded."""
+    path = os.path.join(run_dir, LOAD_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        segments = json.load(f)["segments"]
+    return max((s["load_mean"] for s in segments), default=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +135,15 @@ def train_timing(run_dir: str) -> tuple[float, float | None]:
     return total, (statistics.median(rates) if rates else None)
 
 
+def load_note(record: Mapping[str, Any]) -> str:
+    """"" when the run trained on an otherwise idle machine, else " (load x)" or
+    " (load not recorded)": its wall time is not an idle-machine time."""
+    load = record.get("train_load")
+    if load is None:
+        return " (load not recorded)"
+    return "" if load <= IDLE_LOAD else f" (load {load:.1f})"
+
+
 def flags_hash(run_dir: str) -> str | None:
     """sha256 of the run's resolved flags.txt."""
     path = os.path.join(run_dir, "flags.txt")
@@ -114,8 +170,17 @@ def _child(args: list[str], log_path: str) -> None:
 
 
 def _train(spec: RunSpec, run_dir: str, steps: int, log_path: str) -> None:
-    _child(["-m", "mmali_tf.train", f"--flagfile={spec.config}", *spec.overrides,
-            f"--run_dir={run_dir}", f"--max_steps={steps}"], log_path)
+    """Train to `steps`, appending the load average sampled meanwhile to `LOAD_FILE`."""
+    with LoadSampler() as load:
+        _child(["-m", "mmali_tf.train", f"--flagfile={spec.config}", *spec.overrides,
+                f"--run_dir={run_dir}", f"--max_steps={steps}"], log_path)
+    path = os.path.join(run_dir, LOAD_FILE)
+    segments = []
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            segments = json.load(f)["segments"]
+    report.write_json(path, {"segments": segments + [{"to_step": checkpoint_step(run_dir),
+                                                      **load.summary()}]})
 
 
 def _budget_steps(spec: RunSpec, run_dir: str, budget: Budget, target: int,
@@ -198,6 +263,7 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
             wall, ms = train_timing(run_dir)
             record.update(target_steps=target, steps=step, train_wall_s=round(wall, 1),
                           ms_per_step=None if ms is None else round(ms, 1),
+                          train_load=train_load(run_dir),
                           flags_sha256=flags_hash(run_dir), metrics=metrics)
         except (RuntimeError, OSError, ValueError) as error:
             record.update(status="failed", error=str(error))
