@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 from absl import app, flags
 
 from mmali_tf import cli
+from mmali_tf.cli import quiet_tf
 from mmali_tf import flags as flags_lib
 
 FLAGS = flags.FLAGS
@@ -211,6 +212,7 @@ def main(argv: Sequence[str]) -> None:
     """absl main: load the run and its dataset, evaluate, write run_dir/eval/."""
     cli.reject_positional(argv)
     opts = EvalOptions.from_flags()
+    quiet_tf.import_tensorflow()
     with cli.user_errors():
         if not os.path.isdir(FLAGS.run_dir):
             raise FileNotFoundError(f"--run_dir={FLAGS.run_dir}: no such directory")
