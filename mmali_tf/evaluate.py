@@ -22,7 +22,7 @@ from mmali_tf import flags as flags_lib
 FLAGS = flags.FLAGS
 #: what each protocol trains when the epoch flags are left unset: `reference` follows the
 #: released mmALI scripts (probe 100 epochs, classifiers 100 epochs at batch 256, both with
-#: best-test selection; SPEC_MMALI 7.1-7.2), `clean` a budget that converges on small datasets
+#: best-test selection; 6b5d/mmali eval_mnist_svhn_latent.py, eval_mnist_svhn_gen.py), `clean` a budget that converges on small datasets
 #: (the probe: 30 epochs and at least as many updates as 30 epochs make on MNIST, unless
 #: --probe_epochs is given).
 PROTOCOL_DEFAULTS = {"clean": {"probe_epochs": 30, "classifier_epochs": 10,
