@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from mmali_tf.repro import claims, runner, study, tables
+from mmali_tf.repro import claims, runner, study, tables, targets
 from mmali_tf.repro.suites import RunSpec, suite_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,6 +140,25 @@ def test_times_taken_under_load_are_marked_in_every_table():
     table = study.targets_markdown(runs)
     assert "| mmjsd | training time <= 20 min on an idle machine | 1.5 min (load 7.2) | - |" in table
     assert "| 1,000 x 64 | 1.5 (load 7.2) |" in study.study_markdown(runs)
+
+
+def test_digits_targets_say_met_or_missed_with_what_was_measured():
+    good = _metrics("mvae", 0.5)
+    good["latent_accuracy"] = {"hand": {"both": 0.9}, "print": {"both": 0.6}}
+    styled = _metrics("mmali", 0.5, style=True)  # content 70, style 20: gap 50 points
+    styled["latent_accuracy"]["hand"]["both"] = 0.9
+    runs = [_record("digits_mvae", good, 1000, load=1.0),
+            _record("digits_mopoe", _metrics("mopoe", 0.095, top_share=0.9)),
+            _record("digits_mmali", styled, 1000, load=3.0)]
+    table = tables.readme_block(_suite("digits", runs))
+    assert "| `digits_mvae` | met | - | - |" in table
+    assert ("| `digits_mopoe` | **missed** | full steps (500 of 1,000); latent hand >= 85 "
+            "(60.0); no collapsed joint/cross set (joint/hand, joint/print, cross/hand->print, "
+            "cross/print->hand) |") in table
+    assert targets.NEXT_LEVER["digits_mopoe"] in table
+    assert "| `digits_mmali` | met (not judged: idle training time <= 20 min) |" in table
+    checks = {t: (met, v) for t, met, v in targets.config_checks(runs[2])}
+    assert checks["hand content - style >= 20 points"] == (True, "50.0")
 
 
 def test_load_sampler_and_the_runs_load_record(tmp_path):

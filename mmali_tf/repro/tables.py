@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from mmali_tf.metrics import report
 from mmali_tf.repro import claims as claims_lib
-from mmali_tf.repro import many_modalities, study
+from mmali_tf.repro import many_modalities, study, targets
 from mmali_tf.repro.runner import IDLE_LOAD, load_note
 
 BEGIN, END = "<!-- reproduction:{}:begin -->", "<!-- reproduction:{}:end -->"
@@ -110,6 +110,13 @@ def readme_block(suite: Mapping[str, Any]) -> str:
         groups = _groups(suite)
         for dataset, records in groups.items():
             parts += ([f"`{dataset}`:", ""] if len(groups) > 1 else []) + [runs_table(records)]
+        if suite["suite"] == "digits":
+            parts += ["Targets of every shipped config (`mmali_tf/repro/targets.py`): full "
+                      f"steps, latent probe hand >= {targets.PROBE_HAND:g} and print >= "
+                      f"{targets.PROBE_PRINT:g}, no collapsed joint or cross set, content probe "
+                      f"- style probe >= {targets.CONTENT_GAP:g} points where a style code "
+                      f"exists, training time <= {targets.MINUTES:g} min when measured on an "
+                      "idle machine:", "", targets.targets_markdown(suite["runs"])]
     failed = [r for r in suite["runs"] if r.get("status") != "ok"]
     if failed:
         parts += ["Not run: " + "; ".join(f"`{r['name']}` ({r.get('error', r['status'])})"
