@@ -18,8 +18,10 @@ from mmali_tf.repro.study import EXPECTED_COLLAPSE
 PROBE_HAND, PROBE_PRINT, CONTENT_GAP, MINUTES = 85.0, 50.0, 20.0, 20.0
 #: what to try next when a config misses; the reasons themselves come from its run.
 NEXT_LEVER = {
-    "digits_mmali_joint": "the factorised model's reconstruction terms are on; next: the "
-                          "config's full steps, then as many steps as configs/digits_mmali.cfg",
+    "digits_mmali_joint": "the factorised model's reconstruction terms are on (without them "
+                          "the encoders stayed at the prior); next: the config's full steps, "
+                          "then as many steps as configs/digits_mmali.cfg, whose content codes "
+                          "hold the class",
     "digits_mopoe": "the config's full steps, then more steps (the step curves of MVAE and "
                     "mmJSD in reproduction/digits_study.md rise with steps)",
     "digits_mmjsd_ms": "the config's full steps, then the steps of configs/digits_mmjsd.cfg",
@@ -27,8 +29,10 @@ NEXT_LEVER = {
     "digits_jmvae": "more steps (its print probe is still rising at the config's steps)",
     "digits_mmali_long": "the config's full steps",
 }
-CONTRASTIVE_LEVER = ("the base model's config (steps, batch) with the contrastive term; "
-                     "the runs shown are at the short budgets of the previous configs")
+CONTRASTIVE_LEVER = ("the base model's steps and batch (these configs train on a small "
+                     "fraction of the examples their base configs see), within the time "
+                     "target: a contrastive step costs more than a base-model step (ms/step "
+                     "above)")
 
 
 def _pct(value: float | None) -> float | None:
