@@ -29,6 +29,7 @@ from mmali_tf import networks
 from mmali_tf.models import mmali_losses as L
 from mmali_tf.models.base import MultimodalModel
 from mmali_tf.models.optimizers import attach_optimizers
+from mmali_tf.models.settings import AdversarialSettings
 from mmali_tf.registry import register_model
 
 Batch = Mapping[str, tf.Tensor]
@@ -60,20 +61,22 @@ class AdversarialModel(MultimodalModel):
 
     draws_per_update: int = 2
     shape_flags = ("deterministic", "spectral_norm")
+    settings_class = AdversarialSettings
+    settings: AdversarialSettings
 
     def build_networks(self) -> None:
-        self.deterministic = bool(self.config.get("deterministic", False))
-        if self.deterministic and self.config.get("joint_rec", False):
+        settings = self.settings
+        self.deterministic = settings.deterministic
+        if self.deterministic and settings.joint_rec:
             raise ValueError("--joint_rec needs stochastic encoders; it cannot be used with "
                              "--deterministic")
-        self.dis_iter = int(self.config.get("dis_iter", 1))
-        self.gen_iter = int(self.config.get("gen_iter", 1))
+        self.dis_iter, self.gen_iter = settings.dis_iter, settings.gen_iter
         if self.dis_iter < 1 or self.gen_iter < 1:
             raise ValueError(f"dis_iter and gen_iter must be >= 1, got {self.dis_iter}, "
                              f"{self.gen_iter}")
         self.draws_per_step = self.draws_per_update * (self.dis_iter + self.gen_iter)
-        self.unpaired_pool = self.config.get("unpaired", "shuffle") == "pool"
-        init = self.config.get("init", "normal")
+        self.unpaired_pool = settings.unpaired == "pool"
+        init = settings.init
         d = self.layout.latent_dim
         out_dim = d if self.deterministic else 2 * d
         for s in self.specs:
@@ -98,7 +101,7 @@ class AdversarialModel(MultimodalModel):
                 g_optimizer: keras.optimizers.Optimizer | None = None,
                 jit_compile: bool = False, **kwargs: Any) -> None:
         """Create (or take) and build both Adams on their fixed variable lists."""
-        attach_optimizers(self, self.config,
+        attach_optimizers(self, self.settings,
                           {"d_optimizer": lambda: self.critic_variables,
                            "g_optimizer": lambda: self.generator_variables},
                           {"d_optimizer": d_optimizer, "g_optimizer": g_optimizer})
@@ -167,7 +170,7 @@ class AdversarialModel(MultimodalModel):
         return self.step_logs(self.trackers)
 
 
-@register_model("mmali")
+@register_model("mmali", settings=AdversarialSettings)
 class MMALI(AdversarialModel):
     """Factorised-discriminator mmALI (registry name "mmali")."""
 
@@ -177,18 +180,17 @@ class MMALI(AdversarialModel):
         if len(self.specs) < 2:
             raise ValueError(f"mmali needs at least 2 modalities, got {len(self.specs)}")
         m_count, d = len(self.specs), self.layout.latent_dim
-        sn = bool(self.config.get("spectral_norm", True))
+        sn = self.settings.spectral_norm
         self.critics_a = {s.name: networks.build_xz_critic(s, d, m_count + 1, spectral_norm=sn)
                           for s in self.specs}
         self.critics_b = {s.name: networks.build_xz_critic(s, d, 1, spectral_norm=sn)
                           for s in self.specs}
         self.joint_critic = networks.build_joint_critic(list(self.specs), spectral_norm=sn)
         self.w = 2.0 / (m_count + 1)
-        self.lambda_u = float(self.config.get("lambda_unimodal", 1.0))
-        self.lambda_x = float(self.config.get("lambda_x_rec", 0.0))
-        self.lambda_s = float(self.config.get("lambda_s_rec", 0.0))
-        self.lambda_c = float(self.config.get("lambda_c_rec", 0.0))
-        self.joint_rec = bool(self.config.get("joint_rec", False))
+        settings = self.settings
+        self.lambda_u, self.lambda_x = settings.lambda_unimodal, settings.lambda_x_rec
+        self.lambda_s, self.lambda_c = settings.lambda_s_rec, settings.lambda_c_rec
+        self.joint_rec = settings.joint_rec
 
     @property
     def critic_variables(self) -> list[keras.Variable]:
