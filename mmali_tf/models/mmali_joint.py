@@ -54,13 +54,13 @@ class MMALIJoint(AdversarialModel):
         mods, lay = self.modalities, self.layout
         n = tf.shape(batch[mods[0]])[0]
         z = self.sample_prior(n, name="z")
-        e = {m: self.encode_sample(m, batch[m], f"eps/{m}")[0] for m in mods}
+        z_enc = {m: self.encode_sample(m, batch[m], f"eps/{m}")[0] for m in mods}
         x_gen = {m: self.decode_train(m, z[m]) for m in mods}
         if stop:
-            e = {m: tf.stop_gradient(v) for m, v in e.items()}
+            z_enc = {m: tf.stop_gradient(v) for m, v in z_enc.items()}
             x_gen = {m: tf.stop_gradient(v) for m, v in x_gen.items()}
-        styles_q = [lay.style(e[m]) for m in mods]
-        z_rows = [tf.concat(styles_q + [lay.content(e[src])], -1) for src in mods]
+        styles_q = [lay.style(z_enc[m]) for m in mods]
+        z_rows = [tf.concat(styles_q + [lay.content(z_enc[src])], -1) for src in mods]
         z_rows.append(tf.concat([lay.style(z[m]) for m in mods] + [lay.content(z[mods[0]])], -1))
         feats = []  # each branch runs on real and generated x once; real features are tiled
         for i, m in enumerate(mods):
