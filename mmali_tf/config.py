@@ -128,11 +128,6 @@ class Settings:
         values = {f.name: coerce(f, config[f.name]) for f in cls.fields() if f.name in config}
         return cls(**values)
 
-    def to_config(self) -> dict[str, Any]:
-        """The flat config of these settings (lists for list fields, as absl gives them)."""
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
-
 
 def coerce(field: Field, value: Any) -> Any:
     """`value` as the field's type (a JSON or flag value: tuples for lists; None if optional)."""

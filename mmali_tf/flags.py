@@ -18,7 +18,6 @@ from absl import flags
 
 from mmali_tf import config as config_lib
 from mmali_tf import registry
-from mmali_tf.config import STRATEGIES  # noqa: F401  (the --strategy choices)
 
 FLAGS = flags.FLAGS
 

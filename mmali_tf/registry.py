@@ -366,11 +366,3 @@ def dataset_reads(name: str) -> tuple[str, ...]:
     """Dataset flags dataset `name` reads: the fields of its settings besides
     `DataSettings`' (pairing flags first when it pairs by class)."""
     return tuple(f.name for f in settings_class("dataset", name).dataset_fields())
-
-
-def dataset_flags() -> tuple[str, ...]:
-    """Every flag some dataset reads."""
-    out: list[str] = []
-    for name in entries("dataset"):
-        out += [f for f in dataset_reads(name) if f not in out]
-    return tuple(out)

@@ -12,7 +12,6 @@ import warnings
 from typing import Any, Mapping, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from mmali_tf import latent as latent_lib
@@ -241,8 +240,3 @@ class VAEModel(MultimodalModel):
         for name, value in terms.items():
             self.trackers[name].update_state(value)
         return self.step_logs(self.trackers)
-
-    def evaluate_objective(self, batch: Batch) -> dict[str, float]:
-        """Loss terms of one batch without updating anything (numpy floats; tests, tools)."""
-        loss, terms = self.objective({m: tf.cast(batch[m], tf.float32) for m in self.modalities})
-        return {"loss": float(loss), **{k: float(np.asarray(v)) for k, v in terms.items()}}

@@ -35,7 +35,6 @@ from typing import Any, Mapping, Sequence
 import keras
 import tensorflow as tf
 
-from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models.base import Params
 from mmali_tf.models.vae import distributions as dists
