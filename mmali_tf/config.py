@@ -11,13 +11,14 @@ of `config.get(key, default)`).
 A field is declared with `setting(default, help, ...)`; its type is its annotation (`bool`,
 `int`, `float`, `str`, `float | None`, or `tuple[str, ...]` for a list flag). A flag shared by
 several classes is one field of one class that they all inherit (a mixin), so it has one
-definition. Settings classes of the package live in modules that import neither TensorFlow
+definition (`mmali_tf.flags` refuses two different definitions of one name). Settings classes of the package live in modules that import neither TensorFlow
 nor absl, so flags are defined and checked before TensorFlow loads.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
@@ -100,6 +101,7 @@ class Settings:
     RULES: ClassVar[tuple[Rule, ...]] = ()
 
     @classmethod
+    @functools.cache
     def fields(cls) -> tuple[Field, ...]:
         """The resolved fields, base classes' first."""
         hints = typing.get_type_hints(cls)
@@ -138,19 +140,6 @@ def coerce(field: Field, value: Any) -> Any:
     if field.type is bool and isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes")
     return field.type(value)
-
-
-def merged_fields(classes: typing.Iterable[type[Settings]]) -> dict[str, Field]:
-    """Every field of `classes` once (first declaration order); ValueError when two classes
-    declare a field of the same name differently."""
-    out: dict[str, Field] = {}
-    for cls in classes:
-        for f in cls.fields():
-            if f.name in out and out[f.name].signature != f.signature:
-                raise ValueError(f"setting {f.name!r} is declared twice with different "
-                                 f"definitions (again by {cls.__module__}.{cls.__qualname__})")
-            out.setdefault(f.name, f)
-    return out
 
 
 # ----------------------------------------------------------------------------- shared settings

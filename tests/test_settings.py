@@ -46,10 +46,11 @@ def test_python_and_command_line_build_the_same_settings(name):
     assert python_model.variant == cli_model.variant == name
 
 
-def test_every_flag_default_is_its_settings_field_default():
+def test_every_training_flag_is_a_settings_field_with_its_default():
     flags_lib.define_train_flags()
-    fields = config.merged_fields(
-        [*config.DRIVER_SETTINGS, *(cls for _, cls in registry.settings_classes())])
+    fields = {f.name: f for cls in (*config.DRIVER_SETTINGS,
+                                    *(cls for _, cls in registry.settings_classes()))
+              for f in cls.fields()}
     assert set(fields) == set(flags_lib.train_flag_names())
     for name, field in fields.items():
         default = flags.FLAGS[name].default
@@ -57,12 +58,15 @@ def test_every_flag_default_is_its_settings_field_default():
 
 
 def test_a_setting_declared_twice_differently_is_refused():
+    flags_lib.define_train_flags()
+
     @dataclasses.dataclass(frozen=True)
     class Other(config.Settings):
         seed: int = config.setting(1, "Another seed.")
 
-    with pytest.raises(ValueError, match="setting 'seed' is declared twice"):
-        config.merged_fields([config.RunSettings, Other])
+    with pytest.raises(registry.RegistryError, match="flag --seed is declared twice with "
+                                                     "different definitions"):
+        flags_lib._define_settings(Other, "a plugin")
 
 
 def test_from_config_fills_defaults_and_types_values():
