@@ -19,7 +19,7 @@ from conftest import ROOT
 PACKAGE = "mmali_tf"
 #: the layers below the drivers: they must not reach the command-line layer.
 LIBRARY = ("mmali_tf.models", "mmali_tf.data", "mmali_tf.networks", "mmali_tf.latent",
-           "mmali_tf.metrics", "mmali_tf.config", "mmali_tf.ema")
+           "mmali_tf.metrics", "mmali_tf.config", "mmali_tf.ema", "mmali_tf.export")
 #: the command-line layer: flag definitions, parsing and the drivers.
 CLI_MODULES = ("mmali_tf.flags", "mmali_tf.cli", "mmali_tf.train", "mmali_tf.evaluate",
                "mmali_tf.distribute", "mmali_tf.reproduce")
