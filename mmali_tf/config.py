@@ -5,8 +5,8 @@ and names it in its registration (`@register_model("mvae", settings=MVAESettings
 shared settings of the training driver are `RunSettings` and `DataSettings` below. Everything
 else derives from these classes: the absl flags with their help, bounds, choices and
 cross-field rules (`mmali_tf.flags`), `train.make_config` and `run.json` (a flat dict of every
-field), and what a model or dataset reads (`MVAESettings.from_config(config)`, fields instead
-of `config.get(key, default)`).
+field), and what a model or dataset reads (`MVAESettings.from_config(config)`: fields, never
+a dict lookup with its own default).
 
 A field is declared with `setting(default, help, ...)`; its type is its annotation (`bool`,
 `int`, `float`, `str`, `float | None`, or `tuple[str, ...]` for a list flag). A flag shared by
