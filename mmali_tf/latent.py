@@ -117,6 +117,23 @@ def geometric_mean(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor],
 
 
 @register_fusion("moe_mean")
+def moe_moment_match(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor],
+                     prior_expert: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """Gaussian matching the first two moments of the uniform mixture of the experts.
+
+    mean = avg_i mean_i; var = avg_i (var_i + mean_i^2) - mean^2.
+    """
+    means, logvars = list(means), list(logvars)
+    if prior_expert:
+        means.append(tf.zeros_like(means[0]))
+        logvars.append(tf.zeros_like(logvars[0]))
+    mu = tf.stack(means, axis=0)
+    var = tf.exp(tf.stack(logvars, axis=0))
+    mean = tf.reduce_mean(mu, axis=0)
+    second = tf.reduce_mean(var + tf.square(mu), axis=0)
+    return mean, tf.math.log(tf.maximum(second - tf.square(mean), 1e-12))
+
+
 def fuse(means: Sequence[tf.Tensor], logvars: Sequence[tf.Tensor], method: str,
          prior_expert: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
     """Fuse unimodal Gaussian posteriors with a registered fusion `method`."""
