@@ -11,8 +11,9 @@ a dict lookup with its own default).
 A field is declared with `setting(default, help, ...)`; its type is its annotation (`bool`,
 `int`, `float`, `str`, `float | None`, or `tuple[str, ...]` for a list flag). A flag shared by
 several classes is one field of one class that they all inherit (a mixin), so it has one
-definition (`mmali_tf.flags` refuses two different definitions of one name). Settings classes of the package live in modules that import neither TensorFlow
-nor absl, so flags are defined and checked before TensorFlow loads.
+definition (`mmali_tf.flags` refuses two different definitions of one name). Settings classes
+of the package live in modules that import neither TensorFlow nor absl, so flags are defined
+and checked before TensorFlow loads.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ without importing TensorFlow.
 A module declares what it adds with one line next to the definition:
 
 ```python
-@register_model("mvae")                      # a MultimodalModel subclass
-@register_dataset("digits", reads=(...))     # a function config -> PairedDataset
+@register_model("mvae", settings=MVAESettings)  # a MultimodalModel subclass
+@register_dataset("digits", settings=DigitsSettings)  # a function config -> PairedDataset
 @register_fusion("poe")                      # a function (means, logvars, prior_expert)
 register_network_family("mnist_mlp")         # module level: this module is the family
 ```

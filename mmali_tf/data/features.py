@@ -66,7 +66,8 @@ def _pairs(z: Mapping[str, np.ndarray], split: str, sizes: list[int], path: str)
     return pairs.astype(np.int32)
 
 
-@register_dataset("features", settings=FeaturesSettings, shape_flags=("features_file",))
+@register_dataset("features", settings=FeaturesSettings,
+                  shape_flags=("features_file",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `features` PairedDataset read from `features_file`."""
     path = FeaturesSettings.from_config(config).features_file

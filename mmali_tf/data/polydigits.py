@@ -137,7 +137,8 @@ def instances(config: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return cache.cached_arrays(cache.cache_root(config), "polydigits", params, _build)
 
 
-@register_dataset("polydigits", settings=PolydigitsSettings, shape_flags=("poly_network",))
+@register_dataset("polydigits", settings=PolydigitsSettings,
+                  shape_flags=("poly_network",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `polydigits` PairedDataset (modalities m0..m4), paired by class per split."""
     arrays = instances(config)

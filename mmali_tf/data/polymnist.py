@@ -102,7 +102,8 @@ def load_split(config: Mapping[str, Any], split: str) -> tuple[list[str], dict[s
     return modalities, arrays
 
 
-@register_dataset("polymnist", settings=PolymnistSettings, shape_flags=("poly_network",))
+@register_dataset("polymnist", settings=PolymnistSettings,
+                  shape_flags=("poly_network",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `polymnist` PairedDataset: modalities m0..m<M-1>, the published tuples as pairs."""
     splits, modalities = {}, None

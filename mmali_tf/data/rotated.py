@@ -62,7 +62,8 @@ def build(name: str, base: Mapping[str, tuple[np.ndarray, np.ndarray]],
     return PairedDataset(name=name, specs=specs, train=splits["train"], test=splits["test"])
 
 
-@register_dataset("multimnist", settings=MultiMNISTSettings, shape_flags=("base_set", "num_views"))
+@register_dataset("multimnist", settings=MultiMNISTSettings,
+                  shape_flags=("base_set", "num_views"))
 def load_multimnist(config: Mapping[str, Any]) -> PairedDataset:
     """`multimnist`: `num_views` rotated views of base set `base_set` (mnist, fashion, digits)."""
     base_set = MultiMNISTSettings.from_config(config).base_set
