@@ -16,7 +16,7 @@ regularisers and the ablation then differs in the critic only.
 Batch schedule (our choice, matching what the reference effectively trains on): each critic
 update and each generator update uses ONE fresh shared-content paired batch, so
 draws_per_step = dis_iter + gen_iter. The released script also draws an independent-prior batch
-whose losses are overwritten before use (SPEC 9 "quirk"); we do not burn it.
+whose losses are overwritten before use (a quirk of 6b5d/mmali train_mmali_multimnist_joint.py); we do not burn it.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ import tensorflow as tf
 
 from mmali_tf import networks
 from mmali_tf.models import mmali_losses as L
-from mmali_tf.models.mmali import AdversarialModel, Batch, paired_features, sg
+from mmali_tf.models.mmali import AdversarialModel, Batch, paired_features
+from mmali_tf.models.settings import AdversarialSettings
 from mmali_tf.registry import register_model
 
 
-@register_model("mmali_joint")
+@register_model("mmali_joint", settings=AdversarialSettings)
 class MMALIJoint(AdversarialModel):
     """Joint-discriminator ablation (registry name "mmali_joint")."""
 
@@ -44,7 +45,7 @@ class MMALIJoint(AdversarialModel):
         self.z_dim = m_count * lay.style_dim + lay.content_dim
         self.critic = networks.build_joint_xz_critic(
             list(self.specs), self.z_dim, m_count + 1,
-            spectral_norm=bool(self.config.get("spectral_norm", True)))
+            spectral_norm=self.settings.spectral_norm)
         self.w = 2.0 / (m_count + 1)
 
     @property
@@ -64,15 +65,15 @@ class MMALIJoint(AdversarialModel):
         enc = {m: self.encode_sample(m, batch[m], f"eps/{m}") for m in mods}
         return z, enc, {m: self.decode_train(m, z[m]) for m in mods}
 
-    def _class_logits(self, batch: Batch, z: Batch, e: Batch, x_gen: Batch,
+    def _class_logits(self, batch: Batch, z: Batch, z_enc: Batch, x_gen: Batch,
                       stop: bool) -> list[tf.Tensor]:
         """Logits of D on the M+1 class inputs of one shared-content batch, in class order."""
         mods, lay = self.modalities, self.layout
         if stop:
-            e = {m: sg(v) for m, v in e.items()}
-            x_gen = {m: sg(v) for m, v in x_gen.items()}
-        styles_q = [lay.style(e[m]) for m in mods]
-        z_rows = [tf.concat(styles_q + [lay.content(e[src])], -1) for src in mods]
+            z_enc = {m: tf.stop_gradient(v) for m, v in z_enc.items()}
+            x_gen = {m: tf.stop_gradient(v) for m, v in x_gen.items()}
+        styles_q = [lay.style(z_enc[m]) for m in mods]
+        z_rows = [tf.concat(styles_q + [lay.content(z_enc[src])], -1) for src in mods]
         z_rows.append(tf.concat([lay.style(z[m]) for m in mods] + [lay.content(z[mods[0]])], -1))
         feats = []  # each branch runs on real and generated x once; real features are tiled
         for i, m in enumerate(mods):
@@ -92,11 +93,11 @@ class MMALIJoint(AdversarialModel):
 
     def generator_losses(self, batch: Batch) -> dict[str, tf.Tensor]:
         z, enc, x_gen = self._draw(batch)
-        e = {m: v[0] for m, v in enc.items()}
-        logits = self._class_logits(batch, z, e, x_gen, False)
+        z_enc = {m: v[0] for m, v in enc.items()}
+        logits = self._class_logits(batch, z, z_enc, x_gen, False)
         terms = {name: self.w * L.ns(lg, i)
                  for i, (name, lg) in enumerate(zip(self._names("g"), logits))}
         for m, spec in zip(self.modalities, self.specs):
-            terms.update(self.unimodal_rec_terms(m, spec, batch[m], e[m], z[m], x_gen[m]))
+            terms.update(self.unimodal_rec_terms(m, spec, batch[m], z_enc[m], z[m], x_gen[m]))
         terms.update(self.joint_rec_terms(batch, enc, z, x_gen))
         return terms

@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 from mmali_tf.data.cache import atomic_write_bytes
 from mmali_tf.metrics import report
-from mmali_tf.repro.suites import RunSpec
+from mmali_tf.repro.run_spec import RunSpec
 
 CALIBRATION_STEPS = 100
 #: a wall time measured while the 1-minute load average was above this is not an idle-machine
