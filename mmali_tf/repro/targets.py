@@ -22,11 +22,12 @@ NEXT_LEVER = {
                           "the encoders stayed at the prior); next: the config's full steps, "
                           "then as many steps as configs/digits_mmali.cfg, whose content codes "
                           "hold the class",
-    "digits_mopoe": "the config's full steps, then more steps (the step curves of MVAE and "
-                    "mmJSD in reproduction/digits_study.md rise with steps)",
-    "digits_mmjsd_ms": "the config's full steps, then the steps of configs/digits_mmjsd.cfg",
+    "digits_mopoe": "the config's full steps (compare this row with the previous config's "
+                    "shorter run in git history: steps were the lever)",
+    "digits_mmjsd_ms": "the config's full steps (print probe and coherences still rising with "
+                       "steps); then a larger style weight if the style code keeps the class",
     "digits_mmvae_plus": "the config's full steps, then more steps as for MMVAE",
-    "digits_jmvae": "more steps (its print probe is still rising at the config's steps)",
+    "digits_jmvae": "more steps, as for the other VAE configs (not run in this session)",
     "digits_mmali_long": "the config's full steps",
 }
 CONTRASTIVE_LEVER = ("the base model's steps and batch (these configs train on a small "
