@@ -143,10 +143,9 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
         checkpoint = run_dir_lib.TrainingCheckpoint(
             run.checkpoints, model, keep=1 if suffix else int(config["keep_checkpoints"]),
             restore_directory=restore_dir)
-        start = 0
-        if checkpoint.latest:
-            start = checkpoint.restore(checkpoint.latest)
-            print(f"Resuming from step {start} ({checkpoint.latest})", flush=True)
+        start, message = checkpoint.resume()
+        if message:
+            print(message, flush=True)
     if suffix is None:
         run_dir_lib.write_run_files(run, config, dataset.specs)
     return TrainSession(config, strategy, run, dataset, model, checkpoint, start,
@@ -205,7 +204,7 @@ def fit(session: TrainSession, verbose: str | int = "auto") -> TrainResult:
 
     from mmali_tf import callbacks as cb
     from mmali_tf.data import pipeline
-    from mmali_tf.run_dir import atomic_path
+    from mmali_tf.atomic import atomic_path
 
     cfg, run, model, ckpt = session.config, session.run, session.model, session.checkpoint
     max_steps, log_every = int(cfg["max_steps"]), int(cfg["log_every"])

@@ -29,7 +29,7 @@ import sys
 import time
 from typing import Any
 
-from mmali_tf.data.cache import atomic_write_bytes
+from mmali_tf.atomic import atomic_write_bytes
 from mmali_tf.metrics import report
 from mmali_tf.repro.suites import RunSpec
 
