@@ -221,11 +221,13 @@ def main(argv: Sequence[str]) -> None:
         ds = data.load(trained.dataset_name, trained.config)
         if not opts.cache_dir:
             opts.cache_dir = str(trained.config.get("cache_dir", ""))
-    metrics, figures = evaluate_model(trained.model, ds, opts, step=trained.step)
-    from mmali_tf.metrics.report import eval_dir_name
+    with cli.disk_full_errors():  # classifier caches and the outputs
+        metrics, figures = evaluate_model(trained.model, ds, opts, step=trained.step)
+        from mmali_tf.metrics.report import eval_dir_name
 
-    out_dir = os.path.join(FLAGS.run_dir, "eval", eval_dir_name(opts.protocol, opts.latent_probe))
-    write_outputs(out_dir, metrics, figures)
+        out_dir = os.path.join(FLAGS.run_dir, "eval",
+                               eval_dir_name(opts.protocol, opts.latent_probe))
+        write_outputs(out_dir, metrics, figures)
     print(f"Wrote {out_dir}/metrics.json, report.md and figures "
           f"(protocol {opts.protocol}, step {trained.step})", flush=True)
 

@@ -279,7 +279,8 @@ def main(argv: Sequence[str]) -> None:
         print(f"Strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
               f"replica(s)", flush=True)
         session = prepare(config, strategy)
-    result = fit(session, verbose=1 if sys.stdout.isatty() else 2)
+    with cli.disk_full_errors():
+        result = fit(session, verbose=1 if sys.stdout.isatty() else 2)
     if result.diverged:
         cli.fail(result.diverged, code=DIVERGED_EXIT_CODE)
     print(summary(result), flush=True)

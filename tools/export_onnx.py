@@ -43,10 +43,11 @@ def main(argv: list[str]) -> None:
             weights = "raw"
         onnx_export.check_export_args(trained.model, FLAGS.out, FLAGS.opset, weights,
                                       FLAGS.overwrite, FLAGS.graphs)
-    manifest = onnx_export.export_bundle(
-        trained.model, FLAGS.out, opset=FLAGS.opset, weights=weights,
-        training_flags=trained.config, checkpoint_step=trained.step,
-        dataset=trained.dataset_name, overwrite=FLAGS.overwrite, graphs=FLAGS.graphs)
+    with cli.disk_full_errors(FLAGS.out):  # the bundle appears whole or not at all
+        manifest = onnx_export.export_bundle(
+            trained.model, FLAGS.out, opset=FLAGS.opset, weights=weights,
+            training_flags=trained.config, checkpoint_step=trained.step,
+            dataset=trained.dataset_name, overwrite=FLAGS.overwrite, graphs=FLAGS.graphs)
     from export import manifest as manifest_lib
 
     digest = manifest_lib.digest_path(FLAGS.out)

@@ -9,6 +9,8 @@ A run lives in `<runs_root>/<name>/` (a normal run directory). `run_one`:
 3. evaluates (`python -m mmali_tf.evaluate`) unless `eval/<protocol>/metrics.json` already
    scores that step with these settings;
 4. returns the run's record (config, flags hash, steps, wall time, ms/step, metrics).
+A full disk (here or in a child) raises DiskFullError instead of a "failed" record, so the
+harness stops before it replaces the suite's JSON.
 A file lock per run directory (released when its process dies) makes a second harness that
 reaches the same run wait, then reuse what the first one trained and evaluated.
 """
@@ -29,11 +31,14 @@ import sys
 import time
 from typing import Any
 
-from mmali_tf.atomic import atomic_write_bytes
+from mmali_tf.atomic import DiskFullError, atomic_write_bytes
 from mmali_tf.metrics import report
 from mmali_tf.repro.suites import RunSpec
 
 CALIBRATION_STEPS = 100
+#: a child's one-line DiskFullError ("error: cannot write <path>: <reason>; ...")
+_CHILD_DISK_FULL = re.compile(r"^error: cannot write (\S+): (No space left on device|Disk quota "
+                              r"exceeded);")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +114,9 @@ def _child(args: list[str], log_path: str) -> None:
     if proc.returncode != 0:
         with open(log_path, encoding="utf-8", errors="replace") as f:
             tail = f.read()[-600:].strip().splitlines()
+        full = _CHILD_DISK_FULL.search(tail[-1] if tail else "")
+        if full:  # no run can go on: stop the harness (its JSON stays as it was)
+            raise DiskFullError(full.group(1), full.group(2))
         raise RuntimeError(f"{args[1]} exited with {proc.returncode}: "
                            f"{tail[-1] if tail else ''} (log: {log_path})")
 
@@ -199,6 +207,8 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
             record.update(target_steps=target, steps=step, train_wall_s=round(wall, 1),
                           ms_per_step=None if ms is None else round(ms, 1),
                           flags_sha256=flags_hash(run_dir), metrics=metrics)
+        except DiskFullError:
+            raise
         except (RuntimeError, OSError, ValueError) as error:
             record.update(status="failed", error=str(error))
     return record
