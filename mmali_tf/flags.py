@@ -190,7 +190,9 @@ def _define_run_flags() -> None:
                          lower_bound=0)
     flags.DEFINE_integer("checkpoint_every", 500, "Write a checkpoint every N steps.",
                          lower_bound=1)
-    flags.DEFINE_integer("keep_checkpoints", 3, "How many checkpoints to keep.", lower_bound=1)
+    flags.DEFINE_integer("keep_checkpoints", 3, "How many checkpoints to keep (at least 2, so "
+                         "a damaged newest one has an intact one to fall back on).",
+                         lower_bound=2)
     flags.DEFINE_integer("log_every", 100, "Steps per Keras 'epoch': progress bar, CSV and "
                          "TensorBoard scalars are written at this cadence.", lower_bound=1)
     flags.DEFINE_integer("sample_every", 1000, "Write sample grids every N steps (0: never).",
