@@ -285,3 +285,82 @@ def test_full_disk_elsewhere_in_the_run_exits_2_naming_the_file_and_resumes(wher
         disk.close()
         if checkpoints is not None:
             checkpoints.close()
+
+
+def _full_line(capsys, path: str) -> None:
+    assert one_error_line(capsys.readouterr().err) == (
+        f"error: cannot write {path}: No space left on device; what was written before is "
+        "intact: free some space and rerun the same command (it resumes)")
+
+
+def test_full_disk_for_evaluation_outputs_keeps_the_previous_ones(tmp_path, capsys):
+    from mmali_tf import cli, evaluate
+
+    from test_reproduce import _metrics
+
+    out = str(tmp_path / "eval")
+    metrics = _metrics("mvae", 0.5)
+    figures = {"confusion": {"hand->print": np.eye(10)}, "generations": {}}
+    with FullDisk(out) as disk:
+        evaluate.write_outputs(out, metrics, figures)
+        before = snapshot(out)
+        disk.fill()
+        with pytest.raises(SystemExit) as exit_info:
+            with cli.disk_full_errors():
+                evaluate.write_outputs(out, _metrics("mvae", 0.25), figures)
+        assert exit_info.value.code == 2
+        _full_line(capsys, os.path.join(out, "metrics.json"))
+        disk.empty()
+        assert snapshot(out) == before
+
+
+def test_full_disk_for_a_bundle_keeps_the_previous_one(tmp_path, capsys):
+    from export.onnx_export import export_bundle
+    from mmali_tf import cli, models
+
+    from conftest import HAND, PRINT
+
+    model = models.build("mmali", [HAND, PRINT], {"latent_dim": 8, "style_dim": 3,
+                                                  "ema_decay": 0.0, "seed": 0})
+    model.build_from_specs()
+    parent = str(tmp_path / "bundles")
+    out = os.path.join(parent, "bundle")
+    with FullDisk(parent) as disk:
+        export_bundle(model, out, weights="raw", graphs=["decoder_hand"])
+        before = snapshot(parent)
+        disk.fill()
+        with pytest.raises(SystemExit) as exit_info:
+            with cli.disk_full_errors(out):
+                export_bundle(model, out, weights="raw", graphs=["decoder_hand"],
+                              overwrite=True)
+        assert exit_info.value.code == 2
+        _full_line(capsys, out)
+        disk.empty()
+        assert snapshot(parent) == before    # the old bundle, and no partial one beside it
+
+
+def test_full_disk_for_the_reproduction_json_keeps_the_previous_one(tmp_path, capsys):
+    from mmali_tf import cli, reproduce
+    from mmali_tf.repro import runner
+
+    from test_reproduce import _metrics, _record, _suite
+
+    out = str(tmp_path / "reproduction")
+    suite = _suite("digits", [_record("digits_mvae", _metrics("mvae", 0.2))])
+    with FullDisk(out) as disk:
+        reproduce.write_suite(suite, out)
+        before = snapshot(out)
+        disk.fill()
+        with pytest.raises(SystemExit) as exit_info:
+            with cli.disk_full_errors():
+                reproduce.write_suite({**suite, "wall_s": 1.0}, out)
+        assert exit_info.value.code == 2
+        _full_line(capsys, os.path.join(out, "digits.json"))
+        disk.empty()
+        assert snapshot(out) == before
+    # a child (training, evaluation) that stops on a full disk stops the harness too
+    child = ("import sys; print('error: cannot write /runs/x/ckpt-8: No space left on device; "
+             "what was written before is intact', file=sys.stderr); sys.exit(2)")
+    with open(tmp_path / "lock", "w") as lock:
+        with pytest.raises(runner.DiskFullError, match="cannot write /runs/x/ckpt-8: No space"):
+            runner._child(["-c", child], str(tmp_path / "child.log"), lock.fileno())
