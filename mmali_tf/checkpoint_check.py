@@ -115,9 +115,8 @@ def candidates(directory: str) -> list[str]:
         state = tf.train.get_checkpoint_state(directory)
     except ValueError:
         state = None
-    if state is not None and state.model_checkpoint_path:
+    if state is not None and state.model_checkpoint_path:  # paths joined to `directory`
         paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-        paths = [p if os.path.isabs(p) else os.path.join(directory, p) for p in paths]
     else:
         paths = [p[:-len(".index")] for p in glob.glob(os.path.join(directory, "ckpt-*.index"))]
         paths = [p for p in paths if _STEP.search(p)]

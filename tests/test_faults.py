@@ -158,6 +158,27 @@ def test_a_checkpoint_of_another_model_exits_2(tmp_path, toy_run, capsys):
         run_dir.load_trained(toy_run)
 
 
+def test_a_relative_run_dir_resumes(tmp_path, toys, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.chdir(tmp_path)
+    for steps in (4, 6):
+        assert run_main(*TOY_FLAGS, *toy_command("run", steps)) == 0
+    assert "Resuming from step 4 (run/checkpoints/ckpt-4)\n" in capsys.readouterr().out
+    assert run_dir.load_trained("run").step == 6
+
+
+def test_a_garbled_checkpoint_state_file_resumes_from_the_newest_intact_checkpoint(
+        toy_run, capsys):
+    """TensorFlow reads an unparsable `checkpoint` state file as "no checkpoint"; the run
+    would restart from step 0 over its own checkpoints. The files are listed instead."""
+    ckpts = RunDir(toy_run).checkpoints
+    with open(os.path.join(ckpts, "checkpoint"), "w", encoding="utf-8") as f:
+        f.write('model_checkpoint_path: "ckpt-4\n')
+    capsys.readouterr()
+    assert run_main(*TOY_FLAGS, *toy_command(toy_run, 6)) == 0
+    assert f"Resuming from step 4 ({os.path.join(ckpts, 'ckpt-4')})\n" in capsys.readouterr().out
+    assert run_dir.load_trained(toy_run).step == 6
+
+
 # ----------------------------------------------------------------------------- run metadata
 def _cut(path: str) -> None:
     text = open(path, encoding="utf-8").read()
