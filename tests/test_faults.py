@@ -336,7 +336,7 @@ def test_full_disk_for_evaluation_outputs_keeps_the_previous_ones(tmp_path, caps
 
 
 def test_full_disk_for_a_bundle_keeps_the_previous_one(tmp_path, capsys):
-    from export.onnx_export import export_bundle
+    from mmali_tf.export.onnx_export import export_bundle
     from mmali_tf import cli, models
 
     from conftest import HAND, PRINT
