@@ -6,6 +6,8 @@ run_dir/
                             (`--flagfile=run_dir/flags.txt` replays the run)
   run.json                  typed copy of those flags + modality specs (used by load_trained)
   checkpoints/ckpt-<step>.* tf.train.CheckpointManager (model, EMA, critics, RNG, optimizers, step)
+  checkpoints/manifest.json size + sha256 of each kept checkpoint's files (`checkpoint_check`)
+  checkpoints/corrupt/      damaged checkpoints a resume set aside (never deleted)
   tensorboard/              scalars and sample images
   samples/step_<7-digit step>_<modality>.png
   train_log.csv             one row per --log_every steps
@@ -16,7 +18,9 @@ Every file is written to a temporary name in the same directory and moved into p
 `os.replace`, so a crash never leaves a half-written file under a final name. Checkpoints get
 the same guarantee from TensorFlow: the data is written to `<prefix>_temp/` and merged, and only
 afterwards does the manager atomically rewrite its `checkpoint` state file, so the state never
-names a partial checkpoint (tests/test_run_dir.py simulates both crash points).
+names a partial checkpoint (tests/test_run_dir.py simulates both crash points). A checkpoint
+damaged later (a cut copy, a failing disk) is found before use (`checkpoint_check`), and
+run.json / flags.txt are read through the checks of `run_record`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Training entry point: `python -m mmali_tf.train --flagfile=configs/<exp>.cfg [--flag=value ...]`.
 
 flags -> strategy -> run directory check -> data.load -> models.build/compile (in the strategy
-scope) -> restore the latest checkpoint (resume) -> Model.fit in chunks of --log_every steps
-with the callbacks of `mmali_tf.callbacks` -> final checkpoint + model.keras.
+scope) -> restore the newest intact checkpoint (resume) -> Model.fit in chunks of --log_every
+steps with the callbacks of `mmali_tf.callbacks` -> final checkpoint + model.keras.
 
 Flag parsing imports absl only, so usage errors are reported in a fraction of a second as one
 line (`error: ...`, exit code 2). A NaN/Inf loss stops training with exit code 1, keeping the
