@@ -5,7 +5,7 @@ CI and in the development sandbox) and `fill()` then leaves `free` bytes, so eve
 code makes there, ours and TensorFlow's, meets the kernel's real ENOSPC. Where mounting is
 refused (no CAP_SYS_ADMIN, or MMALI_TEST_NO_MOUNT=1), `fill()` instead injects ENOSPC at the
 layers the code writes through: `mmali_tf.atomic`'s temporary files, TensorFlow checkpoint
-writes (`tf.train.Checkpoint._write`) and TensorBoard flushes, with the messages TensorFlow
+writes (`tf.train.Checkpoint._write`), TensorBoard flushes and `onnx.save` (bundles), with the messages TensorFlow
 gives for a real full disk ("<path>; No space left on device"). Injection covers this
 process and, through the `ENV` variable that `child_env()` sets and `install_from_env()`
 reads, the training processes a test starts.
@@ -141,6 +141,16 @@ def install_from_env() -> None:
         writer._mmali_logdir = str(logdir)
         return writer
 
+    import onnx
+
+    save = onnx.save
+
+    def save_full(proto, f, *args, **kwargs):  # ONNX graphs of a bundle
+        if isinstance(f, (str, os.PathLike)) and _under(f):
+            raise _no_space_os(os.fspath(f))
+        return save(proto, f, *args, **kwargs)
+
+    onnx.save = save_full
     atomic.tempfile.mkstemp = mkstemp_full
     tf.train.Checkpoint._write = write_full
     summary_ops_v2._ResourceSummaryWriter.flush = flush_full
