@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
-import tempfile
 
 ENV = "MMALI_TEST_ENOSPC_UNDER"
 _NO_SPACE = os.strerror(errno.ENOSPC)
@@ -74,14 +72,6 @@ class FullDisk:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-def copy_out(directory: str) -> str:
-    """A copy of `directory` on the normal disk (to inspect after the tmpfs is gone)."""
-    out = tempfile.mkdtemp(prefix="full_disk_copy_")
-    shutil.copytree(directory, out, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns(".filler"))
-    return out
 
 
 def _under(path: str) -> bool:

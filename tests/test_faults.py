@@ -23,7 +23,7 @@ import tensorflow as tf
 from mmali_tf import checkpoint_check, run_dir
 from mmali_tf.run_dir import RunDir
 
-from full_disk import ENV, FullDisk, copy_out
+from full_disk import FullDisk
 from test_train_cli import TESTS, TOY_FLAGS, run_main, run_subprocess, snapshot
 from test_run_dir import toys  # noqa: F401  (pytest fixture)
 
