@@ -44,7 +44,7 @@ DREG_ESTIMATORS = ("released", "paper")
 def dreg_gradients(tape: tf.GradientTape, theta_loss: tf.Tensor, lw: tf.Tensor, z: tf.Tensor,
                    enc_vars: Sequence[keras.Variable], theta_vars: Sequence[keras.Variable],
                    estimator: str = "released") -> list[tf.Tensor]:
-    """DReG gradients (SPEC 9.3) from a persistent `tape`, in the order enc_vars + theta_vars.
+    """DReG gradients (Tucker et al. 2019; iffsid/mmvae src/objectives.py `m_dreg_looser`) from a persistent `tape`, in the order enc_vars + theta_vars.
 
     theta_loss: the weighted theta surrogate, e.g. sum_b -(1/M) sum_{m,k} sg(w~) lw, computed
     on the tape from lw (M, K, B) whose q-densities use stop-gradient parameters and from

@@ -5,7 +5,7 @@ For every subset S of modalities the joint posterior is q_S = PoE(N(0,I), {q_m :
 (only the modalities in S are reconstructed). The loss is
   -[ELBO_{1..M} + sum_m ELBO_{m} + ELBO_{S_1}]   (S_1 a random subset, only when M > 2),
 one reparameterised sample per term, batch mean. beta_t = beta min(1, (step+1)/A) with
-A = `--kl_anneal_steps` ([DECISION] SPEC pitfall 11: keep A <= 1/4 of training; configs use
+A = `--kl_anneal_steps` (our decision: keep A <= 1/4 of training, so most steps optimise the full ELBO; configs use
 A = max_steps/4). `--mvae_kl_full_step` ends the warm-up early, as the authors' loop does
 (its factor is 1 during the last warm-up epoch).
 
