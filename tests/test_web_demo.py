@@ -38,7 +38,8 @@ def test_build_refuses_missing_runtime_files_and_existing_output(translate_bundl
     with pytest.raises(FileExistsError, match="exists and is not empty"):
         web_demo.build(translate_bundle, page)
     assert sorted(p.name for p in (page / "bundle").iterdir()) == [
-        "manifest.json", "translate_hand_to_print.onnx", "translate_print_to_hand.onnx"]
+        "manifest.json", "translate_hand_to_print.onnx", "translate_print_to_hand.onnx",
+        "weights.bin"]
 
 
 @pytest.mark.parametrize("args, message", [

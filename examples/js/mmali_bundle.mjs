@@ -60,6 +60,17 @@ export function noiseArray(manifest, count, seed) {
   return out;
 }
 
+/**
+ * onnxruntime-web's `externalData` session option for a bundle whose graphs share one weights
+ * file (manifest.external_data, format version 2): that file fetched from `baseUrl`.
+ * Undefined for bundles whose graphs embed their weights. (onnxruntime-node finds the file
+ * itself, beside the graph file it opens.)
+ */
+export function externalData(manifest, baseUrl) {
+  const file = manifest.external_data;
+  return file ? [{ path: file, data: `${baseUrl}/${file}` }] : undefined;
+}
+
 /** Input names of graph `graph` as recorded in the manifest. */
 export function graphInputs(manifest, graph) {
   return manifest.graphs[graph].inputs.map((i) => i.name);

@@ -48,7 +48,8 @@ ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin",
                      "Cross-Origin-Embedder-Policy": "require-corp",
                      "Cross-Origin-Resource-Policy": "same-origin"}
 MIME_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
-              ".onnx": "application/octet-stream", ".json": "application/json"}
+              ".onnx": "application/octet-stream", ".bin": "application/octet-stream",
+              ".json": "application/json"}
 
 
 def translate_graphs(manifest: Mapping[str, Any]) -> list[str]:
@@ -131,6 +132,8 @@ def build(bundle: str | os.PathLike, out: str | os.PathLike,
         shutil.copy2(bundle / manifest_lib.MANIFEST_NAME, tmp / "bundle")
         for graph in graphs:
             shutil.copy2(bundle / manifest["graphs"][graph]["file"], tmp / "bundle")
+        if manifest.get("external_data"):
+            shutil.copy2(bundle / manifest["external_data"], tmp / "bundle")
         if examples:
             (tmp / "examples.json").write_text(json.dumps(examples_json(examples, manifest)))
         os.chmod(tmp, 0o755)
