@@ -428,7 +428,9 @@ def define_translate_flags() -> None:
     """Flags of `tools/translate.py` (idempotent; TensorFlow-free like this module)."""
     if _defined("bundle"):
         return
-    flags.DEFINE_string("bundle", None, "Bundle directory written by tools/export_onnx.py.")
+    flags.DEFINE_string("bundle", None, "Bundle directory written by tools/export_onnx.py "
+                        "(default: the trained digits mmALI bundle shipped with the package, "
+                        "modalities hand and print, loaded pinned to its digest).")
     flags.DEFINE_string("bundle_digest", None, "Refuse the bundle unless the sha256 of its "
                         "manifest.json is this (printed by the export, also in <bundle>.sha256); "
                         "pin every bundle you did not build yourself.")

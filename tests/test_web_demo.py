@@ -44,8 +44,8 @@ def test_build_refuses_missing_runtime_files_and_existing_output(translate_bundl
 
 @pytest.mark.parametrize("args, message", [
     (["--bundle=/nonexistent", "--out=OUT"], "bundle directory '/nonexistent' does not exist"),
-    (["--serve", "--out=OUT"], "--serve needs --out=<a directory built by this tool>"),
-    (["--out=OUT"], "give --bundle and --out (build)"),
+    (["--serve", "--bundle=/nonexistent"], "bundle directory '/nonexistent' does not exist"),
+    ([], "give --serve (the shipped bundle's page), --bundle and --out (build)"),
     (["--bundle=BUNDLE", "--out=OUT", "--ort_dir=OUT"], "onnxruntime-web files"),
 ])
 def test_cli_mistakes_are_one_line_and_exit_2(translate_bundle, tmp_path, args, message):

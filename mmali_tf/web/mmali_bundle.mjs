@@ -1,6 +1,6 @@
 // Manifest-driven helpers for running an mmali_tf bundle from JavaScript (browser or Node).
 //
-// Shared by the static web page (examples/web, built by tools/web_demo.py) and the Node
+// Shared by the static web page (mmali_tf/web, built by `mmali-web`) and the Node
 // example (examples/node/translate.js). No dependencies: the caller passes its onnxruntime
 // module (onnxruntime-web or onnxruntime-node) where tensors are built. Everything about a
 // modality (shape, value range, kind) and the noise comes from the bundle's manifest.json.
