@@ -422,6 +422,12 @@ def define_export_flags() -> None:
                          "new one is complete).")
     flags.DEFINE_list("graphs", None, "Export only these graphs (e.g. translate_hand_to_print,"
                       "encoder_hand); default: all.")
+    flags.DEFINE_enum("quantize", "none", ["none", "static_int8"], "static_int8: write an int8 "
+                      "bundle (onnxruntime static QDQ quantization of Conv/MatMul, calibrated "
+                      "on --calibration_examples training examples) with its fidelity against "
+                      "the float bundle (max output error, coherence) in the manifest.")
+    flags.DEFINE_integer("calibration_examples", 256, "With --quantize: training examples per "
+                         "modality used to calibrate activation ranges.", lower_bound=1)
 
 
 def define_translate_flags() -> None:

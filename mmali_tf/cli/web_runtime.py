@@ -20,6 +20,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from mmali_tf.data.cache import cache_root
+
 ORT_VERSION = "1.30.0"
 ORT_TARBALL = f"https://registry.npmjs.org/onnxruntime-web/-/onnxruntime-web-{ORT_VERSION}.tgz"
 #: npm's integrity field of onnxruntime-web 1.30.0 (examples/web/package-lock.json).
@@ -34,12 +36,9 @@ FETCH_COMMAND = "mmali-web --fetch_runtime"
 
 
 def cache_dir() -> Path:
-    """Where `fetch` puts the files: $MMALI_TF_CACHE, else $XDG_CACHE_HOME/mmali_tf, else
-    ~/.cache/mmali_tf, in a folder named after the onnxruntime-web version."""
-    root = os.environ.get("MMALI_TF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "mmali_tf")
-    return Path(root) / f"onnxruntime-web-{ORT_VERSION}"
+    """Where `fetch` puts the files: the datasets' cache root ($MMALI_CACHE, else
+    ~/.cache/mmali_tf), in a folder named after the onnxruntime-web version."""
+    return Path(cache_root({})) / f"onnxruntime-web-{ORT_VERSION}"
 
 
 def has_files(directory: str | os.PathLike) -> bool:
