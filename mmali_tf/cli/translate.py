@@ -175,6 +175,7 @@ def main(argv: list[str]) -> None:
 def run() -> None:
     """Console-script entry point (`mmali-translate`)."""
     mmali_flags.define_translate_flags()
+    cli.usage_from(__doc__)
     app.run(main, flags_parser=cli.parse_flags)
 
 

@@ -325,6 +325,7 @@ def main(argv: list[str]) -> None:
 def run() -> None:
     """Console-script entry point (`mmali-web`)."""
     define_flags()
+    cli.usage_from(__doc__)
     app.run(main, flags_parser=cli.parse_flags)
 
 
