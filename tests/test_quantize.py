@@ -24,7 +24,7 @@ class MeanClassifier:
 @pytest.fixture(scope="module")
 def int8_bundle(bundle_path, tmp_path_factory):
     ds = make_toy_dataset()
-    xs = {m: to_float(x[:96]) for m, x in ds.train.instances.items()}
+    xs = {m: to_float(x[:64]) for m, x in ds.train.instances.items()}
     out = tmp_path_factory.mktemp("int8") / "bundle"
     out.mkdir()
     manifest = quantize.quantize_bundle(bundle_path, out, xs)
@@ -35,7 +35,7 @@ def test_int8_bundle_quantizes_conv_and_matmul_with_standard_operators(bundle_pa
     out, manifest, _ = int8_bundle
     record = manifest["quantization"]
     assert record["method"] == "static_int8" and record["op_types"] == ["Conv", "MatMul"]
-    assert record["calibration"]["examples"] == 96
+    assert record["calibration"]["examples"] == 64
     assert record["float_manifest_sha256"] == bundle_files.hashlib.sha256(
         (bundle_path / "manifest.json").read_bytes()).hexdigest()
     assert (out / "weights.bin").stat().st_size < 0.5 * (bundle_path / "weights.bin").stat().st_size
