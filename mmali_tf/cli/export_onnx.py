@@ -75,6 +75,7 @@ def export_quantized(trained: Any, export: Callable[[str], dict[str, Any]]) -> d
     """Float export into a temporary directory, int8 quantization, fidelity, then the int8
     bundle published at --out (atomically, with its digest)."""
     from mmali_tf import data
+    from mmali_tf.config import DataSettings
     from mmali_tf.evaluate import EvalOptions, coherence_classifiers
     from mmali_tf.export import fidelity, onnx_export, quantize
     from mmali_tf.metrics.common import to_float
@@ -89,7 +90,7 @@ def export_quantized(trained: Any, export: Callable[[str], dict[str, Any]]) -> d
         int8 = Path(tmp) / "int8"
         int8.mkdir()
         quantize.quantize_bundle(os.path.join(tmp, "float"), int8, xs, seed=FLAGS.seed)
-        opts = EvalOptions(cache_dir=str(trained.config.get("cache_dir", "")),
+        opts = EvalOptions(cache_dir=DataSettings.from_config(trained.config).cache_dir,
                            seed=FLAGS.seed).resolved()
         classifiers, _ = coherence_classifiers(ds, opts)
         report = fidelity.fidelity_report(os.path.join(tmp, "float"), int8, ds, classifiers,
