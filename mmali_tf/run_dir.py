@@ -352,6 +352,7 @@ def load_trained(run_dir: str, step: int | None = None) -> TrainedRun:
     """
     from mmali_tf import flags as flags_lib
     from mmali_tf import models
+    from mmali_tf.config import RunSettings
     from mmali_tf.data.specs import ModalitySpec
 
     from mmali_tf import checkpoint_check, run_record
@@ -362,7 +363,7 @@ def load_trained(run_dir: str, step: int | None = None) -> TrainedRun:
         raise FileNotFoundError(f"--run_dir={run_dir}: no run.json; not a training run "
                                 "directory (train with python -m mmali_tf.train first)")
     config = dict(record["config"])
-    flags_lib.load_plugins(config.get("plugins") or [])
+    flags_lib.load_plugins(RunSettings.from_config(config).plugins)
     try:
         specs = [ModalitySpec.from_dict(d) for d in record["specs"]]
     except (KeyError, TypeError, ValueError) as error:

@@ -28,11 +28,12 @@ import tensorflow as tf
 from mmali_tf import latent as latent_lib
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
+from mmali_tf.models.vae.settings import MMJSDSettings
 from mmali_tf.registry import register_model
 
 
-@register_model("mmjsd")
-@register_model("mmjsd_ms")
+@register_model("mmjsd", settings=MMJSDSettings)
+@register_model("mmjsd_ms", settings=MMJSDSettings)
 class MMJSD(VAEModel):
     """mmJSD and mmJSD-MS (registry names "mmjsd", "mmjsd_ms")."""
 
@@ -42,11 +43,10 @@ class MMJSD(VAEModel):
     prior_expert = False
 
     def __init__(self, specs, config, **kwargs) -> None:
-        self.uses_style = str(config.get("model", "mmjsd")) == "mmjsd_ms"
+        self.uses_style = self.variant_name(config) == "mmjsd_ms"
         super().__init__(specs, config, **kwargs)
-        self.stratified = bool(self.config.get("stratified", False))
-        self.beta_style = float(self.config.get("beta_style", 1.0))
-        self.beta_content = float(self.config.get("beta_content", 1.0))
+        self.stratified = self.settings.stratified
+        self.beta_style, self.beta_content = self.settings.beta_style, self.settings.beta_content
 
     def cross_latent(self, z_source: tf.Tensor, target: str, seed=None) -> tf.Tensor:
         """mmJSD-MS: the source's content with a target style from the prior."""
