@@ -6,11 +6,14 @@
   authors' code makes, so the fixture can name each draw; `ReparameterizeRecorder` the draws
   of a reparameterisation function that samples with `Tensor.normal_`.
 - `exact_singular_vectors`: sets every spectral-norm `u`, `v` to the exact top singular pair.
+- `narrow_layers`: builds the authors' networks with every hidden width divided by a factor
+  (so that a fixture can store every entry of every tensor of a whole trajectory).
 - `Fixture`: collects named arrays and metadata and writes `<case>.npz` + `<case>.json`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import json
 import os
@@ -152,6 +155,38 @@ class ReparameterizeRecorder:
 
     def __exit__(self, *exc) -> None:
         setattr(self.owner, self.attr, self.original)
+
+
+# the hidden widths of the authors' mmALI networks (models/mnist.py, svhn.py, mnist_svhn.py,
+# multimnist.py), and the concatenations of them their constructors compute (2, 3, 4 x 256)
+HIDDEN_WIDTHS = frozenset({32, 64, 128, 256, 400, 512, 768, 1024})
+
+
+@contextlib.contextmanager
+def narrow_layers(factor: int, widths=HIDDEN_WIDTHS):
+    """Within the context, `nn.Linear`, `nn.Conv2d` and `nn.ConvTranspose2d` built with an
+    in/out size in `widths` get that size divided by `factor` (other sizes: data, latent and
+    output dimensions, are kept). The authors' classes, forward code, layer order, kernel
+    sizes and spectral norms are unchanged; only their constants are narrower. Every width of
+    `widths` must be divisible by `factor`."""
+    if any(w % factor for w in widths):
+        raise ValueError(f"every width of {sorted(widths)} must be divisible by {factor}")
+
+    def size(n):
+        return n // factor if n in widths else n
+
+    originals = {}
+    for cls in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d):
+        originals[cls] = cls.__init__
+
+        def init(self, a, b, *args, __orig=originals[cls], **kwargs):
+            __orig(self, size(a), size(b), *args, **kwargs)
+        cls.__init__ = init
+    try:
+        yield
+    finally:
+        for cls, orig in originals.items():
+            cls.__init__ = orig
 
 
 def spectral_norm_modules(module: torch.nn.Module):
