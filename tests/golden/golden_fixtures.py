@@ -97,7 +97,7 @@ def update_mismatches(fx: Fixture, model, layout, grads: list, grad_rtol: float,
 
 
 # our network families' width constants (module, attribute), narrowed like the authors'
-# networks in a fixture built with `torch_common.narrow_layers` (meta "narrow")
+# networks of a fixture built with `torch_common.narrow_layers` (its meta "narrow")
 WIDTH_CONSTANTS = [("mmali_tf.networks.mlp", "HIDDEN"), ("mmali_tf.networks.mlp", "BRANCH_WIDTHS"),
                    ("mmali_tf.networks.conv", "CHANNELS"),
                    ("mmali_tf.networks.conv", "CRITIC_FEATURES"),
@@ -108,16 +108,17 @@ WIDTH_CONSTANTS = [("mmali_tf.networks.mlp", "HIDDEN"), ("mmali_tf.networks.mlp"
 
 
 @contextlib.contextmanager
-def narrow_networks(factor: int):
-    """Within the context, our families build networks with every hidden width divided by
-    `factor` (what `torch_common.narrow_layers(factor)` does to the authors' networks)."""
+def narrow_networks(widths: dict):
+    """Within the context, our families build networks with each hidden width w replaced by
+    `widths[w]` (JSON keys: str(w)), as `torch_common.narrow_layers` builds the authors'."""
+    widths = {int(k): int(v) for k, v in widths.items()}
     saved = []
     for module_name, attr in WIDTH_CONSTANTS:
         module = importlib.import_module(module_name)
         value = getattr(module, attr)
         saved.append((module, attr, value))
-        narrow = tuple(w // factor for w in value) if isinstance(value, tuple) else value // factor
-        setattr(module, attr, narrow)
+        setattr(module, attr, tuple(widths[w] for w in value) if isinstance(value, tuple)
+                else widths[value])
     try:
         yield
     finally:

@@ -111,7 +111,7 @@ class KinkRecorder:
 
     def summary(self) -> dict:
         """What a fixture records: the smallest margin, where it occurred, and the rule."""
-        return {"kink_margin": self.smallest, "kink_margin_at": self.where,
+        return {"kink_margin": self.smallest if self.calls else None, "kink_margin_at": self.where,
                 "kink_margin_min": MARGIN, "kink_margin_rule": RULE,
                 "kink_calls": self.calls}
 
