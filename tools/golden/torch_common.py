@@ -177,8 +177,13 @@ def narrow_layers(widths: dict[int, int]):
     for cls in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d):
         originals[cls] = cls.__init__
 
-        def init(self, a, b, *args, __orig=originals[cls], **kwargs):
-            __orig(self, size(a), size(b), *args, **kwargs)
+        def init(self, *args, __orig=originals[cls], **kwargs):
+            # the two sizes come positionally or by keyword (in_/out_features, _channels)
+            args = [size(a) if i < 2 else a for i, a in enumerate(args)]
+            for key in ("in_features", "out_features", "in_channels", "out_channels"):
+                if key in kwargs:
+                    kwargs[key] = size(kwargs[key])
+            __orig(self, *args, **kwargs)
         cls.__init__ = init
     try:
         yield
