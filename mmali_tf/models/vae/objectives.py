@@ -126,9 +126,11 @@ def subset_products(means: tf.Tensor, logvars: tf.Tensor, mask: tf.Tensor,
 def component_selection(batch_size: tf.Tensor, num_components: int) -> tf.Tensor:
     """(num_components, B) one-hot mixture component of each datapoint, uniform weights:
     contiguous chunks of floor(B / C) rows, the last component taking the rest (the
-    authors' `mixture_component_selection` of mmJSD / MoPoE; the pipeline shuffles)."""
-    chunk = tf.maximum(batch_size // num_components, 1)
-    idx = tf.minimum(tf.range(batch_size) // chunk, num_components - 1)
+    authors' `mixture_component_selection` of mmJSD / MoPoE; the pipeline shuffles). With
+    B < C every chunk is empty and the last component takes the whole batch, as theirs does."""
+    chunk = batch_size // num_components
+    idx = tf.where(chunk > 0, tf.minimum(tf.range(batch_size) // tf.maximum(chunk, 1),
+                                         num_components - 1), num_components - 1)
     return tf.transpose(tf.one_hot(idx, num_components))
 
 
