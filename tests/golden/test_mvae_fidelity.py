@@ -12,7 +12,7 @@ weight and every Adam slot after every iteration (fixture from tools/golden/make
 earlier (their loop's factor is 1 during the last warm-up epoch).
 
 Known differences, equal at the fixture's values: our encoders clip log-variances to +-10
-(SPEC pitfall 3), theirs do not; their `ProductOfExperts` adds 1e-8 to every variance twice and
+(a guard against PoE precision blow-up), theirs do not; their `ProductOfExperts` adds 1e-8 to every variance twice and
 to the product's, ours is computed in log space without it.
 """
 
