@@ -5,7 +5,7 @@ cross-style sample): the log-weights lw (M, K, B), the objective, every gradient
 decoders, auxiliary-prior logits) and every parameter after one Adam(amsgrad) step must equal
 what `m_dreg` / `m_elbo` and torch computed (fixtures from tools/golden/make_fixtures.py
 --mmvaeplus; setting in tools/golden/mmvae_plus_case.py: their ResNet trunks replaced by our
-`mnist_mlp` bodies, everything else theirs).
+`mnist_mlp` bodies, hidden width narrowed to 4, everything else theirs).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import dataclasses
 import pytest
 import tensorflow as tf
 
-from golden_fixtures import Fixture, first_step_slack, tensor_mismatches
+from golden_fixtures import Fixture, first_step_slack, narrow_networks, tensor_mismatches
 from mmali_tf.data.svhn import MNIST
 from mmali_tf.models.draws import ReplayDraws
 from mmali_tf.models.vae.mmvae_plus import MMVAEPlus
@@ -30,8 +30,9 @@ def step(case: str, **overrides):
     fx = Fixture(case)
     meta = fx.meta
     specs = [dataclasses.replace(MNIST, name=m, shape=(28, 28, 3)) for m in meta["modalities"]]
-    model = MMVAEPlus(specs, dict(meta["config"], seed=0, **overrides))
-    model.build_from_specs()
+    with narrow_networks(meta["narrow"]):
+        model = MMVAEPlus(specs, dict(meta["config"], seed=0, **overrides))
+        model.build_from_specs()
     model.compile()
     shapes = {k: tuple(v) for k, v in meta["weight_shapes"]}
     import_state_dict(model, golden.seeded_weights(shapes.items(), meta["seed"], meta["stddev"]))

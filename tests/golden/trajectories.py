@@ -104,3 +104,15 @@ def trajectory_mismatches(fx: Fixture, model, layout, grad_rtol: float,
                     tensor_mismatches(f"Adam {slot} of", got_slots.get(slot, {}), want,
                                       rtol, atol)]
     return out
+
+
+def run_mismatches(fx: Fixture, model, layout, grads: list, grad_rtol: float,
+                   keep: Callable[[str], bool] = lambda key: True) -> list[str]:
+    """The first iteration's gradients (`grads`: ours, one per `model.generator_variables`,
+    at the start weights) against the fixture's `it1/grad/`, then the whole trajectory
+    (`trajectory_mismatches`, the loss compared at every iteration)."""
+    torch_grads = layout.convert([(v, np.asarray(g)) for v, g in
+                                  zip(model.generator_variables, grads)])
+    want = {k: v for k, v in fx.group("it1/grad/").items() if keep(k)}
+    return (tensor_mismatches("iteration 1: gradient of", torch_grads, want, grad_rtol, 1e-6)
+            + trajectory_mismatches(fx, model, layout, grad_rtol, {"loss": "loss"}, keep))

@@ -226,10 +226,7 @@ def make(snapshot: str, case: str, seed: int = 0) -> tuple[Fixture, KinkRecorder
         return ({m: nhwc(v) for m, v in zip(MODS, x)}, {"eps": our_draw(rec.draws, style)},
                 terms)
 
-    with KinkRecorder(model) as kinks:
-        trajectory.run(fx, ITERATIONS, params, opt, iteration)
-    fx.meta.update(kinks.summary())
-    return fx, kinks
+    return trajectory.run_watched(fx, ITERATIONS, params, opt, iteration, model)
 
 
 def make_all(snapshot: str, seed: int = 0) -> list[Fixture]:

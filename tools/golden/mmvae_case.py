@@ -151,10 +151,7 @@ def make(src: str, name: str, seed: int) -> tuple[Fixture, KinkRecorder]:
         fx.add(f"it{t}/out/", {"lw": lws[0].numpy()})
         return {m: nhwc(v) for m, v in zip(MODS, x)}, draws, terms
 
-    with KinkRecorder(model) as rec:
-        trajectory.run(fx, ITERATIONS, params, opt, iteration)
-    fx.meta.update(rec.summary())
-    return fx, rec
+    return trajectory.run_watched(fx, ITERATIONS, params, opt, iteration, model)
 
 
 def make_all(src: str, seed: int = 0) -> list[Fixture]:

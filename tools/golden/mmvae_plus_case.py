@@ -10,8 +10,8 @@ learned auxiliary prior `_pw_params`, `Enc.forward`'s per-part softmax scales + 
 Reduced setting (our network families have no equivalent of their ResNets):
 - the first M = 3 of their five VAEs (`model.vaes` truncated after construction);
 - inside each `Enc`, the two ResNet trunks are replaced by ONE shared trunk that is our
-  `mnist_mlp` encoder body (Flatten -> Linear(2352, 400) -> ReLU) and the four heads by
-  Linear(400, .) layers; `Enc.forward` itself (w/z split, softmax scales, eta) is theirs;
+  `mnist_mlp` encoder body (Flatten -> Linear(2352, 400) -> ReLU, 400 narrowed to 4: `NARROW`)
+  and the four heads by Linear(400, .) layers; `Enc.forward` itself (w/z split, softmax scales, eta) is theirs;
 - inside each `Dec`, `fc` is Linear(D, 400), `resnet` a ReLU and `conv_img` Linear(400, 2352)
   -> sigmoid -> (3, 28, 28), i.e. our `mnist_mlp` decoder; `Dec.forward` (their leaky ReLU
   before `conv_img` is the identity on ReLU outputs, the 0.75 scale) is theirs.
@@ -36,7 +36,11 @@ from tools.golden.torch_common import Fixture, nhwc, repo_commit
 MMVAEPLUS_COMMIT = "d83dcf86c7d86e2c776610a561d437ceeaa6b5b3"
 M, K, B = 3, 4, 4
 DW, DZ = 4, 8
-HIDDEN, PIXELS = 400, 3 * 28 * 28
+PIXELS = 3 * 28 * 28
+#: our mnist_mlp body's hidden width 400 narrowed to 4 (golden_fixtures.narrow_networks), so
+#: the fixture stores every gradient and updated parameter whole
+NARROW = {400: 4}
+HIDDEN = NARROW[400]
 MODS = tuple(f"m{i}" for i in range(M))
 BETA, LR = 2.5, 1e-3
 STDDEV = 0.05
@@ -168,9 +172,9 @@ def make_all(src: str, seed: int = 0) -> list[Fixture]:
                    "Dec.forward)", "src/utils.py (log_mean_exp, Constants.eta)",
                    "src/main_polymnist.py (loss = -objective, Adam amsgrad lr 1e-3)"],
             config=dict(CONFIG, objective=name), modalities=list(MODS), seed=seed,
-            stddev=STDDEV, weight_shapes=[[k, list(s)] for k, s in shapes],
+            stddev=STDDEV, narrow={str(k): v for k, v in NARROW.items()}, weight_shapes=[[k, list(s)] for k, s in shapes],
             note="M = 3 of their PolyMNIST VAEs, ResNet trunks replaced by our mnist_mlp "
-                 "bodies (one shared encoder trunk for w and z); loss = -objective(model, x, "
+                 "bodies (hidden width 4; one shared encoder trunk for w and z); loss = -objective(model, x, "
                  "K); backward; Adam(amsgrad) step"))
         fx.add("batch/", {m: nhwc(v) for m, v in zip(MODS, x)})
         fx.add("draw/", our_draws(rec.draws))

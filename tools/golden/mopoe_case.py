@@ -206,10 +206,7 @@ def make(snapshot: str, setup: str, seed: int = 0) -> tuple[Fixture, KinkRecorde
         return ({m: nhwc(v) for m, v in x.items()}, {"eps": rec.draws[0]},
                 {k: v.item() for k, v in terms.items()})
 
-    with KinkRecorder(model) as kinks:
-        trajectory.run(fx, ITERATIONS, params, opt, iteration)
-    fx.meta.update(kinks.summary())
-    return fx, kinks
+    return trajectory.run_watched(fx, ITERATIONS, params, opt, iteration, model)
 
 
 def make_all(snapshot: str, seed: int = 0) -> list[Fixture]:

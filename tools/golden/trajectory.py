@@ -20,6 +20,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from tools.golden.kinks import KinkRecorder
 from tools.golden.torch_common import Fixture
 
 #: torch's Adam state name -> our fixture slot name
@@ -72,3 +73,14 @@ def run(fx: Fixture, iterations: int, params: Mapping[str, torch.nn.Parameter],
     for t in range(1, iterations + 1):
         batch, draws, terms = iteration(t)
         record(fx, t, params, opt, batch, draws, terms)
+
+
+def run_watched(fx: Fixture, iterations: int, params: Mapping[str, torch.nn.Parameter],
+                opt: torch.optim.Adam, iteration: Callable[[int], tuple[dict, dict, dict]],
+                model: torch.nn.Module) -> tuple[Fixture, KinkRecorder]:
+    """`run` with every kink input of `model`'s passes recorded (tools/golden/kinks.py) into
+    the fixture's meta; returns what `kinks.first_robust_seed` expects of a case."""
+    with KinkRecorder(model) as kinks:
+        run(fx, iterations, params, opt, iteration)
+    fx.meta.update(kinks.summary())
+    return fx, kinks
