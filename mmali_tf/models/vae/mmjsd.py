@@ -30,15 +30,12 @@ import tensorflow as tf
 from mmali_tf import latent as latent_lib
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
+from mmali_tf.models.vae.settings import MMJSDSettings
 from mmali_tf.registry import register_model
 
 
-@register_model("mmjsd", flags=(
-    ("mmjsd_kl_epoch_steps", 0, "mmJSD: steps per epoch of the authors' KL annealing "
-     "(thomassutter/mmjsd run_epoch): with --kl_anneal_steps = A * this, the KL weight is "
-     "1e-4 + e * beta / A during epoch e < A, then beta (0: the linear per-step warm-up).",
-     {"lower_bound": 0}),))
-@register_model("mmjsd_ms")
+@register_model("mmjsd", settings=MMJSDSettings)
+@register_model("mmjsd_ms", settings=MMJSDSettings)
 class MMJSD(VAEModel):
     """mmJSD and mmJSD-MS (registry names "mmjsd", "mmjsd_ms")."""
 
@@ -48,12 +45,11 @@ class MMJSD(VAEModel):
     prior_expert = False
 
     def __init__(self, specs, config, **kwargs) -> None:
-        self.uses_style = str(config.get("model", "mmjsd")) == "mmjsd_ms"
+        self.uses_style = self.variant_name(config) == "mmjsd_ms"
         super().__init__(specs, config, **kwargs)
-        self.stratified = bool(self.config.get("stratified", False))
-        self.beta_style = float(self.config.get("beta_style", 1.0))
-        self.beta_content = float(self.config.get("beta_content", 1.0))
-        self.kl_epoch_steps = int(self.config.get("mmjsd_kl_epoch_steps", 0))
+        self.stratified = self.settings.stratified
+        self.beta_style, self.beta_content = self.settings.beta_style, self.settings.beta_content
+        self.kl_epoch_steps = self.settings.mmjsd_kl_epoch_steps
         if self.kl_epoch_steps and self.kl_anneal_steps % self.kl_epoch_steps:
             raise ValueError(f"--kl_anneal_steps={self.kl_anneal_steps} must be a multiple of "
                              f"--mmjsd_kl_epoch_steps={self.kl_epoch_steps}")
