@@ -1,4 +1,4 @@
-"""Many-to-many pairing by class (SPEC_MMALI 6.1/6.2), per-class subsets and unpaired pools.
+"""Many-to-many pairing by class (Shi et al. 2019, sec. 4; 6b5d/mmali datasets.py), per-class subsets and unpaired pools.
 
 Every modality's instances are sorted stably by label; for each class l the first n_l indices
 of each modality are kept, and `dm` times an independent random permutation of every

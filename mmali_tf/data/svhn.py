@@ -1,4 +1,4 @@
-"""SVHN `*_32x32.mat` files and the `mnist_svhn` dataset (SPEC_MMALI 6.1 pairing)."""
+"""SVHN `*_32x32.mat` files and the `mnist_svhn` dataset (pairing of 6b5d/mmali datasets.py)."""
 
 from __future__ import annotations
 

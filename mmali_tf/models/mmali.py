@@ -1,4 +1,4 @@
-"""mmALI with factorised discriminators (SPEC_MMALI section 3), for M >= 2 modalities.
+"""mmALI with factorised discriminators (Chen & Zhu 2022, sec. 3; 6b5d/mmali models/mmali/factor2.py), for M >= 2 modalities.
 
 `AdversarialModel` holds what every mmALI variant shares: Gaussian (or `--deterministic`)
 encoders and decoders, the two Adam optimizers (`d_optimizer` for critics, `g_optimizer` for

@@ -1,4 +1,4 @@
-"""Monolithic-discriminator mmALI: the Table 1 ablation of SPEC_MMALI section 9.
+"""Monolithic-discriminator mmALI: the Table 1 ablation of Chen & Zhu 2022 (6b5d/mmali models/mmali/joint.py).
 
 One critic D(x_0..x_{M-1}, z) with M+1 classes, z = [s_0, ..., s_{M-1}, c] (M*d_s + d_c):
 class m < M pairs the real tuple with every modality's own encoded style and the content

@@ -1,4 +1,4 @@
-"""`mnist_mlp` family: the MNIST MLPs of SPEC_MMALI 2.1 / SPEC_BASELINES 3.1 (any input shape).
+"""`mnist_mlp` family: the MNIST MLPs of 6b5d/mmali models/mnist.py and iffsid/mmvae src/models/vae_mnist.py (any input shape).
 
 Every family module exposes the same tensor-level pieces, assembled into Keras models by
 `mmali_tf.networks`: `check_spec`, `encoder`, `decoder` (pre-output-activation), and for the

@@ -24,7 +24,7 @@ from mmali_tf.models.vae import objectives as obj
 from mmali_tf.networks import build_decoder, build_encoder, decoder_logits
 
 Batch = Mapping[str, tf.Tensor]
-#: logvar clamp of Gaussian experts (SPEC_BASELINES pitfall 3: PoE precision blow-up).
+#: logvar clamp of Gaussian experts (a PoE precision blow-up guard, as the authors' code clamps log-variances).
 LOGVAR_CLIP = 10.0
 
 

@@ -1,4 +1,4 @@
-"""JMVAE-kl (Suzuki et al. 2017) with a joint encoder (SPEC_BASELINES 4.2).
+"""JMVAE-kl (Suzuki et al. 2017) with a joint encoder (sec. 3.2 of the paper).
 
 Maximise  E_{q(z|X)}[sum_m lambda_m log p(x_m|z)] - a_t [beta KL(q(z|X) || N(0,I))
           + alpha sum_m KL(q(z|X) || q_m(z|x_m))],

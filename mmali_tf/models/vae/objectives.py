@@ -1,4 +1,4 @@
-"""Pure objective functions of the multimodal VAE baselines (SPEC_BASELINES sections 4 and 9).
+"""Pure objective functions of the multimodal VAE baselines (each function cites its paper and the authors' file).
 
 Every function maps tensors to tensors (no networks, no variables) so it can be unit-tested
 against hand-computed values. Conventions: `lw` are importance log-weights
