@@ -62,7 +62,7 @@ def test_verdict_rule_by_hand():
 def test_claims_over_seeds_with_floors_and_budget():
     records = []
     for seed in range(3):
-        records += [_record("rot_mmali", seed, "mmali", 0.8, content=0.8),
+        records += [_record("rot_mmali", seed, "mmali", 0.8, content=0.8, classifier=0.89),
                     _record("rot_mmali_joint", seed, "mmali_joint", 0.4),
                     _record("short_mmali", seed, "mmali", 0.8, steps=500),
                     _record("short_mmali_joint", seed, "mmali_joint", 0.4, steps=500),
@@ -81,6 +81,7 @@ def test_claims_over_seeds_with_floors_and_budget():
         np.mean([r["per_input"]["latent/a/both"]["value"] for r in records
                  if r["name"].startswith("rot_mmali_s")]))
     assert 0 < fac["difference_se"] < 0.06 and fac["labels"] == ["factorised", "joint critic"]
+    assert fac["note"] == ""   # a probe claim: the coherence classifiers play no part
     short = rows[("factorised_vs_joint", "short")]
     assert short["verdict"] == "undecided" and short["reason"].startswith(
         "budget (short_mmali, short_mmali_joint below")
