@@ -194,3 +194,26 @@ def test_suite_json_round_trips(tmp_path):
     path = tmp_path / "digits.json"
     path.write_text(json.dumps(suite))
     assert tables.load_suites(str(tmp_path)) == {"digits": copy.deepcopy(suite)}
+
+
+def test_runs_filter_keeps_the_other_records(tmp_path):
+    from mmali_tf import reproduce
+
+    specs = [RunSpec(n, "c.cfg") for n in ("a_s0", "a_s1", "b_s0")]
+    assert [s.name for s in reproduce.select_runs(specs, "^a_")] == ["a_s0", "a_s1"]
+    assert reproduce.select_runs(specs, "") == specs
+    with pytest.raises(ValueError, match=r"--runs=zz matches no run of the suite \(runs: a_s0"):
+        reproduce.select_runs(specs, "zz")
+    with pytest.raises(ValueError, match=r"--runs=\(: not a regular expression"):
+        reproduce.select_runs(specs, "(")
+    old = {"runs": [{"name": "b_s0", "budget_label": "at most 300 steps"},
+                    {"name": "gone", "budget_label": "x"},
+                    {"name": "a_s0", "budget_label": "old"}]}
+    path = tmp_path / "claims.json"
+    path.write_text(json.dumps(old))
+    out = {"runs": [{"name": "a_s0", "budget_label": "at most 500 steps"}],
+           "budget": {"label": "at most 500 steps"}}
+    reproduce.merge_previous(out, specs, str(path))
+    assert [r["name"] for r in out["runs"]] == ["a_s0", "b_s0"]   # suite order, new wins
+    assert out["runs"][0]["budget_label"] == "at most 500 steps"
+    assert out["budget"]["label"] == "per run, one of: at most 300 steps; at most 500 steps"
