@@ -209,8 +209,9 @@ def per_input_arrays(split: Any, modalities: Sequence[str], rows: np.ndarray,
                      conditional: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """`<set>/correct` (bool per scoring) and `<set>/input` (int64 id of the distinct test
     input scored) for every probe (`latent/<m>/<part>`: test instance; `latent/joint/...`:
-    one of the distinct test pairs probed), joint coherence (`joint/all`: prior sample) and conditional set (`cross/a->b`
-    and `self/a`: the source's test instance; `synergy/...`: the pair row)."""
+    one of the distinct test pairs probed), joint coherence (`joint/all`: prior sample) and
+    conditional set (`cross/a->b` and `self/a`: the source's test instance; `synergy/...`:
+    the pair row)."""
     out: dict[str, np.ndarray] = {}
 
     def put(key: str, correct: np.ndarray, inputs: np.ndarray) -> None:
