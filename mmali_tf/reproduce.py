@@ -7,9 +7,9 @@ hash, steps, training wall time, ms/step, metrics, protocol; the machine and the
 `reproduction/<suite>.md` and `reproduction/<suite>.png`. Reduced budgets are recorded and
 printed in every table row. `--runs=REGEX` trains/evaluates only the matching runs and keeps
 the other runs' records of the existing `reproduction/<suite>.json` (each record carries the
-budget it ran under), so a suite can be filled in parts at different budgets. `--update_readme` only re-renders README's generated tables and
-`reproduction/<suite>.md/.png` from `reproduction/*.json`; `--check_readme` exits 1 when
-README differs.
+budget it ran under), so a suite can be filled in parts at different budgets.
+`--update_readme` only re-renders README's generated tables and `reproduction/<suite>.md/.png`
+from `reproduction/*.json`; `--check_readme` exits 1 when README differs.
 """
 
 from __future__ import annotations
