@@ -268,7 +268,8 @@ def claims_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def claims_chart(rows: Sequence[Mapping[str, Any]], path: str) -> None:
-    """PNG: per claim row, the two compared means with 2-SE error bars and the verdict."""
+    """PNG: per claim row, the two compared means with 2-SE error bars, the paper's two
+    numbers (x) and the verdict."""
     import matplotlib.pyplot as plt
 
     shown = [r for r in rows if r["ours"] is not None and r["other"] is not None]
@@ -276,16 +277,18 @@ def claims_chart(rows: Sequence[Mapping[str, Any]], path: str) -> None:
         return
     fig, ax = plt.subplots(figsize=(9, 0.55 * len(shown) + 1.4))
     for i, r in enumerate(shown):
-        for offset, (mean, se), label, colour in ((0.15, r["ours"], r["labels"][0], "C0"),
-                                                  (-0.15, r["other"], r["labels"][1], "C1")):
+        for offset, (mean, se), label, colour, paper in (
+                (0.15, r["ours"], r["labels"][0], "C0", r["paper"][0]),
+                (-0.15, r["other"], r["labels"][1], "C1", r["paper"][1])):
             err = 200 * se if math.isfinite(se) else 0.0
+            ax.plot(paper, i + offset, "x", color=colour, alpha=0.6)
             ax.errorbar(100 * mean, i + offset, xerr=err, fmt="o", color=colour, capsize=3)
             ax.annotate(label, (100 * mean, i + offset), xytext=(4, 2),
                         textcoords="offset points", fontsize=6, color=colour)
     ax.set_yticks(range(len(shown)))
-    ax.set_yticklabels([f"{r['claim'][:60]}\n[{r['verdict']}]" for r in shown], fontsize=6)
+    ax.set_yticklabels([f"{r['claim'][:80]}\n[{r['verdict']}]" for r in shown], fontsize=6)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
-    ax.set_xlabel("% (mean over seeds, bars: +- 2 standard errors)")
+    ax.set_xlabel("% (dots: mean over seeds, bars: +- 2 standard errors; x: the paper)")
     ax.grid(axis="x", alpha=0.3)
     report.save_figure(fig, path)
