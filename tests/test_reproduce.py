@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from mmali_tf import reproduce
 from mmali_tf.repro import claims, runner, tables
 from mmali_tf.repro.suites import RunSpec, suite_runs
 
@@ -101,12 +102,13 @@ def test_every_suite_run_is_a_valid_training_config(suite):
 
 
 def test_tables_mark_budget_and_collapse_and_readme_blocks_round_trip():
+    evaluated = {**_record("digits_mmali", _metrics("mmali", 0.5), 1000), "eval_wall_s": 42.0}
     suite = _suite("digits", [_record("digits_mvae", _metrics("mvae", 0.095, top_share=0.9)),
-                              _record("digits_mmali", _metrics("mmali", 0.5), 1000)])
+                              evaluated])
     block = tables.readme_block(suite)
     assert "| `digits_mvae` | mvae | 500/1,000 x 64 (50 %), 1.5 min | 150 |" in block
     assert "9.50 (collapsed)" in block and "50.00 (collapsed)" not in block
-    assert "| `digits_mmali` | mmali | 1,000/1,000 x 64, 1.5 min |" in block
+    assert "| `digits_mmali` | mmali | 1,000/1,000 x 64, 1.5 min + eval 0.7 min |" in block
     assert "budget: step scale 1, at most 500 steps" in block
     readme = ("intro\n" + tables.BEGIN.format("digits") + "\nold\n" + tables.END.format("digits")
               + "\ntail\n")
@@ -125,7 +127,7 @@ def test_tables_mark_budget_and_collapse_and_readme_blocks_round_trip():
 def test_readme_tables_equal_the_committed_reproduction_json():
     suites = tables.load_suites(os.path.join(REPO, "reproduction"))
     assert {"digits", "claims"} <= set(suites)
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, reproduce.RESULTS_PAGE), encoding="utf-8") as f:
         readme = f.read()
     assert tables.readme_mismatches(readme, suites) == [], (
         "README's generated tables differ from reproduction/*.json; run "
@@ -179,7 +181,7 @@ def test_cli_errors_and_readme_check(tmp_path):
     proc = _cli("--check_readme")
     assert proc.returncode == 0, proc.stderr[-800:]
     bad = tmp_path / "README.md"
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, reproduce.RESULTS_PAGE), encoding="utf-8") as f:
         text = f.read()
     start = text.index(tables.BEGIN.format("digits"))  # edit a number inside the block
     bad.write_text(text[:start] + text[start:].replace("(collapsed)", "(fine)", 1))

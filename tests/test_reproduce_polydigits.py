@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from mmali_tf import reproduce
 from mmali_tf.repro import many_modalities, tables
 from mmali_tf.repro.suites import suite_runs
 from test_reproduce import REPO, _record, _suite
@@ -58,7 +59,7 @@ def test_five_modality_table_from_fake_metrics(tmp_path):
     block = tables.readme_block(suite)
     lines = block.splitlines()
     header = next(ln for ln in lines if ln.startswith("| run (config)"))
-    assert header == ("| run (config) | model | steps x batch, train time | ms/step | "
+    assert header == ("| run (config) | model | steps x batch, train + eval time | ms/step | "
                       "latent mean (min-max) | subset coherence 1 | subset coherence 2 | "
                       "subset coherence 3 | subset coherence 4 | joint coherence |")
     assert "cross m0->m1" not in block and "synergy" not in block  # no M^2 wall of columns
@@ -99,7 +100,7 @@ def test_readme_holds_the_generated_polydigits_table():
     assert "polydigits" in suites
     runs = suites["polydigits"]["runs"]
     assert sorted(r["name"] for r in runs) == [s.name for s in suite_runs("polydigits", REPO)]
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, reproduce.RESULTS_PAGE), encoding="utf-8") as f:
         readme = f.read()
     assert tables.readme_mismatches(readme, {"polydigits": suites["polydigits"]}) == []
     assert "subset coherence 4" in readme

@@ -21,6 +21,7 @@ import numpy as np
 
 from mmali_tf.data import cache, fonts, idx
 from mmali_tf.data.pairing import PairingRule, build_split, pairing_rng, stratified_split
+from mmali_tf.data.settings import FashionPairSettings
 from mmali_tf.data.specs import ModalitySpec, PairedDataset
 from mmali_tf.registry import register_dataset
 
@@ -111,12 +112,12 @@ def instances(config: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return cache.cached_arrays(cache.cache_root(config), "fashion_pair", params, build)
 
 
-@register_dataset("fashion_pair", reads=("data_dir",))
+@register_dataset("fashion_pair", settings=FashionPairSettings)
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `fashion_pair` PairedDataset (modalities `grey`, `colour`)."""
     arrays = instances(config)
     rule = PairingRule.from_config(config)
-    seed = int(config.get("seed", 0))
+    seed = FashionPairSettings.from_config(config).seed
     splits = {}
     for split in ("train", "test"):
         names = ("grey", "colour")

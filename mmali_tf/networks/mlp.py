@@ -51,5 +51,5 @@ def critic_head_widths(spec) -> tuple[int, ...]:
 
 
 def joint_branch(x, spectral_norm: bool):
-    """flatten -> SN-Dense 400 LReLU -> SN-Dense 256 LReLU (joint critics, SPEC 2.3 and 9)."""
+    """flatten -> SN-Dense 400 LReLU -> SN-Dense 256 LReLU (joint critics: 6b5d/mmali models/mnist_svhn.py, models/mmali/joint.py)."""
     return critic_mlp(keras.layers.Flatten()(x), BRANCH_WIDTHS, spectral_norm)

@@ -34,6 +34,7 @@ import tensorflow as tf
 from mmali_tf import latent as latent_lib
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
+from mmali_tf.models.vae.settings import MoPoESettings
 from mmali_tf.registry import register_model
 
 
@@ -46,7 +47,7 @@ def subset_mask(num_modalities: int) -> np.ndarray:
     return mask
 
 
-@register_model("mopoe")
+@register_model("mopoe", settings=MoPoESettings)
 class MoPoE(VAEModel):
     """Mixture-of-products-of-experts multimodal VAE (registry name "mopoe")."""
 
@@ -60,7 +61,7 @@ class MoPoE(VAEModel):
         mask = subset_mask(len(self.modalities))
         self.subsets = mask
         self.prior_rows = (mask.sum(axis=1) == len(self.modalities)).astype(np.float32)
-        self.beta_content = float(self.config.get("beta_content", 1.0))
+        self.beta_content = self.settings.beta_content
 
     def loss_term_names(self) -> list[str]:
         return ["recon", "kl"]
