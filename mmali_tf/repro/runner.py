@@ -7,8 +7,9 @@ A run lives in `<runs_root>/<name>/` (a normal run directory). `run_one`:
 2. trains (`python -m mmali_tf.train --flagfile=<config> <overrides> --max_steps=<target>`)
    unless a checkpoint at or past the target exists, so reruns resume or skip;
 3. evaluates (`python -m mmali_tf.evaluate`) unless `eval/<protocol>/metrics.json` already
-   scores that step with these settings;
-4. returns the run's record (config, flags hash, steps, wall time, ms/step, metrics).
+   scores that step with these settings (and has its `per_input.npz`);
+4. returns the run's record (config, flags hash, steps, wall time, ms/step, metrics, and
+   `per_input`: bootstrap replicates over distinct test inputs, `repro/stats.py`).
 A full disk (here or in a child) raises DiskFullError instead of a "failed" record, so the
 harness stops before it replaces the suite's JSON.
 A file lock per run directory makes a second harness that reaches the same run wait, then
@@ -35,6 +36,7 @@ from typing import Any
 
 from mmali_tf.atomic import DiskFullError, atomic_write_bytes
 from mmali_tf.metrics import report
+from mmali_tf.repro import stats
 from mmali_tf.repro.suites import RunSpec
 
 CALIBRATION_STEPS = 100
@@ -150,7 +152,7 @@ def _budget_steps(spec: RunSpec, run_dir: str, budget: Budget, target: int,
 
 
 def _stored_eval(path: str, step: int, budget: Budget) -> dict[str, Any] | None:
-    if not os.path.isfile(path):
+    if not (os.path.isfile(path) and os.path.isfile(per_input_path(path))):
         return None
     with open(path, encoding="utf-8") as f:
         metrics = json.load(f)
@@ -159,6 +161,11 @@ def _stored_eval(path: str, step: int, budget: Budget) -> dict[str, Any] | None:
             and meta.get("probe_min_updates") == probe_min_updates(budget.protocol)):
         return metrics
     return None
+
+
+def per_input_path(metrics_path: str) -> str:
+    """The evaluation's per-input arrays beside its metrics.json."""
+    return os.path.join(os.path.dirname(metrics_path), "per_input.npz")
 
 
 def probe_min_updates(protocol: str) -> int:
@@ -217,7 +224,8 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
             wall, ms = train_timing(run_dir)
             record.update(target_steps=target, steps=step, train_wall_s=round(wall, 1),
                           ms_per_step=None if ms is None else round(ms, 1),
-                          flags_sha256=flags_hash(run_dir), metrics=metrics)
+                          flags_sha256=flags_hash(run_dir), metrics=metrics,
+                          per_input=stats.summarise_file(per_input_path(eval_path)))
         except DiskFullError:
             raise
         except (RuntimeError, OSError, ValueError) as error:
