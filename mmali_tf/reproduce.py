@@ -188,16 +188,17 @@ def main(argv: Sequence[str]) -> None:
     specs = suite_runs(FLAGS.suite)
     with cli.user_errors():
         chosen = select_runs(specs, FLAGS.runs)
-    out = run_suite(FLAGS.suite, chosen, budget, FLAGS.runs_root, FLAGS.jobs, command)
-    if FLAGS.runs:
-        merge_previous(out, specs, os.path.join(FLAGS.out_dir, FLAGS.suite + ".json"))
-        if FLAGS.suite == "claims":
-            from mmali_tf.repro import claims
-            out["claims"] = claims.claims_rows(out["runs"])
-    write_suite(out, FLAGS.out_dir)
-    if FLAGS.suite == "digits":   # the results page shows the main job's final sample grids
-        from mmali_tf.repro import runner
-        runner.copy_final_grids(FLAGS.runs_root, "digits_mmali", FLAGS.out_dir)
+    with cli.disk_full_errors():
+        out = run_suite(FLAGS.suite, chosen, budget, FLAGS.runs_root, FLAGS.jobs, command)
+        if FLAGS.runs:
+            merge_previous(out, specs, os.path.join(FLAGS.out_dir, FLAGS.suite + ".json"))
+            if FLAGS.suite == "claims":
+                from mmali_tf.repro import claims
+                out["claims"] = claims.claims_rows(out["runs"])
+        write_suite(out, FLAGS.out_dir)
+        if FLAGS.suite == "digits":   # the results page shows the main job's final grids
+            from mmali_tf.repro import runner
+            runner.copy_final_grids(FLAGS.runs_root, "digits_mmali", FLAGS.out_dir)
     print(f"Wrote {FLAGS.out_dir}/{FLAGS.suite}.json, .md and .png "
           f"({out['wall_s'] / 60.0:.1f} min)", flush=True)
     if any(r["status"] != "ok" for r in out["runs"]):

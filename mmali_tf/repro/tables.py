@@ -27,12 +27,16 @@ def _ok(suite: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def budget_cell(record: Mapping[str, Any]) -> str:
-    """"steps/config steps x batch, training minutes" of one run, its load marked."""
+    """"steps/config steps x batch, training minutes (its load marked) + evaluation minutes"
+    of one run."""
     cell = f"{record['steps']:,}/{record['config_steps']:,} x {record['batch_size']}"
     if record["steps"] < record["config_steps"]:
         share = 100.0 * record["steps"] / record["config_steps"]
         cell += f" ({share:.0f} %)" if share >= 1 else f" ({share:.2f} %)"
-    return cell + f", {record['train_wall_s'] / 60.0:.1f} min" + load_note(record)
+    cell += f", {record['train_wall_s'] / 60.0:.1f} min" + load_note(record)
+    if record.get("eval_wall_s") is not None:
+        cell += f" + eval {record['eval_wall_s'] / 60.0:.1f} min"
+    return cell
 
 
 def budget_line(records: Sequence[Mapping[str, Any]]) -> str:
@@ -72,7 +76,7 @@ def _metric_cells(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict
 def runs_table(records: Sequence[Mapping[str, Any]]) -> str:
     """One row per run: budget, ms/step and the metric columns; collapsed sets marked."""
     columns, metric_cells = _metric_cells(records)
-    head = ["run (config)", "model", "steps x batch, train time", "ms/step"] + columns
+    head = ["run (config)", "model", "steps x batch, train + eval time", "ms/step"] + columns
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rec in records:
         ms = "-" if rec.get("ms_per_step") is None else f"{rec['ms_per_step']:.0f}"
@@ -156,7 +160,10 @@ def suite_markdown(suite: Mapping[str, Any]) -> str:
 
 def suite_chart(suite: Mapping[str, Any], path: str) -> None:
     """Bar chart PNG of the suite's digits runs (else its first dataset's), %, in the columns
-    of its table."""
+    of its table; for `claims`, the claims with their error bars."""
+    if suite["suite"] == "claims":
+        claims_lib.claims_chart(claims_lib.claims_rows(suite["runs"]), path)
+        return
     groups = _groups(suite)
     records = groups.get("digits") or next(iter(groups.values()), [])
     if suite["suite"] == "digits_study":   # the shipped configs; the variants are in its tables
