@@ -6,7 +6,9 @@ import dataclasses
 import glob
 import os
 
-SUITES = ("digits", "claims", "mnist_svhn", "polydigits", "digits_study")
+SUITES = ("digits", "claims", "mnist_svhn", "polydigits", "digits_study", "digits_text")
+#: the trimodal suite's models, in training order (the two with coherence targets first)
+DIGITS_TEXT_MODELS = ("mmjsd", "mmali", "mopoe", "mvae", "mmvae")
 #: MultiMNIST views of the embedded digits for claim 1 (paper Table 1, 2 views).
 MULTIMNIST_DIGITS = ("--base_set=digits", "--num_views=2")
 FASHION_IDX = "/usr/share/datasets/fashion-mnist"
@@ -51,6 +53,11 @@ def _stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
+def _bimodal_digits(root: str) -> list[str]:
+    """The `digits_*.cfg` configs of the bimodal `digits` dataset (not `digits_text_*`)."""
+    return [p for p in _configs(root, "digits_*.cfg") if not _stem(p).startswith("digits_text_")]
+
+
 def fashion_available() -> bool:
     """Whether Debian's dataset-fashion-mnist IDX files are installed."""
     return os.path.isdir(FASHION_IDX)
@@ -61,7 +68,10 @@ def suite_runs(suite: str, root: str = ".") -> list[RunSpec]:
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
     if suite == "digits":
-        return [RunSpec(_stem(p), p) for p in _configs(root, "digits_*.cfg")]
+        return [RunSpec(_stem(p), p) for p in _bimodal_digits(root)]
+    if suite == "digits_text":  # hand, print, text; its table: repro/many_modalities.py
+        return [RunSpec(f"digits_text_{m}", os.path.join(root, "configs", f"digits_text_{m}.cfg"))
+                for m in DIGITS_TEXT_MODELS]
     if suite == "mnist_svhn":
         return [RunSpec(_stem(p), p) for p in _configs(root, "mnist_svhn_*.cfg")]
     if suite == "polydigits":  # five modalities; its table: repro/many_modalities.py
@@ -79,5 +89,5 @@ def suite_runs(suite: str, root: str = ".") -> list[RunSpec]:
     runs = [RunSpec(f"{prefix}_{model}", os.path.join(root, "configs", f"multimnist_{model}.cfg"),
                     overrides)
             for prefix, overrides in views for model in ("mmali", "mmali_joint")]
-    return runs + [RunSpec(_stem(p), p) for p in _configs(root, "digits_*.cfg")
+    return runs + [RunSpec(_stem(p), p) for p in _bimodal_digits(root)
                    if _stem(p) != "digits_mmali_long"]
