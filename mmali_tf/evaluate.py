@@ -208,8 +208,8 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
 
 def text_generations(ds: Any, split: str,
                      generations: Mapping[str, Any]) -> dict[str, list[str]]:
-    """{"a->b": ["<source> => <generated>", ...]} for the pairs with a text side, text shown
-    as its decoded string and an image as its class label (one example per class)."""
+    """{"a->b": ["<source> => <generated>", ...]} for the pairs with a text target (one
+    example per class): text shown as its decoded string, an image source as its class."""
     from mmali_tf import text_codec
     from mmali_tf.metrics.coherence import class_examples
 
@@ -217,7 +217,7 @@ def text_generations(ds: Any, split: str,
     out = {}
     for key, arrays in generations.items():
         specs = [ds.spec(m) for m in key.split("->")]
-        if all(s.kind != "text" for s in specs):
+        if specs[1].kind != "text":
             continue
         shown = [[repr(t) for t in text_codec.decode(x, s.alphabet)] if s.kind == "text"
                  else [f"class {y}" for y in labels] for s, x in zip(specs, arrays)]

@@ -5,9 +5,9 @@
     python tools/web_demo.py --bundle=bundles/digits_mmali --screenshot=docs/web_demo.png
 
 The page (examples/web: HTML + one JS module, no build step) loads the bundle's manifest and
-its translate graphs; the user draws on a canvas, opens an image file or clicks a test example,
-picks source and target and sees several samples, with the style/content controls the graphs
-expose. The onnxruntime-web files come from `npm ci --prefix examples/web` (or --ort_dir);
+its translate graphs; the user draws on a canvas, opens an image file, clicks a test example or
+types text (text modalities), picks source and target and sees several samples (generated text
+as strings), with the style/content controls the graphs expose. The onnxruntime-web files come from `npm ci --prefix examples/web` (or --ort_dir);
 nothing is fetched from outside the page's origin. `--serve` adds the cross-origin isolation
 headers onnxruntime-web needs for wasm threads; any static server that sends them works.
 `--screenshot` builds into a temporary directory, opens it in headless Chromium and writes a
@@ -76,14 +76,17 @@ def examples_json(examples: Mapping[str, tuple[np.ndarray, np.ndarray]],
 
 def dataset_examples(manifest: Mapping[str, Any], per_modality: int
                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Up to `per_modality` test instances of each modality (one per class first), loaded
-    through the dataset registry with the bundle's training flags."""
+    """Up to `per_modality` test instances of each image modality (one per class first),
+    loaded through the dataset registry with the bundle's training flags (text is typed)."""
     from mmali_tf import data
 
     dataset = manifest.get("dataset") or manifest["training_flags"].get("dataset")
     test = data.load(dataset, manifest["training_flags"]).test
+    images = {s["name"] for s in manifest["modalities"] if s["kind"] == "image"}
     out = {}
     for name, x in test.instances.items():
+        if name not in images:
+            continue
         labels = np.asarray(test.labels[name])
         _, first = np.unique(labels, return_index=True)
         order = np.concatenate([first, np.setdiff1d(np.arange(len(labels)), first)])
