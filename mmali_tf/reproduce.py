@@ -36,6 +36,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("suite", None, SUITES, "Suite to run.")
     flags.DEFINE_integer("jobs", 1, "Runs trained/evaluated in parallel processes.",
                          lower_bound=1)
+    flags.DEFINE_list("runs", [], "Only these runs of the suite (names as in its table); "
+                      "default: all. The suite's files then hold only these runs.")
     flags.DEFINE_float("step_scale", 1.0, "Train each config for this fraction of its "
                        "--max_steps.", lower_bound=1e-6, upper_bound=1.0)
     flags.DEFINE_integer("max_steps", 0, "Cap on every run's steps (0: none).", lower_bound=0)
@@ -141,10 +143,11 @@ def main(argv: Sequence[str]) -> None:
         budget = Budget(FLAGS.step_scale, FLAGS.max_steps, FLAGS.budget_minutes,
                         FLAGS.protocol, FLAGS.num_samples)
     command = "python -m mmali_tf.reproduce " + " ".join(argv_flags())
-    from mmali_tf.repro.suites import suite_runs
+    from mmali_tf.repro.suites import select_runs, suite_runs
 
-    out = run_suite(FLAGS.suite, suite_runs(FLAGS.suite), budget, FLAGS.runs_root, FLAGS.jobs,
-                    command)
+    with cli.user_errors():
+        specs = select_runs(suite_runs(FLAGS.suite), FLAGS.runs)
+    out = run_suite(FLAGS.suite, specs, budget, FLAGS.runs_root, FLAGS.jobs, command)
     write_suite(out, FLAGS.out_dir)
     if FLAGS.suite == "digits":   # README shows the main job's final sample grids
         from mmali_tf.repro import runner
@@ -157,9 +160,10 @@ def main(argv: Sequence[str]) -> None:
 
 def argv_flags() -> list[str]:
     """The harness flags given on the command line, for the record."""
-    names = ("suite", "jobs", "step_scale", "max_steps", "budget_minutes", "protocol",
+    names = ("suite", "runs", "jobs", "step_scale", "max_steps", "budget_minutes", "protocol",
              "num_samples", "runs_root", "out_dir")
-    return [f"--{n}={FLAGS[n].value}" for n in names if FLAGS[n].present]
+    return [f"--{n}={FLAGS[n].serialize().split('=', 1)[1]}" for n in names
+            if FLAGS[n].present]
 
 
 def run(argv: Sequence[str] | None = None) -> None:

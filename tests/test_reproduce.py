@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mmali_tf.repro import claims, runner, tables
-from mmali_tf.repro.suites import RunSpec, suite_runs
+from mmali_tf.repro.suites import RunSpec, select_runs, suite_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,7 +77,14 @@ def test_suites_list_every_shipped_config():
     digits = [s.name for s in suite_runs("digits", REPO)]
     shipped = sorted(f[:-4] for f in os.listdir(os.path.join(REPO, "configs"))
                      if f.startswith("digits_") and f.endswith(".cfg"))
-    assert digits == shipped
+    assert digits == [n for n in shipped if not n.startswith("digits_text_")]
+    text = [s.name for s in suite_runs("digits_text", REPO)]
+    assert sorted(text) == [n for n in shipped if n.startswith("digits_text_")]
+    assert text[:2] == ["digits_text_mmjsd", "digits_text_mmali"]
+    assert [s.name for s in select_runs(suite_runs("digits_text", REPO),
+                                        ["digits_text_mmali", "digits_text_mmjsd"])] == text[:2]
+    with pytest.raises(ValueError, match="--runs: digits_nope not in this suite"):
+        select_runs(suite_runs("digits_text", REPO), ["digits_nope"])
     claim_runs = {s.name: s for s in suite_runs("claims", REPO)}
     assert {"multimnist_digits2_mmali", "multimnist_digits2_mmali_joint",
             "digits_mmali"} <= set(claim_runs)
@@ -88,7 +95,8 @@ def test_suites_list_every_shipped_config():
         suite_runs("x", REPO)
 
 
-@pytest.mark.parametrize("suite", ["digits", "claims", "mnist_svhn", "digits_study"])
+@pytest.mark.parametrize("suite", ["digits", "claims", "mnist_svhn", "digits_study",
+                                   "digits_text"])
 def test_every_suite_run_is_a_valid_training_config(suite, monkeypatch):
     """Each run's config + overrides passes the training flags' parsers and dataset-flag
     check (the fashion views of `claims` included, as if the Debian files were installed)."""

@@ -95,3 +95,14 @@ def suite_runs(suite: str, root: str = ".") -> list[RunSpec]:
             for prefix, overrides in views for model in ("mmali", "mmali_joint")]
     return runs + [RunSpec(_stem(p), p) for p in _bimodal_digits(root)
                    if _stem(p) != "digits_mmali_long"]
+
+
+def select_runs(specs: list[RunSpec], names: list[str]) -> list[RunSpec]:
+    """The runs of `specs` named in `names` (all when empty), in suite order; ValueError
+    naming an unknown run."""
+    known = [s.name for s in specs]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"--runs: {', '.join(unknown)} not in this suite (runs: "
+                         f"{', '.join(known)})")
+    return [s for s in specs if not names or s.name in names]
