@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 from conftest import HAND
-from mmali_tf import models, text_codec
-from mmali_tf import run_dir as run_dir_lib
+from mmali_tf import text_codec
 from mmali_tf.data.text import WordRule
-from mmali_tf.export import onnx_export, schema
+from mmali_tf.export import schema
 from mmali_tf.export.errors import BundleError
 from mmali_tf.export.runtime import Bundle
 from test_export import assert_parity
-from test_translate_cli import ROOT, run_tool
+from test_translate_cli import ROOT, export_untrained, run_tool
 
 TEXT = WordRule().spec()
 GRAPHS = "encoder_text,decoder_text,translate_text_to_hand,translate_hand_to_text,reconstruct_text"
@@ -30,14 +29,7 @@ CONFIG = {"model": "mmjsd", "dataset": "digits_text", "latent_dim": 8, "style_di
 def exported(tmp_path_factory):
     """An untrained mmJSD on (hand, text) in a run directory, exported through the CLI."""
     root = tmp_path_factory.mktemp("text")
-    model = models.build("mmjsd", [HAND, TEXT], CONFIG)
-    model.build_from_specs()
-    run = run_dir_lib.prepare(str(root / "run"), CONFIG)
-    run_dir_lib.write_run_files(run, CONFIG, [HAND, TEXT])
-    run_dir_lib.TrainingCheckpoint(run.checkpoints, model, optimizers=False).save(3)
-    out = run_tool("export_onnx.py", f"--run_dir={root / 'run'}", f"--out={root / 'bundle'}",
-                   f"--graphs={GRAPHS}")
-    assert out.returncode == 0, out.stderr
+    model, _ = export_untrained(root, CONFIG, [HAND, TEXT], 3, GRAPHS)
     return model, root / "bundle"
 
 
@@ -111,7 +103,7 @@ def test_translate_cli_text_in_and_out(exported, tmp_path):
     (("--from=text", "--to=hand", "--input_text=Seven", "--output=x.npy"),
      "character 'S' is not in the alphabet"),
     (("--from=hand", "--to=text", "--input_text=seven", "--output=x.txt"),
-     "'hand' is a image modality, not text"),
+     "'hand' is of kind 'image', not text"),
     (("--from=text", "--to=hand", "--output=x.npy"), "exactly one of --input and --input_text"),
     (("--from=hand", "--to=text", "--input_text=seven", "--output=x.png"),
      "write a .txt file"),

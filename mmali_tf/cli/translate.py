@@ -68,9 +68,9 @@ def read_input(path: str, spec: dict[str, Any], limits: Limits = DEFAULT_LIMITS)
     if ext == ".txt":
         return read_texts(path, spec, limits)
     if spec["kind"] != "image":
-        raise ValueError(f"--input={path}: modality {spec['name']!r} is a {spec['kind']} "
-                         f"modality; give a .npy{' or .txt' if spec['kind'] == 'text' else ''} "
-                         "file")
+        raise ValueError(f"--input={path}: modality {spec['name']!r} is of kind "
+                         f"{spec['kind']!r}; give a .npy{' or .txt' if spec['kind'] == 'text' else ''}"
+                         " file")
     return _read_image(path, spec)
 
 
@@ -97,7 +97,7 @@ def _encoded(texts: list[str], spec: dict[str, Any], what: str) -> np.ndarray:
     from mmali_tf import text_codec
 
     if spec["kind"] != "text":
-        raise ValueError(f"{what}: modality {spec['name']!r} is a {spec['kind']} modality, not "
+        raise ValueError(f"{what}: modality {spec['name']!r} is of kind {spec['kind']!r}, not "
                          "text")
     try:
         return text_codec.encode(texts, spec["alphabet"], int(spec["shape"][0]))
@@ -198,8 +198,8 @@ def main(argv: list[str]) -> None:
         dst_spec = bundle.spec(dst, "target modality")
         wanted = OUTPUTS[dst_spec["kind"]]
         if out_ext not in wanted:
-            raise ValueError(f"--output={FLAGS.output}: target {dst!r} is a {dst_spec['kind']} "
-                             f"modality; write a {' or '.join(wanted)} file")
+            raise ValueError(f"--output={FLAGS.output}: target {dst!r} is of kind "
+                             f"{dst_spec['kind']!r}; write a {' or '.join(wanted)} file")
         x = (text_input(FLAGS.input_text, src_spec) if FLAGS.input_text is not None
              else read_input(FLAGS.input, src_spec, bundle.limits))
         y = bundle.translate(src, dst, x, seed=FLAGS.seed, sample=not FLAGS.use_mean)
