@@ -5,8 +5,8 @@ in one invocation on one machine; prints the ratio (reference ms / our ms).
         --mmali_src=REF/6b5d+mmali \\
         --mmvae_src=REF/iffsid+mmvae/src --mmjsd_src=REF/thomassutter+mmjsd \\
         [--models mmali,mmvae,mmjsd] [--rounds 3] \\
-        [--json bench/results/reference_step.json] [--readme README.md]
-    python bench/reference_step.py --render bench/results/reference_step.json --readme README.md
+        [--json bench/results/reference_step.json] [--readme docs/performance.md]
+    python bench/reference_step.py --render bench/results/reference_step.json --readme docs/performance.md
 
 Reference side: `bench/ref_mmali_step.py` (mmALI: D + G step, batch 64, MNIST-SVHN networks),
 `bench/ref_mmvae_step.py` (MMVAE: DReG, K=30, batch 128) and
@@ -40,6 +40,8 @@ from typing import Any, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+
+import provenance  # noqa: E402
 
 BEGIN, END = "<!-- reference_step:begin -->", "<!-- reference_step:end -->"
 #: model -> (reference script next to this file, its source flag, regex of its ms figure)
@@ -110,7 +112,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     models = [m for m in args.models.split(",") if m]
     timers = {m: our_timers(m, jits, args.steps) for m in models}
     record: dict[str, Any] = {
-        "command": " ".join(["python", "bench/reference_step.py", *sys.argv[1:]]),
+        "command": provenance.command_line("bench/reference_step.py"),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "tensorflow": tf.__version__, "threads": args.threads or "default",
         "machine_start": machine(), "models": {}}
@@ -215,8 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.render:
         records = []
         for path in args.render.split(","):
-            with open(path, encoding="utf-8") as f:
-                records.append(json.load(f))
+            records.append(provenance.load_record(path))
     else:
         unknown = [m for m in args.models.split(",") if m not in REFERENCE]
         missing = [flag for m in args.models.split(",") if m in REFERENCE

@@ -16,12 +16,14 @@ from typing import Any, Mapping, Sequence
 from absl import app, flags
 
 from mmali_tf import cli
+from mmali_tf.cli import quiet_tf
 from mmali_tf import flags as flags_lib
+from mmali_tf.config import DataSettings
 
 FLAGS = flags.FLAGS
 #: what each protocol trains when the epoch flags are left unset: `reference` follows the
 #: released mmALI scripts (probe 100 epochs, classifiers 100 epochs at batch 256, both with
-#: best-test selection; SPEC_MMALI 7.1-7.2), `clean` a budget that converges on small datasets
+#: best-test selection; 6b5d/mmali eval_mnist_svhn_latent.py, eval_mnist_svhn_gen.py), `clean` a budget that converges on small datasets
 #: (the probe: 30 epochs and at least as many updates as 30 epochs make on MNIST, unless
 #: --probe_epochs is given).
 PROTOCOL_DEFAULTS = {"clean": {"probe_epochs": 30, "classifier_epochs": 10,
@@ -164,8 +166,8 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
         notes.append(f"COLLAPSED generations (one class > {report.COLLAPSE_SHARE:.0%} of "
                      f"the samples): {', '.join(collapsed)}; their coherence measures that "
                      "class's share, not the model")
-    meta = {"protocol": opts.protocol, "dataset": ds.name, "model": model.config.get("model",
-            model.name), "step": step, "weights": view.weights, "seed": opts.seed,
+    meta = {"protocol": opts.protocol, "dataset": ds.name, "model": model.variant,
+            "step": step, "weights": view.weights, "seed": opts.seed,
             "split": opts.split, "num_pairs": int(len(rows)),
             "num_prior_samples": opts.num_samples, "probe_epochs": opts.probe_epochs,
             "probe_min_updates": opts.probe_min_updates,
@@ -242,6 +244,7 @@ def main(argv: Sequence[str]) -> None:
     """absl main: load the run and its dataset, evaluate, write run_dir/eval/."""
     cli.reject_positional(argv)
     opts = EvalOptions.from_flags()
+    quiet_tf.import_tensorflow()
     with cli.user_errors():
         if not os.path.isdir(FLAGS.run_dir):
             raise FileNotFoundError(f"--run_dir={FLAGS.run_dir}: no such directory")
@@ -251,7 +254,7 @@ def main(argv: Sequence[str]) -> None:
         trained = load_trained(FLAGS.run_dir, FLAGS.eval_step)
         ds = data.load(trained.dataset_name, trained.config)
         if not opts.cache_dir:
-            opts.cache_dir = str(trained.config.get("cache_dir", ""))
+            opts.cache_dir = DataSettings.from_config(trained.config).cache_dir
     metrics, figures = evaluate_model(trained.model, ds, opts, step=trained.step)
     from mmali_tf.metrics.report import eval_dir_name
 

@@ -297,6 +297,7 @@ def load_trained(run_dir: str, step: int | None = None) -> TrainedRun:
     """
     from mmali_tf import flags as flags_lib
     from mmali_tf import models
+    from mmali_tf.config import RunSettings
     from mmali_tf.data.specs import ModalitySpec
 
     run = RunDir(run_dir)
@@ -306,7 +307,7 @@ def load_trained(run_dir: str, step: int | None = None) -> TrainedRun:
     with open(run.run_json, encoding="utf-8") as f:
         record = json.load(f)
     config = dict(record["config"])
-    flags_lib.load_plugins(config.get("plugins") or [])
+    flags_lib.load_plugins(RunSettings.from_config(config).plugins)
     specs = [ModalitySpec.from_dict(d) for d in record["specs"]]
     model = models.build(config["model"], specs, config)
     model.build_from_specs()

@@ -26,7 +26,9 @@ from absl import flags as absl_flags
 from absl import logging as absl_logging
 
 from mmali_tf import cli
+from mmali_tf.cli import quiet_tf
 from mmali_tf import flags as flags_lib
+from mmali_tf.config import DataSettings, RunSettings
 
 DIVERGED_EXIT_CODE = 1
 FIXED_SAMPLES = 16
@@ -120,9 +122,10 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
     from mmali_tf.data import pipeline
 
     config = dict(config)
-    flags_lib.load_plugins(list(config.get("plugins") or []))
+    run_settings = RunSettings.from_config(config)
+    flags_lib.load_plugins(run_settings.plugins)
     strategy = strategy or tf.distribute.get_strategy()
-    if config.get("jit_compile") and not distribute.xla_supported(strategy):
+    if run_settings.jit_compile and not distribute.xla_supported(strategy):
         print("note: training without XLA (--jit_compile ignored): XLA cannot compile the "
               "cross-worker collectives of a multi-worker step on CPUs", flush=True)
         config["jit_compile"] = False
@@ -133,7 +136,7 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
         restore_dir = run_dir_lib.check_compatible(config["run_dir"], config).checkpoints
         run = run_dir_lib.prepare(tempfile.mkdtemp(prefix=f"mmali_{suffix}_"), config)
     dataset = data.load(config["dataset"], config)
-    pipeline.check_augment(dataset, tuple(config.get("augment") or ()))
+    pipeline.check_augment(dataset, DataSettings.from_config(config).augment)
     distribute.check_global_batch(strategy, int(config["batch_size"]))
     keras.utils.set_random_seed(int(config["seed"]))
     with strategy.scope():
@@ -272,6 +275,7 @@ def main(argv: Sequence[str]) -> None:
     if not absl_flags.FLAGS["verbosity"].present:  # quiet TF's INFO chatter unless -v is given
         absl_logging.set_verbosity(absl_logging.WARNING)
         logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    quiet_tf.import_tensorflow()
     with cli.user_errors():
         flags_lib.check_dataset_flags(config)
         from mmali_tf import distribute

@@ -50,7 +50,7 @@ class ToyModel(MultimodalModel):
         return [self.loss_tracker]
 
     def compile(self, jit_compile: bool = False, **kwargs) -> None:
-        attach_optimizers(self, self.config, {"g_optimizer": lambda: self.generator_variables},
+        attach_optimizers(self, self.settings, {"g_optimizer": lambda: self.generator_variables},
                           {"g_optimizer": None})
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
 

@@ -18,6 +18,7 @@ import sys
 from absl import app, flags
 
 from mmali_tf import cli
+from mmali_tf.cli import quiet_tf
 from mmali_tf import flags as mmali_flags
 
 FLAGS = flags.FLAGS
@@ -27,6 +28,7 @@ def main(argv: list[str]) -> None:
     cli.reject_positional(argv)
     if not FLAGS.out:
         cli.fail("--out is required: the bundle directory to write")
+    quiet_tf.import_tensorflow()
     with cli.user_errors():
         from mmali_tf.run_dir import load_trained
 

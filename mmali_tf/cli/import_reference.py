@@ -17,6 +17,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from mmali_tf import cli
+from mmali_tf.cli import quiet_tf
 from mmali_tf import flags as mmali_flags
 
 FLAGS = flags.FLAGS
@@ -28,6 +29,7 @@ def main(argv: list[str]) -> None:
         cli.fail("--checkpoint is required: the authors' .pt/.pth file or an .npz of it")
     from mmali_tf.train import config_from_flags
 
+    quiet_tf.import_tensorflow()
     with cli.user_errors():
         from mmali_tf.reference.import_run import write_run
 

@@ -18,12 +18,14 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from mmali_tf.config import DataSettings
+
 ENV_VAR = "MMALI_CACHE"
 
 
 def cache_root(config: Mapping[str, Any]) -> str:
     """Cache directory: flag `cache_dir`, else $MMALI_CACHE, else ~/.cache/mmali_tf."""
-    path = config.get("cache_dir", "") or os.environ.get(ENV_VAR, "") or os.path.join(
+    path = DataSettings.from_config(config).cache_dir or os.environ.get(ENV_VAR, "") or os.path.join(
         os.path.expanduser("~"), ".cache", "mmali_tf")
     return os.path.abspath(os.path.expanduser(path))
 

@@ -1,11 +1,11 @@
-"""Many-to-many pairing by class (SPEC_MMALI 6.1/6.2), per-class subsets and unpaired pools.
+"""Many-to-many pairing by class (Shi et al. 2019, sec. 4; 6b5d/mmali datasets.py), per-class subsets and unpaired pools.
 
 Every modality's instances are sorted stably by label; for each class l the first n_l indices
 of each modality are kept, and `dm` times an independent random permutation of every
 modality's kept list is appended; the lists are zipped position-wise. With `cover_all`, n_l is
 the largest modality's count instead of the smallest, and a smaller modality's list is
 lengthened with random repeats of its own instances, so every instance enters a pair. With the same label
-array for every modality (MultiMNIST views) this is exactly SPEC 6.2: each view is an
+array for every modality (MultiMNIST views) this is exactly 6b5d/mmali datasets.py `MultiMNIST`: each view is an
 independent same-class permutation of the same base images.
 """
 
@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mmali_tf.data.specs import PairedSplit
+from mmali_tf.data.settings import PairingSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +52,10 @@ class PairingRule:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "PairingRule":
         """Training-split rule from the flag values."""
-        return cls(dm=int(config.get("data_multiplication", 30)),
-                   max_per_class=int(config.get("max_per_class", 10000)),
-                   percentage=float(config.get("percentage", 1.0)),
-                   use_all=bool(config.get("use_all", False)),
-                   cover_all=bool(config.get("pair_all_instances", False)))
+        settings = PairingSettings.from_config(config)
+        return cls(dm=settings.data_multiplication, max_per_class=settings.max_per_class,
+                   percentage=settings.percentage, use_all=settings.use_all,
+                   cover_all=settings.pair_all_instances)
 
     def for_test(self) -> "PairingRule":
         """Test-split rule: every instance (use_all at p = 1) with the same dm."""

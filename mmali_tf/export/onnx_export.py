@@ -267,7 +267,7 @@ def _core_manifest(model: Any, opset: int, weights: str, training_flags: Mapping
     return {
         "format": manifest_lib.FORMAT,
         "format_version": manifest_lib.FORMAT_VERSION,
-        "model": {"name": model.config.get("model") or model.registry_name or type(model).__name__,
+        "model": {"name": model.variant or type(model).__name__,
                   "class": type(model).__name__, "deterministic": deterministic,
                   "posterior_family": model.posterior_family,
                   "default_fusion": model.default_fusion, "prior_expert": bool(model.prior_expert)},

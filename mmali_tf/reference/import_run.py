@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from mmali_tf.config import SeedSettings
+
 #: top-level keys of the authors' training checkpoints (6b5d/mmali `save_checkpoint`)
 MODEL_KEY, EMA_KEY, STEP_KEY = "model", "model_ema", "n_iter"
 #: the model's key in mhw32/multimodal-vae-public's `save_checkpoint` dict (MVAE)
@@ -100,7 +102,7 @@ def write_run(config: Mapping[str, Any], checkpoint: str) -> str:
         raise ValueError(f"--run_dir={root}: exists and is not empty; imports go to a new "
                          "directory")
     state, ema_state, step = read_checkpoint(checkpoint)
-    keras.utils.set_random_seed(int(config.get("seed", 0)))
+    keras.utils.set_random_seed(SeedSettings.from_config(config).seed)
     specs = specs_for(config)
     model = models.build(config["model"], specs, config)
     model.build_from_specs()

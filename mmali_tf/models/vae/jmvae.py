@@ -1,16 +1,16 @@
-"""JMVAE-kl (Suzuki et al. 2017) with a joint encoder (SPEC_BASELINES 4.2).
+"""JMVAE-kl (Suzuki et al. 2017) with a joint encoder (sec. 3.2 of the paper).
 
 Maximise  E_{q(z|X)}[sum_m lambda_m log p(x_m|z)] - a_t [beta KL(q(z|X) || N(0,I))
           + alpha sum_m KL(q(z|X) || q_m(z|x_m))],
 one sample z ~ q(z|X), batch mean; a_t = min(1, (step+1)/A) warm-up (`--kl_anneal_steps`).
 Unimodal encoders learn only through the alpha-KL terms; decoders only see joint samples.
 
-Decisions recorded: alpha = `--jmvae_alpha` (0.1, SPEC 11.3); Laplace(0.75) image likelihoods
-with lambda = 3.918 for MNIST (SPEC 11.2); joint encoder = contrastive-paper Table 4 network
+Decisions recorded: alpha = `--jmvae_alpha` (0.1, Suzuki et al. 2016); Laplace(0.75) image likelihoods
+with lambda = 3.918 for MNIST (Shi et al. 2019: the ratio of SVHN to MNIST dimensions); joint encoder = contrastive-paper Table 4 network
 for two images, per-modality-feature MLP otherwise (`mmali_tf.networks.joint_encoder`).
 Inference: `encode(m, x)` is the unimodal q_m; `encode_joint(xs)` is the model's own joint
 posterior q(z|X) (the raw joint encoder; it has no EMA copy), which `joint_posterior` returns
-when every modality is given (synergy, joint latent probe; SPEC 6); `fuse` (subsets, M > 2) =
+when every modality is given (synergy, joint latent probe); `fuse` (subsets, M > 2) =
 PoE of the unimodal experts without a prior expert (MultiVae convention).
 """
 
@@ -26,10 +26,11 @@ from mmali_tf.models.base import Params
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
 from mmali_tf.networks.joint_encoder import build_joint_encoder
+from mmali_tf.models.vae.settings import JMVAESettings
 from mmali_tf.registry import register_model
 
 
-@register_model("jmvae")
+@register_model("jmvae", settings=JMVAESettings)
 class JMVAE(VAEModel):
     """JMVAE-kl (registry name "jmvae")."""
 
@@ -39,9 +40,9 @@ class JMVAE(VAEModel):
     prior_expert = False
 
     def build_extra_networks(self) -> None:
-        self.alpha = float(self.config.get("jmvae_alpha", 0.1))
-        self.joint_encoder = build_joint_encoder(
-            self.specs, 2 * self.layout.latent_dim, init=str(self.config.get("init", "torch")))
+        self.alpha = self.settings.jmvae_alpha
+        self.joint_encoder = build_joint_encoder(self.specs, 2 * self.layout.latent_dim,
+                                                 init=self.settings.init)
 
     @property
     def extra_variables(self) -> list[keras.Variable]:

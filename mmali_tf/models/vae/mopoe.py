@@ -16,7 +16,7 @@ Decisions recorded (from the authors' code, thomassutter/MoPoE 0ad2d56):
 * a N(0, I) prior expert joins the product of the *full* set only (their `poe_fusion` adds it
   when every modality is in the subset); `fusion_prior_expert` applies the same rule at
   inference, so conditional generation from a proper subset uses PoE(S) without the prior;
-* Normal posteriors with the log-variance head (clipped to +-10, SPEC_BASELINES pitfall 3);
+* Normal posteriors with the log-variance head (clipped to +-10 against a PoE precision blow-up);
 * no modality-specific latents (the paper's PolyMNIST setting, `--style_dim=0`);
 * likelihood weights lambda_m from the dataset (1 for PolyMNIST-style equal-size images).
 If B < T, rows map one-to-one onto the first B subsets (the authors' code would send every
@@ -34,6 +34,7 @@ import tensorflow as tf
 from mmali_tf import latent as latent_lib
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
+from mmali_tf.models.vae.settings import MoPoESettings
 from mmali_tf.registry import register_model
 
 
@@ -46,7 +47,7 @@ def subset_mask(num_modalities: int) -> np.ndarray:
     return mask
 
 
-@register_model("mopoe")
+@register_model("mopoe", settings=MoPoESettings)
 class MoPoE(VAEModel):
     """Mixture-of-products-of-experts multimodal VAE (registry name "mopoe")."""
 
@@ -60,7 +61,7 @@ class MoPoE(VAEModel):
         mask = subset_mask(len(self.modalities))
         self.subsets = mask
         self.prior_rows = (mask.sum(axis=1) == len(self.modalities)).astype(np.float32)
-        self.beta_content = float(self.config.get("beta_content", 1.0))
+        self.beta_content = self.settings.beta_content
 
     def loss_term_names(self) -> list[str]:
         return ["recon", "kl"]
