@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from mmali_tf.data import digits
+from mmali_tf.data.settings import DigitsTextSettings
 from mmali_tf.data.specs import PairedDataset
 from mmali_tf.data.text import text_dataset
 from mmali_tf.registry import register_dataset
 
 
-@register_dataset("digits_text", reads=("digits_print_per_class", "digits_print_colours",
-                                        "digits_distractor_prob"))
+@register_dataset("digits_text", settings=DigitsTextSettings)
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `digits_text` PairedDataset (modalities `hand`, `print`, `text`)."""
     return text_dataset("digits_text", (digits.HAND, digits.PRINT), digits.splits(config),
-                        config)
+                        config, DigitsTextSettings.from_config(config).seed)

@@ -13,14 +13,16 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from mmali_tf.data import idx, svhn
+from mmali_tf.data.settings import MNISTSVHNTextSettings
 from mmali_tf.data.specs import PairedDataset
 from mmali_tf.data.text import text_dataset
 from mmali_tf.registry import register_dataset
 
 
-@register_dataset("mnist_svhn_text", reads=("data_dir", "use_tfds"))
+@register_dataset("mnist_svhn_text", settings=MNISTSVHNTextSettings)
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `mnist_svhn_text` PairedDataset (modalities `mnist`, `svhn`, `text`)."""
     mnist, street = idx.load_mnist(config), svhn.load_svhn(config)
     arrays = {s: {"mnist": mnist[s], "svhn": street[s]} for s in ("train", "test")}
-    return text_dataset("mnist_svhn_text", (svhn.MNIST, svhn.SVHN), arrays, config)
+    return text_dataset("mnist_svhn_text", (svhn.MNIST, svhn.SVHN), arrays, config,
+                        MNISTSVHNTextSettings.from_config(config).seed)

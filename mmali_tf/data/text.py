@@ -85,16 +85,16 @@ class WordRule:
 
 
 def text_dataset(name: str, specs: Sequence[ModalitySpec], arrays: SplitArrays,
-                 config: Mapping[str, Any], rule: WordRule = WordRule(),
+                 config: Mapping[str, Any], seed: int, rule: WordRule = WordRule(),
                  text_name: str = "text") -> PairedDataset:
     """A PairedDataset of the modalities of `arrays` plus a text modality `text_name`.
 
     The text instances are one drawing (fixed seed) per instance of the first modality, with
     its labels; every split is paired by class with the pairing flags of `config` (the test
-    split with `PairingRule.for_test`), and training redraws the text of every example.
+    split with `PairingRule.for_test`) and the run `seed`, and training redraws the text of
+    every example.
     """
     pairing = PairingRule.from_config(config)
-    seed = int(config.get("seed", 0))
     splits = {}
     for k, (split, per_modality) in enumerate(arrays.items()):
         base_labels = next(iter(per_modality.values()))[1].astype(np.int32)
