@@ -243,13 +243,21 @@ def define_export_flags() -> None:
                          "new one is complete).")
     flags.DEFINE_list("graphs", None, "Export only these graphs (e.g. translate_hand_to_print,"
                       "encoder_hand); default: all.")
+    flags.DEFINE_enum("quantize", "none", ["none", "static_int8"], "static_int8: write an int8 "
+                      "bundle (onnxruntime static QDQ quantization of Conv/MatMul, calibrated "
+                      "on --calibration_examples training examples) with its fidelity against "
+                      "the float bundle (max output error, coherence) in the manifest.")
+    flags.DEFINE_integer("calibration_examples", 256, "With --quantize: training examples per "
+                         "modality used to calibrate activation ranges.", lower_bound=1)
 
 
 def define_translate_flags() -> None:
     """Flags of `tools/translate.py` (idempotent; TensorFlow-free like this module)."""
     if _defined("bundle"):
         return
-    flags.DEFINE_string("bundle", None, "Bundle directory written by tools/export_onnx.py.")
+    flags.DEFINE_string("bundle", None, "Bundle directory written by tools/export_onnx.py "
+                        "(default: the trained digits mmALI bundle shipped with the package, "
+                        "modalities hand and print, loaded pinned to its digest).")
     flags.DEFINE_string("bundle_digest", None, "Refuse the bundle unless the sha256 of its "
                         "manifest.json is this (printed by the export, also in <bundle>.sha256); "
                         "pin every bundle you did not build yourself.")

@@ -76,6 +76,14 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
         fail(flag_error_message(error))
 
 
+def usage_from(doc: str | None) -> None:
+    """Make `doc` the `--help` text when the program's main module has none (console-script
+    wrappers), as it is under `python -m` and tools/*.py."""
+    main = sys.modules.get("__main__")
+    if main is not None and not getattr(main, "__doc__", None):
+        main.__doc__ = doc
+
+
 def reject_positional(argv: Sequence[str]) -> None:
     """Exit 2 if argv (as passed to `main`) holds positional arguments besides the program."""
     extra = list(argv[1:])
