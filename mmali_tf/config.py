@@ -179,7 +179,9 @@ class RunSettings(SeedSettings):
                                     "this many logical devices (0: use the visible devices).",
                                     lower_bound=0)
     checkpoint_every: int = setting(500, "Write a checkpoint every N steps.", lower_bound=1)
-    keep_checkpoints: int = setting(3, "How many checkpoints to keep.", lower_bound=1)
+    keep_checkpoints: int = setting(3, "How many checkpoints to keep (at least 2, so a damaged "
+                                    "newest one has an intact one to fall back on).",
+                                    lower_bound=2)
     log_every: int = setting(100, "Steps per Keras 'epoch': progress bar, CSV and TensorBoard "
                              "scalars are written at this cadence.", lower_bound=1)
     sample_every: int = setting(1000, "Write sample grids every N steps (0: never).",

@@ -1,7 +1,9 @@
 """Evaluate a trained run: `python -m mmali_tf.evaluate --run_dir=runs/x [--protocol=clean]`.
 
 Writes `run_dir/eval/<protocol>[_<probe>]/` (`report.eval_dir_name`): `metrics.json` (schema
-in `mmali_tf.metrics.report`), `report.md`, `cross_generation.png` and `cross_confusion.png`,
+in `mmali_tf.metrics.report`), `per_input.npz` (`per_input_arrays`: per scored input, whether
+it was right, and which distinct test input it was, for error bars), `report.md`,
+`cross_generation.png` and `cross_confusion.png`,
 so evaluations under different protocols sit side by side. `evaluate_model` is the
 programmatic core (any MultimodalModel + PairedDataset).
 """
@@ -13,6 +15,7 @@ import os
 import sys
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 from absl import app, flags
 
 from mmali_tf import cli
@@ -107,7 +110,8 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
                    classifiers: Mapping[str, Any] | None = None,
                    classifier_accuracy: Mapping[str, float] | None = None
                    ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """All metrics of `model` on `ds`; returns (metrics dict, figure material).
+    """All metrics of `model` on `ds`; returns (metrics dict, figure material and the
+    `per_input` arrays).
 
     `classifiers` and `classifier_accuracy` (both, or neither) replace the cached digit
     classifiers (any objects with `predict(x, seed) -> labels`).
@@ -135,15 +139,18 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
                      ", ".join(f"{m} ({a:.3f})" for m, a in weak.items()))
     split = ds.split(opts.split)
     rows = sample_rows(split.num_pairs, opts.num_samples, opts.seed)
+    probe_correct: dict[str, np.ndarray] = {}
+    joint_correct: dict[str, np.ndarray] = {}
     metrics: dict[str, Any] = {
         "latent_accuracy": latent_accuracy.latent_accuracy(
             view, ds, opts.split, opts.protocol, opts.probe_epochs, opts.num_samples,
             opts.batch_size, opts.seed, opts.verbose, opts.latent_probe,
-            opts.probe_min_updates),
+            opts.probe_min_updates, record=probe_correct),
         "classifier_accuracy": dict(classifier_accuracy)}
     joint, joint_hist = coherence.joint_coherence(
         view, classifiers, opts.num_samples, opts.batch_size, opts.seed,
-        shared_z=opts.protocol == "reference", verbose=opts.verbose, num_classes=ds.num_classes)
+        shared_z=opts.protocol == "reference", verbose=opts.verbose, num_classes=ds.num_classes,
+        record=joint_correct)
     metrics["joint_coherence"] = {"all": joint}
     methods = FUSION_METHODS if view.stochastic else ()
     if not view.stochastic:
@@ -200,12 +207,39 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
     texts = text_generations(ds, opts.split, generations)
     if texts:
         meta["text_generations"] = texts
-    figures = {"confusion": conditional.confusion(),
+    figures = {"per_input": per_input_arrays(split, view.modalities, rows, probe_correct,
+                                             joint_correct["all"], conditional.correct_rows()),
+               "confusion": conditional.confusion(),
                "generations": {k: tuple(display_images(ds.spec(m), x)
                                         for m, x in zip(k.split("->"), v))
                                for k, v in generations.items()
                                if all(ds.spec(m).kind != "vector" for m in k.split("->"))}}
     return metrics, figures
+
+
+def per_input_arrays(split: Any, modalities: Sequence[str], rows: np.ndarray,
+                     probes: Mapping[str, np.ndarray], joint: np.ndarray,
+                     conditional: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`<set>/correct` (bool per scoring) and `<set>/input` (int64 id of the distinct test
+    input scored) for every probe (`latent/<m>/<part>`: test instance; `latent/joint/...`:
+    one of the distinct test pairs probed), joint coherence (`joint/all`: prior sample) and
+    conditional set (`cross/a->b` and `self/a`: the source's test instance; `synergy/...`:
+    the pair row)."""
+    out: dict[str, np.ndarray] = {}
+
+    def put(key: str, correct: np.ndarray, inputs: np.ndarray) -> None:
+        out[f"{key}/correct"] = np.asarray(correct, bool)
+        out[f"{key}/input"] = np.asarray(inputs, np.int64)
+
+    for key, correct in probes.items():
+        put(f"latent/{key}", correct, np.arange(len(correct)))
+    put("joint/all", joint, np.arange(len(joint)))
+    instance = {m: split.pairs[rows, k] for k, m in enumerate(modalities)}
+    for key, correct in conditional.items():
+        kind, _, name = key.partition("/")
+        source = name.split("->")[0] if kind in ("cross", "self") else None
+        put(key, correct, instance[source] if source else rows)
+    return out
 
 
 def text_generations(ds: Any, split: str,
@@ -228,10 +262,18 @@ def text_generations(ds: Any, split: str,
 
 
 def write_outputs(out_dir: str, metrics: Mapping[str, Any], figures: Mapping[str, Any]) -> None:
-    """metrics.json (validated), report.md and the PNG figures, each written atomically."""
+    """metrics.json (validated), per_input.npz, report.md and the PNG figures, each written
+    atomically."""
+    import io
+
+    from mmali_tf.data.cache import atomic_write_bytes
     from mmali_tf.metrics import report
 
     report.validate_metrics(metrics)
+    if "per_input" in figures:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **figures["per_input"])
+        atomic_write_bytes(os.path.join(out_dir, "per_input.npz"), buf.getvalue())
     report.write_json(os.path.join(out_dir, "metrics.json"), metrics)
     report.write_text(os.path.join(out_dir, "report.md"), report.render_report(metrics))
     report.confusion_figure(figures["confusion"], os.path.join(out_dir, "cross_confusion.png"))
@@ -255,11 +297,13 @@ def main(argv: Sequence[str]) -> None:
         ds = data.load(trained.dataset_name, trained.config)
         if not opts.cache_dir:
             opts.cache_dir = DataSettings.from_config(trained.config).cache_dir
-    metrics, figures = evaluate_model(trained.model, ds, opts, step=trained.step)
-    from mmali_tf.metrics.report import eval_dir_name
+    with cli.disk_full_errors():  # classifier caches and the outputs
+        metrics, figures = evaluate_model(trained.model, ds, opts, step=trained.step)
+        from mmali_tf.metrics.report import eval_dir_name
 
-    out_dir = os.path.join(FLAGS.run_dir, "eval", eval_dir_name(opts.protocol, opts.latent_probe))
-    write_outputs(out_dir, metrics, figures)
+        out_dir = os.path.join(FLAGS.run_dir, "eval",
+                               eval_dir_name(opts.protocol, opts.latent_probe))
+        write_outputs(out_dir, metrics, figures)
     print(f"Wrote {out_dir}/metrics.json, report.md and figures "
           f"(protocol {opts.protocol}, step {trained.step})", flush=True)
 

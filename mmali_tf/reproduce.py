@@ -5,18 +5,22 @@ Trains every run of the suite (`mmali_tf.repro.suites`; resuming or skipping wha
 `--runs_root`), evaluates it, and writes `reproduction/<suite>.json` (per run: config, flags
 hash, steps, training wall time, ms/step, metrics, protocol; the machine and the budget),
 `reproduction/<suite>.md` and `reproduction/<suite>.png`. Reduced budgets are recorded and
-printed in every table row. `--update_readme` only re-renders the generated tables of the
-results page (`--readme`, default `docs/results.md`, which README links) and
-`reproduction/<suite>.md/.png` from `reproduction/*.json`; `--check_readme` exits 1 when the
-page differs.
+printed in every table row. `--runs=REGEX` trains/evaluates only the matching runs and keeps
+the other runs' records of the existing `reproduction/<suite>.json` (each record carries the
+budget it ran under), so a suite can be filled in parts at different budgets.
+`--update_readme` only re-renders the generated tables of the results page (`--readme`,
+default `docs/results.md`, which README links) and `reproduction/<suite>.md/.png` from
+`reproduction/*.json`; `--check_readme` exits 1 when the page differs.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import json
 import os
 import platform
+import re
 import sys
 import time
 from typing import Any, Sequence
@@ -40,8 +44,6 @@ def define_flags() -> None:
     flags.DEFINE_enum("suite", None, SUITES, "Suite to run.")
     flags.DEFINE_integer("jobs", 1, "Runs trained/evaluated in parallel processes.",
                          lower_bound=1)
-    flags.DEFINE_list("runs", [], "Only these runs of the suite (names as in its table); "
-                      "default: all. The suite's files then hold only these runs.")
     flags.DEFINE_float("step_scale", 1.0, "Train each config for this fraction of its "
                        "--max_steps.", lower_bound=1e-6, upper_bound=1.0)
     flags.DEFINE_integer("max_steps", 0, "Cap on every run's steps (0: none).", lower_bound=0)
@@ -49,6 +51,9 @@ def define_flags() -> None:
                        "measured on its first steps (0: none).", lower_bound=0.0)
     flags.DEFINE_enum("protocol", "clean", ("clean", "reference"), "Evaluation protocol.")
     flags.DEFINE_integer("num_samples", 2000, "evaluate --num_samples.", lower_bound=1)
+    flags.DEFINE_string("runs", "", "Regular expression: only the suite's runs whose name it "
+                        "matches (re.search); the other runs' records of the existing suite "
+                        "JSON are kept.")
     flags.DEFINE_string("runs_root", "runs/reproduce", "Run directories of the harness.")
     flags.DEFINE_string("out_dir", "reproduction", "Where <suite>.json/.md/.png go.")
     flags.DEFINE_string("readme", RESULTS_PAGE, "The page holding the generated tables "
@@ -86,6 +91,7 @@ def run_suite(suite: str, specs: Sequence[Any], budget: Any, runs_root: str, job
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         records = list(pool.map(lambda s: runner.run_one(s, runs_root, budget), specs))
     for rec in records:
+        rec["budget_label"] = budget.label()
         status = (f"{rec['steps']:,} steps" if rec["status"] == "ok" else
                   f"FAILED: {rec.get('error')}")
         print(f"{rec['name']}: {status}", flush=True)
@@ -96,6 +102,35 @@ def run_suite(suite: str, specs: Sequence[Any], budget: Any, runs_root: str, job
     if suite == "claims":
         out["claims"] = claims.claims_rows(records)
     return out
+
+
+def select_runs(specs: Sequence[Any], pattern: str) -> list[Any]:
+    """The specs whose name matches `pattern` (all when empty); ValueError when none does."""
+    if not pattern:
+        return list(specs)
+    try:
+        chosen = [s for s in specs if re.search(pattern, s.name)]
+    except re.error as error:
+        raise ValueError(f"--runs={pattern}: not a regular expression ({error})") from None
+    if not chosen:
+        raise ValueError(f"--runs={pattern} matches no run of the suite (runs: "
+                         f"{', '.join(s.name for s in specs)})")
+    return chosen
+
+
+def merge_previous(out: dict[str, Any], specs: Sequence[Any], path: str) -> None:
+    """Put the records of `path` (the suite's previous JSON) for runs not in `out` back into
+    `out["runs"]`, in the suite's order."""
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        old = {r["name"]: r for r in json.load(f).get("runs", [])}
+    new = {r["name"]: r for r in out["runs"]}
+    out["runs"] = [new.get(s.name) or old[s.name] for s in specs
+                   if s.name in new or s.name in old]
+    labels = sorted({r["budget_label"] for r in out["runs"] if r.get("budget_label")})
+    if len(labels) > 1:
+        out["budget"]["label"] = "per run, one of: " + "; ".join(labels)
 
 
 def write_suite(out: dict[str, Any], out_dir: str) -> None:
@@ -148,15 +183,22 @@ def main(argv: Sequence[str]) -> None:
         budget = Budget(FLAGS.step_scale, FLAGS.max_steps, FLAGS.budget_minutes,
                         FLAGS.protocol, FLAGS.num_samples)
     command = "python -m mmali_tf.reproduce " + " ".join(argv_flags())
-    from mmali_tf.repro.suites import select_runs, suite_runs
+    from mmali_tf.repro.suites import suite_runs
 
+    specs = suite_runs(FLAGS.suite)
     with cli.user_errors():
-        specs = select_runs(suite_runs(FLAGS.suite), FLAGS.runs)
-    out = run_suite(FLAGS.suite, specs, budget, FLAGS.runs_root, FLAGS.jobs, command)
-    write_suite(out, FLAGS.out_dir)
-    if FLAGS.suite == "digits":   # the results page shows the main job's final sample grids
-        from mmali_tf.repro import runner
-        runner.copy_final_grids(FLAGS.runs_root, "digits_mmali", FLAGS.out_dir)
+        chosen = select_runs(specs, FLAGS.runs)
+    with cli.disk_full_errors():
+        out = run_suite(FLAGS.suite, chosen, budget, FLAGS.runs_root, FLAGS.jobs, command)
+        if FLAGS.runs:
+            merge_previous(out, specs, os.path.join(FLAGS.out_dir, FLAGS.suite + ".json"))
+            if FLAGS.suite == "claims":
+                from mmali_tf.repro import claims
+                out["claims"] = claims.claims_rows(out["runs"])
+        write_suite(out, FLAGS.out_dir)
+        if FLAGS.suite == "digits":   # the results page shows the main job's final grids
+            from mmali_tf.repro import runner
+            runner.copy_final_grids(FLAGS.runs_root, "digits_mmali", FLAGS.out_dir)
     print(f"Wrote {FLAGS.out_dir}/{FLAGS.suite}.json, .md and .png "
           f"({out['wall_s'] / 60.0:.1f} min)", flush=True)
     if any(r["status"] != "ok" for r in out["runs"]):
@@ -167,8 +209,7 @@ def argv_flags() -> list[str]:
     """The harness flags given on the command line, for the record."""
     names = ("suite", "runs", "jobs", "step_scale", "max_steps", "budget_minutes", "protocol",
              "num_samples", "runs_root", "out_dir")
-    return [f"--{n}={FLAGS[n].serialize().split('=', 1)[1]}" for n in names
-            if FLAGS[n].present]
+    return [f"--{n}={FLAGS[n].value}" for n in names if FLAGS[n].present]
 
 
 def run(argv: Sequence[str] | None = None) -> None:

@@ -161,7 +161,7 @@ def test_svhn_colours_keep_the_digit_in_the_mean_image_and_uniform_does_not():
 
 
 def test_svhn_colour_polarity_and_contrast():
-    fg, bg = fonts._photo_colours(np.random.default_rng(0), 20000)
+    fg, bg = fonts.photo_colours(np.random.default_rng(0), 20000)
     luma = np.array([0.299, 0.587, 0.114])
     assert fg.min() >= 0.0 and fg.max() <= 1.0 and bg.min() >= 0.0 and bg.max() <= 1.0
     assert np.abs((fg - bg) @ luma).min() >= fonts.MIN_CONTRAST - 1e-9

@@ -251,3 +251,61 @@ def test_features_row_pairing_and_errors(tmp_path):
         data.load("features", {"features_file": str(tmp_path / "missing.npz")})
     with pytest.raises(ValueError, match="--features_file"):
         data.load("features", {})
+
+
+def test_fashion_pair_halves_rendering_and_pairing(tmp_path, monkeypatch):
+    from mmali_tf.data import fashion_pair
+
+    monkeypatch.setattr(idx, "FASHION_SYSTEM_DIR", str(tmp_path / "not_installed"))
+    config = {"data_dir": str(tmp_path), "cache_dir": str(tmp_path / "cache"),
+              "data_multiplication": 2}
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.load("fashion_pair", config)
+    source = write_mnist(tmp_path / "fashion-mnist", np.random.default_rng(5))
+    ds = data.load("fashion_pair", config)
+    assert ds.name == "fashion_pair" and ds.modalities == ("grey", "colour")
+    for split, key, counts in (("train", "train", MNIST_TRAIN), ("test", "t10k", MNIST_TEST)):
+        x, y = source[key]
+        part = ds.split(split)
+        grey_idx, colour_idx = fashion_pair.halves(y.astype(np.int32), split)
+        assert not set(grey_idx) & set(colour_idx)                  # disjoint halves
+        assert len(grey_idx) + len(colour_idx) == len(y)
+        np.testing.assert_array_equal(part.instances["grey"][..., 0], x[grey_idx])
+        np.testing.assert_array_equal(part.labels["colour"], y[colour_idx])
+        assert part.instances["colour"].shape == (len(colour_idx), 32, 32, 3)
+        assert part.instances["colour"].dtype == np.uint8
+        # many-to-many by class: every pair shares its class; dm * sum_l min(n_grey, n_colour)
+        pair_y = [part.labels[m][part.pairs[:, k]] for k, m in enumerate(ds.modalities)]
+        np.testing.assert_array_equal(pair_y[0], pair_y[1])
+        per_class = [min(np.sum(y[grey_idx] == c), np.sum(y[colour_idx] == c))
+                     for c in range(10)]
+        assert part.num_pairs == 2 * sum(per_class) and sum(per_class) < min(counts.sum(), 99)
+    again = data.load("fashion_pair", {**config, "seed": 1})       # cached images, new pairs
+    np.testing.assert_array_equal(again.train.instances["colour"], ds.train.instances["colour"])
+    assert not np.array_equal(again.train.pairs, ds.train.pairs)
+
+
+def test_fashion_pair_colour_rendering():
+    from mmali_tf.data import fashion_pair
+
+    n = 200
+    blank = np.zeros((n, 28, 28, 1), np.uint8)
+    solid = np.full((n, 28, 28, 1), 255, np.uint8)
+    rng = np.random.default_rng(0)
+    # a solid garment fills its 28x28 box in the text colour: the box centre differs from the
+    # background by the scheme's contrast (0.4) less texture and noise; the box covers at most
+    # one of the four corners, so the farthest corner is background
+    img = fashion_pair.render_colour(solid, blank, rng).astype(np.float64) / 255.0
+    luma = img @ np.array([0.299, 0.587, 0.114])
+    corners = luma[:, [0, 0, 31, 31], [0, 31, 0, 31]]
+    gap = np.abs(corners - luma[:, 14:18, 14:18].mean(axis=(1, 2))[:, None]).max(axis=1)
+    assert np.all(gap > 0.2)
+    # distractors: slices of pool garments at the left/right edges only, in about
+    # DISTRACTOR_PROB of the images per side; the middle columns stay background
+    img = fashion_pair.render_colour(blank, solid, rng).astype(np.float64) / 255.0
+    luma = img @ np.array([0.299, 0.587, 0.114])
+    middle = luma[:, :, 10:22]
+    edge_jump = np.abs(luma[:, 16, 1] - np.median(middle[:, 4:28], axis=(1, 2))) > 0.3
+    assert 0.4 < edge_jump.mean() < 0.8
+    assert np.all(np.abs(middle - np.median(middle, axis=(1, 2), keepdims=True)).max(
+        axis=(1, 2)) < 0.5)

@@ -75,10 +75,24 @@ def test_cli_end_to_end_is_deterministic_and_follows_the_schema(run_dir, capsys)
     assert exc.value.code in (None, 0), capsys.readouterr().err[-2000:]
     assert "Wrote" in capsys.readouterr().out
     out = os.path.join(run_dir, "eval", "clean")
-    assert sorted(os.listdir(out)) == ["cross_confusion.png", "metrics.json", "report.md"]
+    assert sorted(os.listdir(out)) == ["cross_confusion.png", "metrics.json", "per_input.npz",
+                                       "report.md"]
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
     report.validate_metrics(metrics)
+    # per-input correctness reproduces every published number and names the source instance
+    with np.load(os.path.join(out, "per_input.npz")) as per:
+        assert per["cross/a->b/correct"].mean() == metrics["cross_coherence"]["a->b"]
+        assert per["self/b/correct"].mean() == metrics["self_coherence"]["b"]
+        assert per["joint/all/correct"].mean() == metrics["joint_coherence"]["all"]
+        assert per["latent/a/both/correct"].mean() == metrics["latent_accuracy"]["a"]["both"]
+        assert per["latent/joint/both/correct"].mean() == \
+            metrics["latent_accuracy"]["joint"]["both"]
+        assert per["synergy/model/a/correct"].mean() == \
+            metrics["synergy_coherence"]["model"]["a"]
+        sources = per["cross/a->b/input"]
+        assert len(sources) == metrics["meta"]["num_pairs"] and set(sources) <= set(range(60))
+        np.testing.assert_array_equal(per["latent/b/both/input"], np.arange(60))
     assert set(metrics) == {"latent_accuracy", "joint_coherence", "cross_coherence",
                             "synergy_coherence", "classifier_accuracy", "log_likelihood",
                             "cca_correlation", "self_coherence", "prediction_stats",

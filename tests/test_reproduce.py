@@ -14,7 +14,7 @@ import pytest
 
 from mmali_tf import reproduce
 from mmali_tf.repro import claims, runner, tables
-from mmali_tf.repro.suites import RunSpec, select_runs, suite_runs
+from mmali_tf.repro.suites import RunSpec, suite_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,29 +82,25 @@ def test_suites_list_every_shipped_config():
     text = [s.name for s in suite_runs("digits_text", REPO)]
     assert sorted(text) == [n for n in shipped if n.startswith("digits_text_")]
     assert text[:2] == ["digits_text_mmjsd", "digits_text_mmali"]
-    assert [s.name for s in select_runs(suite_runs("digits_text", REPO),
-                                        ["digits_text_mmali", "digits_text_mmjsd"])] == text[:2]
-    with pytest.raises(ValueError, match="--runs: digits_nope not in this suite"):
-        select_runs(suite_runs("digits_text", REPO), ["digits_nope"])
     claim_runs = {s.name: s for s in suite_runs("claims", REPO)}
-    assert {"multimnist_digits2_mmali", "multimnist_digits2_mmali_joint",
-            "digits_mmali"} <= set(claim_runs)
-    flags = claim_runs["multimnist_digits2_mmali_joint"].config_flags()
-    assert (flags["base_set"], flags["num_views"], flags["model"]) == ("digits", "2",
-                                                                        "mmali_joint")
+    assert set(claim_runs) == {f"{g}_s{seed}" for seed in (0, 1, 2) for g in (
+        "fashion_rotated2_mmali", "fashion_rotated2_mmali_joint", "fashion_pair_mmali",
+        "fashion_pair_mvae", "fashion_pair_mmvae", "fashion_pair_mmjsd", "fashion_pair_mopoe")}
+    flags = claim_runs["fashion_rotated2_mmali_joint_s1"].config_flags()
+    assert (flags["base_set"], flags["num_views"], flags["model"], flags["seed"]) == (
+        "fashion", "2", "mmali_joint", "1")
+    assert claim_runs["fashion_pair_mopoe_s2"].config_flags()["dataset"] == "fashion_pair"
     with pytest.raises(ValueError, match="unknown suite 'x'"):
         suite_runs("x", REPO)
 
 
 @pytest.mark.parametrize("suite", ["digits", "claims", "mnist_svhn", "digits_study",
                                    "digits_text"])
-def test_every_suite_run_is_a_valid_training_config(suite, monkeypatch):
+def test_every_suite_run_is_a_valid_training_config(suite):
     """Each run's config + overrides passes the training flags' parsers and dataset-flag
-    check (the fashion views of `claims` included, as if the Debian files were installed)."""
+    check."""
     from mmali_tf import train
-    from mmali_tf.repro import suites
 
-    monkeypatch.setattr(suites, "fashion_available", lambda: True)
     for spec in suite_runs(suite, REPO):
         train.make_config(spec.config_flags())
 
@@ -130,40 +126,6 @@ def test_tables_mark_budget_and_collapse_and_readme_blocks_round_trip():
         tables.update_readme("no markers\n", suites)
     text = tables.suite_markdown(suite)
     assert "## Runs" in text and "Wall time: training 3.0 min" in text
-
-
-def test_claims_direction_ignores_collapsed_baselines():
-    records = [
-        _record("multimnist_digits2_mmali", _metrics("mmali", 0.4, dataset="multimnist")),
-        _record("multimnist_digits2_mmali_joint",
-                _metrics("mmali_joint", 0.4, dataset="multimnist")),
-        _record("digits_mmali", _metrics("mmali", 0.5, joint=0.6, style=True)),
-        _record("digits_mvae", _metrics("mvae", 0.3, joint=0.2)),
-        # collapsed generations score high without being evidence: never the "best baseline"
-        _record("digits_jmvae", _metrics("jmvae", 0.9, joint=0.95, top_share=0.99)),
-    ]
-    records[1]["metrics"]["latent_accuracy"]["hand"]["both"] = 0.8
-    for rec in records:  # metrics.json is written with sorted keys: "joint" first
-        lat = rec["metrics"]["latent_accuracy"]
-        rec["metrics"]["latent_accuracy"] = {"joint": {"content": 0.5}, **lat}
-    rows = {r["key"]: r for r in claims.claims_rows(records)}
-    assert "view hand" in claims.claims_rows(records)[0]["claim"]
-    assert rows["factorised_vs_joint"]["holds"] is False  # 0.6 vs 0.8
-    assert rows["joint_coherence"]["holds"] is True
-    assert "digits_mvae" in rows["joint_coherence"]["compared"]
-    assert "collapsed baselines left out (highest digits_jmvae 95.00 (collapsed))" in rows[
-        "joint_coherence"]["compared"]
-    assert rows["content_vs_style"]["ours"] == 0.7 and rows["content_vs_style"]["holds"]
-    text = tables.readme_block(_suite("claims", records))
-    assert "| 97.02 vs 85.96 | 60.00 vs 80.00 |" in text and "| no (reversed) |" in text
-
-
-def test_claims_need_a_difference_beyond_noise():
-    assert claims.decide(0.11, 0.10, 400, 400)[0] is None  # chance vs chance
-    holds, margin = claims.decide(0.30, 0.10, 400, 400)
-    assert holds is True and margin == pytest.approx(2 * ((0.21 + 0.09) / 400) ** 0.5)
-    assert claims.decide(0.10, 0.30, 400, 400)[0] is False
-    assert claims.decide(0.3, None, 400, 400) == (None, None)
 
 
 def test_readme_tables_equal_the_committed_reproduction_json():
@@ -238,3 +200,26 @@ def test_suite_json_round_trips(tmp_path):
     path = tmp_path / "digits.json"
     path.write_text(json.dumps(suite))
     assert tables.load_suites(str(tmp_path)) == {"digits": copy.deepcopy(suite)}
+
+
+def test_runs_filter_keeps_the_other_records(tmp_path):
+    from mmali_tf import reproduce
+
+    specs = [RunSpec(n, "c.cfg") for n in ("a_s0", "a_s1", "b_s0")]
+    assert [s.name for s in reproduce.select_runs(specs, "^a_")] == ["a_s0", "a_s1"]
+    assert reproduce.select_runs(specs, "") == specs
+    with pytest.raises(ValueError, match=r"--runs=zz matches no run of the suite \(runs: a_s0"):
+        reproduce.select_runs(specs, "zz")
+    with pytest.raises(ValueError, match=r"--runs=\(: not a regular expression"):
+        reproduce.select_runs(specs, "(")
+    old = {"runs": [{"name": "b_s0", "budget_label": "at most 300 steps"},
+                    {"name": "gone", "budget_label": "x"},
+                    {"name": "a_s0", "budget_label": "old"}]}
+    path = tmp_path / "claims.json"
+    path.write_text(json.dumps(old))
+    out = {"runs": [{"name": "a_s0", "budget_label": "at most 500 steps"}],
+           "budget": {"label": "at most 500 steps"}}
+    reproduce.merge_previous(out, specs, str(path))
+    assert [r["name"] for r in out["runs"]] == ["a_s0", "b_s0"]   # suite order, new wins
+    assert out["runs"][0]["budget_label"] == "at most 500 steps"
+    assert out["budget"]["label"] == "per run, one of: at most 300 steps; at most 500 steps"

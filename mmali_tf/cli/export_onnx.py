@@ -54,10 +54,12 @@ def main(argv: list[str]) -> None:
         onnx_export.export_bundle, trained.model, opset=FLAGS.opset, weights=weights,
         training_flags=trained.config, checkpoint_step=trained.step,
         dataset=trained.dataset_name, overwrite=FLAGS.overwrite, graphs=FLAGS.graphs)
-    if FLAGS.quantize == "none":
-        manifest = export(FLAGS.out)
-    else:
-        manifest = export_quantized(trained, export)
+    with cli.disk_full_errors(FLAGS.out):  # the bundle appears whole or not at all
+        if FLAGS.quantize == "none":
+            manifest = export(FLAGS.out)
+        else:
+            manifest = export_quantized(trained, export)
+    if FLAGS.quantize != "none":
         fid = manifest["quantization"]["fidelity"]
         print(f"int8 fidelity: max |int8 - float| {fid['max_abs_error_translate']:.4f} "
               f"(translate), coherence change at most {fid['max_coherence_change_points']:.2f} "

@@ -109,7 +109,7 @@ def _tinted(rng: np.random.Generator, luminance: np.ndarray) -> np.ndarray:
     return luminance[:, None] + hue * room * rng.uniform(0.0, MAX_SATURATION, (len(luminance), 1))
 
 
-def _photo_colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+def photo_colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """`svhn` scheme: (text, background) RGB colours, mostly desaturated, dark text on a
     lighter background with probability DARK_TEXT_SHARE, luminance contrast >= MIN_CONTRAST."""
     light = rng.uniform(MIN_CONTRAST + 0.15, 1.0, size=n)
@@ -120,7 +120,7 @@ def _photo_colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nda
     return fg, bg
 
 
-def _textures(rng: np.random.Generator, n: int) -> np.ndarray:
+def textures(rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, SIZE, SIZE, 3) zero-mean-ish background textures: flat, gradient, noise or stripes."""
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) / (SIZE - 1) * 2.0 - 1.0
     kind = rng.integers(0, 4, size=n)
@@ -157,8 +157,8 @@ def render_prints(labels: np.ndarray, rng: np.random.Generator, colours: str = "
             centre=len(left), height_frac=rng.uniform(0.5, 0.78), gap=rng.uniform(-0.5, 3.0),
             angle=rng.uniform(-12.0, 12.0), dx=rng.uniform(-2.5, 2.5), dy=rng.uniform(-2.0, 2.0),
             blur=rng.uniform(0.0, 1.0))
-    fg, bg = (_photo_colours if colours == "svhn" else _contrasting_colours)(rng, n)
-    background = bg[:, None, None, :] + _textures(rng, n)
+    fg, bg = (photo_colours if colours == "svhn" else _contrasting_colours)(rng, n)
+    background = bg[:, None, None, :] + textures(rng, n)
     noise = rng.normal(0.0, 1.0, size=(n, SIZE, SIZE, 3)) * rng.uniform(0.0, 0.03, (n, 1, 1, 1))
     m = masks[..., None]
     img = background * (1.0 - m) + fg[:, None, None, :] * m + noise

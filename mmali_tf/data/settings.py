@@ -130,6 +130,11 @@ class FashionRotatedSettings(PairingSettings, ViewsSettings, DataDirSettings):
 
 
 @dataclasses.dataclass(frozen=True)
+class FashionPairSettings(PairingSettings, DataDirSettings):
+    """`fashion_pair` (`data/fashion_pair.py`)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class FeaturesSettings(DataSettings):
     """`features` (`data/features.py`; its own pairs: no pairing flags)."""
 

@@ -53,19 +53,26 @@ def prediction_stats(counts: np.ndarray) -> dict[str, float]:
 
 @dataclasses.dataclass
 class Tally:
-    """Label x prediction counts of one generated set (label -1: unlabelled, joint)."""
+    """Label x prediction counts of one generated set (label -1: unlabelled, joint), and
+    whether each labelled prediction was right, in the order added."""
 
     num_classes: int
 
     def __post_init__(self) -> None:
         self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
         self.histogram = np.zeros(self.num_classes, np.int64)
+        self.correct: list[np.ndarray] = []
 
     def add(self, pred: np.ndarray, labels: np.ndarray | None = None) -> None:
         pred = np.asarray(pred, np.int64)
         np.add.at(self.histogram, pred, 1)
         if labels is not None:
             np.add.at(self.confusion, (np.asarray(labels, np.int64), pred), 1)
+            self.correct.append(pred == np.asarray(labels, np.int64))
+
+    def correct_rows(self) -> np.ndarray:
+        """Per labelled prediction (in order), whether it matched its label."""
+        return np.concatenate(self.correct) if self.correct else np.zeros(0, bool)
 
     @property
     def accuracy(self) -> float:
@@ -75,12 +82,14 @@ class Tally:
 def joint_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
                     num_samples: int = 10000, batch_size: int = 256, seed: int = 0,
                     shared_z: bool = False, verbose: bool = False,
-                    num_classes: int = 10) -> tuple[float, dict[str, np.ndarray]]:
+                    num_classes: int = 10, record: dict[str, np.ndarray] | None = None
+                    ) -> tuple[float, dict[str, np.ndarray]]:
     """Fraction of prior samples whose decodings get the same class in every modality, and
-    the predicted-class histogram of each modality."""
+    the predicted-class histogram of each modality; `record`, when given, receives the
+    per-sample agreement under "all"."""
     gen, clf_gen = seed_stream(seed, 2), seed_stream(seed, 3)
     tallies = {m: Tally(num_classes) for m in view.modalities}
-    agree, bar = 0, progress(num_samples, "joint coherence", verbose)
+    agreed, bar = [], progress(num_samples, "joint coherence", verbose)
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)
         z = view.sample_prior(n, gen)
@@ -90,9 +99,12 @@ def joint_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
                           for m in view.modalities])
         for m, pred in zip(view.modalities, preds):
             tallies[m].add(pred)
-        agree += int(np.sum(np.all(preds == preds[:1], axis=0)))
+        agreed.append(np.all(preds == preds[:1], axis=0))
         tick(bar, n)
-    return agree / num_samples, {m: t.histogram for m, t in tallies.items()}
+    agree = np.concatenate(agreed) if agreed else np.zeros(0, bool)
+    if record is not None:
+        record["all"] = agree
+    return int(np.sum(agree)) / num_samples, {m: t.histogram for m, t in tallies.items()}
 
 
 @dataclasses.dataclass
@@ -109,6 +121,15 @@ class ConditionalResult:
         return ({k: t.accuracy for k, t in self.cross.items()},
                 {k: t.accuracy for k, t in self.self_rec.items()},
                 {f: {m: t.accuracy for m, t in per.items()} for f, per in self.synergy.items()})
+
+    def correct_rows(self) -> dict[str, np.ndarray]:
+        """Per scored pair row (in order), whether each generated set was right, keyed like
+        `histograms`."""
+        out = {f"cross/{k}": t.correct_rows() for k, t in self.cross.items()}
+        out.update({f"self/{m}": t.correct_rows() for m, t in self.self_rec.items()})
+        out.update({f"synergy/{f}/{m}": t.correct_rows()
+                    for f, per in self.synergy.items() for m, t in per.items()})
+        return out
 
     def confusion(self) -> dict[str, np.ndarray]:
         return {k: t.confusion for k, t in self.cross.items()}

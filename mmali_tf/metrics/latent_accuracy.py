@@ -99,14 +99,27 @@ class _Adam:
             p -= self.lr * (m / (1 - b1 ** self.t)) / (np.sqrt(v / (1 - b2 ** self.t)) + 1e-8)
 
 
+def _correct(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.argmax(x @ w + b, axis=1) == y
+
+
 def _accuracy(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.argmax(x @ w + b, axis=1) == y))
+    return float(np.mean(_correct(w, b, x, y)))
 
 
 def fit_probe(train: CodeSet, test: CodeSet, protocol: str = "clean", epochs: int = 30,
               batch_size: int = 256, seed: int = 0, num_classes: int = 10,
               sampler: Sampler | None = None, min_updates: int = 0) -> float:
-    """Test accuracy of a linear probe on (sampled) codes under `protocol`.
+    """Test accuracy of a linear probe on (sampled) codes under `protocol` (the mean of
+    `probe_correct`; same arguments)."""
+    return float(np.mean(probe_correct(train, test, protocol, epochs, batch_size, seed,
+                                       num_classes, sampler, min_updates)))
+
+
+def probe_correct(train: CodeSet, test: CodeSet, protocol: str = "clean", epochs: int = 30,
+                  batch_size: int = 256, seed: int = 0, num_classes: int = 10,
+                  sampler: Sampler | None = None, min_updates: int = 0) -> np.ndarray:
+    """Per test code, whether the linear probe of the selected epoch classifies it correctly.
 
     Args:
       train, test: codes; `sampler(mean, logvar)` draws a code sample (None: use means).
@@ -132,7 +145,7 @@ def fit_probe(train: CodeSet, test: CodeSet, protocol: str = "clean", epochs: in
     w = rng.uniform(-bound, bound, (dim, num_classes))
     b = rng.uniform(-bound, bound, (num_classes,))
     opt = _Adam([w.shape, b.shape])
-    best_sel, best_test = -1.0, 0.0
+    best_sel, best_correct = -1.0, np.zeros(len(test.labels), bool)
     onehot = np.eye(num_classes)
     per_epoch = math.ceil(len(train.labels) / batch_size)
     for _ in range(max(epochs, math.ceil(min_updates / per_epoch))):
@@ -146,21 +159,24 @@ def fit_probe(train: CodeSet, test: CodeSet, protocol: str = "clean", epochs: in
             p /= p.sum(axis=1, keepdims=True)
             g = (p - onehot[train.labels[idx]]) / len(idx)
             opt.step([w, b], [x[idx].T @ g, g.sum(axis=0)])
-        x_test = test.draw(sampler, rng)
-        test_acc = _accuracy(w, b, x_test, test.labels)
-        sel_acc = test_acc if protocol == "reference" else _accuracy(
+        correct = _correct(w, b, test.draw(sampler, rng), test.labels)
+        sel_acc = float(np.mean(correct)) if protocol == "reference" else _accuracy(
             w, b, select.draw(sampler, rng), select.labels)
         if sel_acc >= best_sel:  # ties: prefer the longer-trained probe
-            best_sel, best_test = sel_acc, test_acc
-    return best_test
+            best_sel, best_correct = sel_acc, correct
+    return best_correct
 
 
 def fit_logistic_probe(train: CodeSet, test: CodeSet, seed: int = 0,
                        train_codes: int = SUTTER_TRAIN_CODES) -> float:
-    """Sutter et al.'s probe: logistic regression on the means of `train_codes` seeded codes.
+    """Sutter et al.'s probe: logistic regression on the means of `train_codes` seeded codes;
+    its accuracy on the means of every test code (the mean of `logistic_probe_correct`)."""
+    return float(np.mean(logistic_probe_correct(train, test, seed, train_codes)))
 
-    Returns the accuracy on the means of every test code.
-    """
+
+def logistic_probe_correct(train: CodeSet, test: CodeSet, seed: int = 0,
+                           train_codes: int = SUTTER_TRAIN_CODES) -> np.ndarray:
+    """Per test code, whether `fit_logistic_probe`'s regression classifies its mean right."""
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(seed)
@@ -173,7 +189,7 @@ def fit_logistic_probe(train: CodeSet, test: CodeSet, seed: int = 0,
                          f"{len(test.labels)} test codes")
     clf = LogisticRegression(solver="lbfgs", max_iter=1000)
     clf.fit(train.mean.astype(np.float64), labels)
-    return float(np.mean(clf.predict(test.mean.astype(np.float64)) == test.labels))
+    return clf.predict(test.mean.astype(np.float64)) == test.labels
 
 
 def encode_codes(view: InferenceView, modality: str, x: np.ndarray, labels: np.ndarray,
@@ -212,7 +228,8 @@ def code_parts(style_dim: int) -> dict[str, slice]:
 def latent_accuracy(view: InferenceView, ds: PairedDataset, split: str = "test",
                     protocol: str = "clean", epochs: int = 30, max_pairs: int = 10000,
                     batch_size: int = 256, seed: int = 0, verbose: bool = False,
-                    probe: str = "shi", min_updates: int = 0) -> dict[str, dict[str, float]]:
+                    probe: str = "shi", min_updates: int = 0,
+                    record: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
     """Probe accuracy per modality and code part, and of the fused posterior's content.
 
     Unimodal probes train on the train instances of the modality (all of them for `shi`, 256
@@ -220,7 +237,9 @@ def latent_accuracy(view: InferenceView, ds: PairedDataset, split: str = "test",
     each split (stochastic models only) and the model's own joint posterior
     (`MultimodalModel.joint_posterior`). Returns `{modality: {part: acc}, "joint": {part:
     acc}}` where the joint part is "content" ("both" when the model has no style code).
-    `epochs` and `min_updates` are the `shi` probe's budget (`fit_probe`).
+    `epochs` and `min_updates` are the `shi` probe's budget (`fit_probe`). `record`, when
+    given, receives the per-test-code correctness of every probe under `"<modality>/<part>"`
+    (`"joint/<part>"`: one entry per probed test pair).
     """
     check_protocol(protocol)
     if probe not in PROBES:
@@ -234,11 +253,15 @@ def latent_accuracy(view: InferenceView, ds: PairedDataset, split: str = "test",
     def sampler(mean: np.ndarray, logvar: np.ndarray | None) -> np.ndarray:
         return np.asarray(draw(mean, logvar))
 
-    def fit(train: CodeSet, test: CodeSet) -> float:
+    def fit(train: CodeSet, test: CodeSet, key: str) -> float:
         if probe == "sutter":
-            return fit_logistic_probe(train, test, seed)
-        return fit_probe(train, test, protocol, epochs, batch_size, seed, ds.num_classes,
-                         sampler, min_updates)
+            correct = logistic_probe_correct(train, test, seed)
+        else:
+            correct = probe_correct(train, test, protocol, epochs, batch_size, seed,
+                                    ds.num_classes, sampler, min_updates)
+        if record is not None:
+            record[key] = correct
+        return float(np.mean(correct))
 
     parts = code_parts(view.layout.style_dim)
     bar = progress(len(view.modalities) * len(parts) + int(view.stochastic),
@@ -250,7 +273,7 @@ def latent_accuracy(view: InferenceView, ds: PairedDataset, split: str = "test",
         te = encode_codes(view, m, test_split.instances[m], test_split.labels[m], batch_size)
         out[m] = {}
         for part, cols in parts.items():
-            out[m][part] = fit(tr.columns(cols), te.columns(cols))
+            out[m][part] = fit(tr.columns(cols), te.columns(cols), f"{m}/{part}")
             tick(bar, 1)
     if view.stochastic:
         tr = joint_codes(view, ds, "train", sample_rows(ds.train.num_pairs, max_pairs, seed),
@@ -258,6 +281,6 @@ def latent_accuracy(view: InferenceView, ds: PairedDataset, split: str = "test",
         te = joint_codes(view, ds, split, sample_rows(test_split.num_pairs, max_pairs, seed + 1),
                          batch_size)
         part = "content" if view.layout.style_dim else "both"
-        out["joint"] = {part: fit(tr, te)}
+        out["joint"] = {part: fit(tr, te, f"joint/{part}")}
         tick(bar, 1)
     return out

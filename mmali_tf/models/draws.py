@@ -77,15 +77,22 @@ class RandomDraws:
 class ReplayDraws:
     """Draws given as arrays by name; asking for a missing name or a wrong shape is an error.
 
-    `unused()` lists the given names no draw asked for, so a test can check that the replay
-    consumed exactly the authors' draws.
+    A name asked for several times (e.g. by each of `dis_iter` critic updates of one
+    `train_step`) is given as `<name>#0`, `<name>#1`, ... in the order of the requests; a plain
+    `<name>` answers every request. `unused()` lists the given names no draw asked for, so a
+    test can check that the replay consumed exactly the authors' draws.
     """
 
     def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
         self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
         self.used: set[str] = set()
+        self.requests: dict[str, int] = {}
 
     def _get(self, name: str, shape: Sequence[int] | None, dtype) -> tf.Tensor:
+        k = self.requests.get(name, 0)
+        self.requests[name] = k + 1
+        if name not in self.arrays:
+            name = f"{name}#{k}"
         if name not in self.arrays:
             raise KeyError(f"replay has no draw named {name!r}; it has {sorted(self.arrays)}")
         value = self.arrays[name]

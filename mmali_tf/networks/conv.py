@@ -19,6 +19,7 @@ register_network_family("svhn_conv")
 SIZE = 32
 CHANNELS = (32, 64, 128)
 CRITIC_FEATURES = 256
+HEAD_WIDTHS = (1024, 1024)
 
 
 def check_spec(spec) -> None:
@@ -61,7 +62,7 @@ def critic_z_widths(spec) -> tuple[int, ...]:
 
 
 def critic_head_widths(spec) -> tuple[int, ...]:
-    return (1024, 1024)
+    return HEAD_WIDTHS
 
 
 joint_branch = critic_x_features

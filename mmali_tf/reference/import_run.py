@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zipfile
 from typing import Any, Mapping
 
 import numpy as np
@@ -48,15 +49,25 @@ def read_checkpoint(path: str) -> tuple[dict, dict | None, int]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--checkpoint={path}: no such file")
     if path.endswith(".npz"):
-        with np.load(path) as z:
-            return _split({k: z[k] for k in z.files})
+        try:
+            with np.load(path) as z:
+                return _split({k: z[k] for k in z.files})
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+            raise ValueError(f"--checkpoint={path}: cannot be read completely "
+                             f"({type(error).__name__}: {error}); is the file cut short?"
+                             ) from None
     if path.endswith((".pt", ".pth", ".tar", ".rar")):
         try:
             import torch
         except ImportError:
             raise ValueError(f"--checkpoint={path}: reading a PyTorch file needs torch; "
                              "save its state_dict as .npz (numpy.savez) instead") from None
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except (OSError, EOFError, RuntimeError, ValueError) as error:
+            raise ValueError(f"--checkpoint={path}: cannot be read completely "
+                             f"({type(error).__name__}: {str(error)[:200]}); is the file cut "
+                             "short?") from None
 
         def arrays(d):
             return {k: v.detach().cpu().numpy() for k, v in d.items() if hasattr(v, "numpy")}

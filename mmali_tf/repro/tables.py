@@ -137,7 +137,10 @@ def suite_markdown(suite: Mapping[str, Any]) -> str:
 
 def suite_chart(suite: Mapping[str, Any], path: str) -> None:
     """Bar chart PNG of the suite's digits runs (else its first dataset's), %, in the columns
-    of its table."""
+    of its table; for `claims`, the claims with their error bars."""
+    if suite["suite"] == "claims":
+        claims_lib.claims_chart(claims_lib.claims_rows(suite["runs"]), path)
+        return
     groups = _groups(suite)
     records = groups.get("digits") or next(iter(groups.values()), [])
     if suite["suite"] == "digits_study":   # the shipped configs; the variants are in its tables

@@ -6,11 +6,14 @@
   authors' code makes, so the fixture can name each draw; `ReparameterizeRecorder` the draws
   of a reparameterisation function that samples with `Tensor.normal_`.
 - `exact_singular_vectors`: sets every spectral-norm `u`, `v` to the exact top singular pair.
+- `narrow_layers`: builds the authors' networks with smaller hidden widths (so that a fixture
+  can store every entry of every tensor of a whole trajectory).
 - `Fixture`: collects named arrays and metadata and writes `<case>.npz` + `<case>.json`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import json
 import os
@@ -152,6 +155,42 @@ class ReparameterizeRecorder:
 
     def __exit__(self, *exc) -> None:
         setattr(self.owner, self.attr, self.original)
+
+
+# hidden width of the authors' mmALI networks (models/mnist.py, svhn.py, mnist_svhn.py,
+# multimnist.py) -> its narrowed value: the SVHN convnets' channels (32, 64, 128) / 8, every
+# other width / 32 (400 rounded up); the concatenations their constructors write as literals
+# (512, 768, 1024 = 2, 3, 4 x 256) stay consistent (1024 is also a plain width: 32 either way)
+NARROW = {32: 4, 64: 8, 128: 16, 256: 8, 400: 13, 512: 16, 768: 24, 1024: 32}
+
+
+@contextlib.contextmanager
+def narrow_layers(widths: dict[int, int]):
+    """Within the context, `nn.Linear`, `nn.Conv2d`, `nn.ConvTranspose2d` and `nn.Embedding` built with an
+    in/out size in `widths` get `widths[size]` instead (other sizes: data, latent and output
+    dimensions, are kept). The authors' classes, forward code, layer order, kernel sizes and
+    spectral norms are unchanged; only their width constants are smaller."""
+    def size(n):
+        return widths.get(n, n)
+
+    originals = {}
+    for cls in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Embedding):
+        originals[cls] = cls.__init__
+
+        def init(self, *args, __orig=originals[cls], **kwargs):
+            # the two sizes come positionally or by keyword (in_/out_features, _channels)
+            args = [size(a) if i < 2 else a for i, a in enumerate(args)]
+            for key in ("in_features", "out_features", "in_channels", "out_channels",
+                        "num_embeddings", "embedding_dim"):
+                if key in kwargs:
+                    kwargs[key] = size(kwargs[key])
+            __orig(self, *args, **kwargs)
+        cls.__init__ = init
+    try:
+        yield
+    finally:
+        for cls, orig in originals.items():
+            cls.__init__ = orig
 
 
 def spectral_norm_modules(module: torch.nn.Module):

@@ -8,8 +8,8 @@ Maximised bound (per datapoint, batch mean, as the authors' `joint_elbo` method)
 where (1/T) sum_S KL(q_S || p) >= KL(q || p) (convexity), so this is a lower bound of the
 ELBO of the mixture. The expectation uses "mixture component selection" (one reparameterised
 sample per datapoint from subset S(b): the batch is cut into T contiguous chunks of
-floor(B/T) rows, the last subset taking the rest; `objectives.component_selection`, shared
-with mmJSD). beta_c is `--beta_content` (default 1; the authors' `basic_routine_epoch`
+floor(B/T) rows, the last subset taking the rest, the whole batch when B < T;
+`objectives.component_selection`, shared with mmJSD). beta_c is `--beta_content` (default 1; the authors' `basic_routine_epoch`
 weighs the subset KLs by beta * beta_content).
 
 Decisions recorded (from the authors' code, thomassutter/MoPoE 0ad2d56):

@@ -79,6 +79,10 @@ class MMJSDSettings(VAESettings, ContentWeightSettings):
     beta_style: float = setting(1.0, "mmJSD-MS: weight of the style KL terms.", lower_bound=0.0)
     stratified: bool = setting(False, "mmJSD: decode z from every expert for every datapoint "
                                "instead of mixture component selection.")
+    mmjsd_kl_epoch_steps: int = setting(
+        0, "mmJSD: steps per epoch of the authors' KL annealing (thomassutter/mmjsd run_epoch): "
+        "with --kl_anneal_steps = A * this, the KL weight is 1e-4 + e * beta / A during epoch "
+        "e < A, then beta (0: the linear per-step warm-up).", lower_bound=0)
 
 
 @dataclasses.dataclass(frozen=True)
