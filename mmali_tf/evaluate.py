@@ -82,11 +82,17 @@ class EvalOptions:
 
 
 def coherence_classifiers(ds: Any, opts: EvalOptions) -> tuple[dict[str, Any], dict[str, float]]:
-    """Cached (or freshly trained) classifier per modality and their test accuracies."""
+    """Cached (or freshly trained) classifier per modality and their test accuracies; a text
+    modality is scored by its nearest class word (`metrics.text_classifier`)."""
     from mmali_tf.metrics import classifiers as clf_lib
+    from mmali_tf.metrics.text_classifier import word_classifier
 
     out, acc = {}, {}
     for spec in ds.specs:
+        if spec.kind == "text":
+            out[spec.name] = word_classifier(ds, spec.name)
+            acc[spec.name] = out[spec.name].test_accuracy
+            continue
         clf, cached = clf_lib.load_or_train(
             spec, ds.train.instances[spec.name], ds.train.labels[spec.name],
             ds.test.instances[spec.name], ds.test.labels[spec.name], ds.name, opts.protocol,
@@ -116,6 +122,7 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
     from mmali_tf.metrics import (cca, coherence, latent_accuracy, likelihood, report,
                                   subset_coherence)
     from mmali_tf.metrics.common import InferenceView, sample_rows
+    from mmali_tf.plots import display_images
 
     opts = opts.resolved()
     keras.utils.set_random_seed(opts.seed)
@@ -196,12 +203,17 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
         meta["cca_dim"] = min(opts.cca_dim, ds.spec(vectors[0]).size, ds.spec(vectors[1]).size)
     meta["notes"] = notes
     metrics["meta"] = meta
+    generations = coherence.cross_generations(view, ds, opts.split, opts.seed)
+    texts = text_generations(ds, opts.split, generations)
+    if texts:
+        meta["text_generations"] = texts
     figures = {"per_input": per_input_arrays(split, view.modalities, rows, probe_correct,
                                              joint_correct["all"], conditional.correct_rows()),
                "confusion": conditional.confusion(),
-               "generations": {k: v for k, v in coherence.cross_generations(
-                   view, ds, opts.split, opts.seed).items()
-                   if all(ds.spec(m).kind == "image" for m in k.split("->"))}}
+               "generations": {k: tuple(display_images(ds.spec(m), x)
+                                        for m, x in zip(k.split("->"), v))
+                               for k, v in generations.items()
+                               if all(ds.spec(m).kind != "vector" for m in k.split("->"))}}
     return metrics, figures
 
 
@@ -227,6 +239,25 @@ def per_input_arrays(split: Any, modalities: Sequence[str], rows: np.ndarray,
         kind, _, name = key.partition("/")
         source = name.split("->")[0] if kind in ("cross", "self") else None
         put(key, correct, instance[source] if source else rows)
+    return out
+
+
+def text_generations(ds: Any, split: str,
+                     generations: Mapping[str, Any]) -> dict[str, list[str]]:
+    """{"a->b": ["<source> => <generated>", ...]} for the pairs with a text target (one
+    example per class): text shown as its decoded string, an image source as its class."""
+    from mmali_tf import text_codec
+    from mmali_tf.metrics.coherence import class_examples
+
+    labels = ds.split(split).pair_labels()[class_examples(ds, split)]
+    out = {}
+    for key, arrays in generations.items():
+        specs = [ds.spec(m) for m in key.split("->")]
+        if specs[1].kind != "text":
+            continue
+        shown = [[repr(t) for t in text_codec.decode(x, s.alphabet)] if s.kind == "text"
+                 else [f"class {y}" for y in labels] for s, x in zip(specs, arrays)]
+        out[key] = [f"{a} => {b}" for a, b in zip(*shown)]
     return out
 
 

@@ -266,7 +266,10 @@ def define_translate_flags() -> None:
     flags.DEFINE_string("input", None, "Source data: .npy (one example or a batch, float in the "
                         "modality's range or uint8 0..255) or an image file (.png/.jpg/.bmp), "
                         "resized and converted to the source modality.")
-    flags.DEFINE_string("output", None, "Result: .npy (the batch) or .png (an image grid).")
+    flags.DEFINE_string("input_text", None, "Source text of a text modality instead of "
+                        "--input (e.g. seven); a .txt --input holds one text per line.")
+    flags.DEFINE_string("output", None, "Result: .npy (the batch), .png (an image grid) or, for "
+                        "a text target, .txt (one generated text per line, also printed).")
     if not _defined("seed"):
         flags.DEFINE_integer("seed", 0, "Seed of the posterior and style noise.", lower_bound=0,
                              allow_override=True)

@@ -12,15 +12,15 @@ Rows of the grid of target modality t (one column per fixed example):
 * `prior`: decode_t(z) for fixed prior samples z (shared content across modalities).
 
 Codes are posterior *means*, so a grid is a deterministic function of the model and the
-fixed inputs. Grey images become RGB, images are upscaled to at least 56 px, and vector
-modalities are drawn as square grey-level maps.
+fixed inputs. Grey images become RGB, images are upscaled to at least 56 px, vector
+modalities are drawn as square grey-level maps and text modalities as their decoded strings.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -31,10 +31,42 @@ from mmali_tf.atomic import atomic_path
 MIN_CELL = 56
 GAP = 2
 MARGIN_PAD = 6
+TEXT_HEIGHT = 14
+TEXT_PAD = 2
+TEXT_CELL = 7
+
+
+def text_images(strings: Sequence[str]) -> np.ndarray:
+    """(n, h, w, 3) floats in [0, 1]: each string drawn in black on white, one fixed-width
+    cell per character, spaces as grey dots (so a text's placement is visible)."""
+    font = ImageFont.load_default()
+    length = max([len(s) for s in strings] + [1])
+    out = []
+    for s in strings:
+        tile = Image.new("RGB", (length * TEXT_CELL + 2 * TEXT_PAD, TEXT_HEIGHT),
+                         (255, 255, 255))
+        draw = ImageDraw.Draw(tile)
+        for k, ch in enumerate(s):
+            left = TEXT_PAD + k * TEXT_CELL
+            if ch.isspace():
+                draw.rectangle((left + 2, TEXT_HEIGHT - 5, left + 3, TEXT_HEIGHT - 4),
+                               fill=(170, 170, 170))
+            else:
+                draw.text((left, 1), ch, fill=(0, 0, 0), font=font)
+        out.append(np.asarray(tile, np.float32) / 255.0)
+    return np.stack(out)
+
+
+def display_images(spec: Any, x: np.ndarray) -> np.ndarray:
+    """(n, h, w, 3) floats in [0, 1] showing a batch of one image or text modality."""
+    return _to_unit_images(spec, x, tuple(spec.value_range))
 
 
 def _to_unit_images(spec: Any, x: np.ndarray, vrange: tuple[float, float]) -> np.ndarray:
-    """(n, h, w, 3) floats in [0, 1] from a batch of one modality."""
+    """(n, h, w, 3) floats in [0, 1] from a batch of one modality (text: its strings)."""
+    if spec.kind == "text":
+        from mmali_tf import text_codec
+        return text_images(text_codec.decode(x, spec.alphabet))
     x = np.asarray(x, np.float32)
     lo, hi = vrange
     x = np.clip((x - lo) / max(hi - lo, 1e-12), 0.0, 1.0)

@@ -79,7 +79,10 @@ def test_suites_list_every_shipped_config():
     digits = [s.name for s in suite_runs("digits", REPO)]
     shipped = sorted(f[:-4] for f in os.listdir(os.path.join(REPO, "configs"))
                      if f.startswith("digits_") and f.endswith(".cfg"))
-    assert digits == shipped
+    assert digits == [n for n in shipped if not n.startswith("digits_text_")]
+    text = [s.name for s in suite_runs("digits_text", REPO)]
+    assert sorted(text) == [n for n in shipped if n.startswith("digits_text_")]
+    assert text[:2] == ["digits_text_mmjsd", "digits_text_mmali"]
     claim_runs = {s.name: s for s in suite_runs("claims", REPO)}
     assert set(claim_runs) == {f"{g}_s{seed}" for seed in (0, 1, 2) for g in (
         "fashion_rotated2_mmali", "fashion_rotated2_mmali_joint", "fashion_pair_mmali",
@@ -92,7 +95,8 @@ def test_suites_list_every_shipped_config():
         suite_runs("x", REPO)
 
 
-@pytest.mark.parametrize("suite", ["digits", "claims", "mnist_svhn", "digits_study"])
+@pytest.mark.parametrize("suite", ["digits", "claims", "mnist_svhn", "digits_study",
+                                   "digits_text"])
 def test_every_suite_run_is_a_valid_training_config(suite):
     """Each run's config + overrides passes the training flags' parsers and dataset-flag
     check."""

@@ -25,23 +25,31 @@ def run_tool(tool: str, *args: str, timeout: int = 300) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A run directory with one checkpoint, exported through the CLI."""
+def export_untrained(root: Path, config: dict, specs: list, step: int, graphs: str):
+    """Build `config["model"]` for `specs`, checkpoint it at `step` in `root/run` and export
+    `graphs` to `root/bundle` through the CLI: (model, the CLI's result)."""
     from mmali_tf import models
     from mmali_tf import run_dir as run_dir_lib
 
+    model = models.build(config["model"], specs, config)
+    model.build_from_specs()
+    run = run_dir_lib.prepare(str(root / "run"), config)
+    run_dir_lib.write_run_files(run, config, specs)
+    run_dir_lib.TrainingCheckpoint(run.checkpoints, model, optimizers=False).save(step)
+    out = run_tool("export_onnx.py", f"--run_dir={root / 'run'}", f"--out={root / 'bundle'}",
+                   f"--graphs={graphs}")
+    assert out.returncode == 0, out.stderr
+    return model, out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A run directory with one checkpoint, exported through the CLI."""
     root = tmp_path_factory.mktemp("cli")
     config = {"model": "mmali", "dataset": "toy", "latent_dim": 8, "style_dim": 3,
               "ema_decay": 0.99, "seed": 0}
-    model = models.build("mmali", [HAND, PRINT], config)
-    model.build_from_specs()
-    run = run_dir_lib.prepare(str(root / "run"), config)
-    run_dir_lib.write_run_files(run, config, [HAND, PRINT])
-    run_dir_lib.TrainingCheckpoint(run.checkpoints, model, optimizers=False).save(7)
-    out = run_tool("export_onnx.py", f"--run_dir={root / 'run'}", f"--out={root / 'bundle'}",
-                   "--graphs=encoder_hand,translate_hand_to_print")
-    assert out.returncode == 0, out.stderr
+    model, out = export_untrained(root, config, [HAND, PRINT], 7,
+                                  "encoder_hand,translate_hand_to_print")
     assert "wrote" in out.stdout and "step 7" in out.stdout
     digest = (root / "bundle.sha256").read_text().split()[0]
     assert f"bundle digest {digest} (in {root / 'bundle.sha256'}" in out.stdout
@@ -180,7 +188,8 @@ def test_bad_translate_input_is_one_line_and_exit_2(exported, tmp_path):
     cases = [
         (files("x.npy"), "outside the modality's range"),
         (files("missing.npy"), "no such file"),
-        (files("ok.npy", "y.txt"), "unsupported file type '.txt'"),
+        (files("ok.npy", "y.csv"), "unsupported file type '.csv'"),
+        (files("ok.npy", "y.txt"), "target 'print' is of kind 'image'; write a .png or .npy file"),
         (files("bad.png"), "not a readable image"),
         (files("big.npy"), "array of shape (70000, 28, 28, 1) exceeds the limits of 65536 "
                            "examples"),
@@ -189,7 +198,9 @@ def test_bad_translate_input_is_one_line_and_exit_2(exported, tmp_path):
           f"--output={tmp_path / 'y.npy'}"], "unknown target modality 'svhn'"),
         ([f"--bundle={tmp_path}", "--from=hand", "--to=print", f"--input={tmp_path / 'ok.npy'}",
           f"--output={tmp_path / 'y.npy'}"], "has no manifest.json"),
-        (["--from=hand", "--to=print"], "missing required flag(s) --input --output"),
+        (["--from=hand", "--to=print"], "missing required flag(s) --output"),
+        (["--from=hand", "--to=print", "--output=x.npy"],
+         "give exactly one of --input and --input_text"),
         (base + ["--input=a.npy", "--output=b.npy", "--seed=-1"], "--seed=-1"),
         (base + ["--bogus=1"], "unknown flag --bogus"),
     ]

@@ -4,9 +4,12 @@
 //   node translate.js --bundle=DIR --from=hand --to=print --input=x.npy|digit.png \
 //       --output=y.npy|y.png [--seed=0] [--use_mean] [--noise=n.npy --style_noise=s.npy]
 //       [--threads=1]
+//   node translate.js --bundle=DIR --from=text --to=hand --input_text=seven --output=y.png
 //
 // .npy input: one example or a batch (float32/float64 in the modality's range, or uint8 0..255).
-// PNG input: an 8-bit image of the modality's height and width (grey or RGB). The posterior and
+// PNG input: an 8-bit image of the modality's height and width (grey or RGB). Text modalities:
+// --input_text=TEXT or a .txt file (one text per line) in, a .txt file (one generated text per
+// line, also printed) out. The posterior and
 // style noise are drawn from --seed (a JavaScript generator, not numpy's) unless given as .npy
 // files, which reproduces Python onnxruntime's result exactly. Errors print one line, exit 2.
 import fs from "node:fs";
@@ -15,10 +18,11 @@ import ort from "onnxruntime-node";
 import * as mm from "../../mmali_tf/web/mmali_bundle.mjs";
 import { readNpy, readPng, writeNpy, writePng } from "./files.js";
 
-const USAGE = "usage: node translate.js --bundle=DIR --from=SRC --to=DST --input=FILE " +
-  "--output=FILE [--seed=N] [--use_mean] [--noise=FILE --style_noise=FILE] [--threads=N]";
-const FLAGS = ["bundle", "from", "to", "input", "output", "seed", "use_mean", "noise",
-  "style_noise", "threads"];
+const USAGE = "usage: node translate.js --bundle=DIR --from=SRC --to=DST " +
+  "--input=FILE|--input_text=TEXT --output=FILE [--seed=N] [--use_mean] " +
+  "[--noise=FILE --style_noise=FILE] [--threads=N]";
+const FLAGS = ["bundle", "from", "to", "input", "input_text", "output", "seed", "use_mean",
+  "noise", "style_noise", "threads"];
 
 function parseArgs(argv) {
   const args = {};
@@ -27,8 +31,11 @@ function parseArgs(argv) {
     if (!m || !FLAGS.includes(m[1])) throw new Error(`unknown argument '${arg}'; ${USAGE}`);
     args[m[1]] = m[2] ?? "true";
   }
-  const missing = ["bundle", "from", "to", "input", "output"].filter((k) => !args[k]);
+  const missing = ["bundle", "from", "to", "output"].filter((k) => !args[k]);
   if (missing.length) throw new Error(`missing ${missing.map((k) => `--${k}`).join(" ")}; ${USAGE}`);
+  if ((args.input === undefined) === (args.input_text === undefined)) {
+    throw new Error(`give exactly one of --input and --input_text; ${USAGE}`);
+  }
   for (const key of ["seed", "threads"]) {
     if (args[key] !== undefined && !/^\d+$/.test(args[key])) {
       throw new Error(`--${key}=${args[key]}: expected a non-negative integer`);
@@ -40,6 +47,12 @@ function parseArgs(argv) {
 /** The source batch as {x: Float32Array, n} in the modality's value range. */
 function readInput(file, spec) {
   const size = mm.exampleSize(spec);
+  if (file.toLowerCase().endsWith(".txt")) {
+    const texts = fs.readFileSync(file, "utf8").split(/\r?\n/);
+    if (texts.length && texts[texts.length - 1] === "") texts.pop();
+    if (!texts.length) throw new Error(`--input=${file}: no text (expected one per line)`);
+    return { x: mm.textToInput(spec, texts), n: texts.length };
+  }
   if (file.toLowerCase().endsWith(".png")) {
     const { rgba, width, height } = readPng(file);
     if (height !== spec.shape[0] || width !== spec.shape[1]) {
@@ -48,7 +61,9 @@ function readInput(file, spec) {
     }
     return { x: mm.pixelsToInput(spec, rgba), n: 1 };
   }
-  if (!file.toLowerCase().endsWith(".npy")) throw new Error(`--input=${file}: expected .npy or .png`);
+  if (!file.toLowerCase().endsWith(".npy")) {
+    throw new Error(`--input=${file}: expected .npy, .png or .txt`);
+  }
   const { data, shape, dtype } = readNpy(file);
   const [lo, hi] = spec.value_range;
   const x = dtype === "|u1" ? Float32Array.from(data, (v) => lo + (v / 255) * (hi - lo))
@@ -72,6 +87,15 @@ function readNoise(file, expected, what) {
 }
 
 function writeOutput(file, y, n, spec) {
+  if (spec.kind === "text") {
+    if (!file.toLowerCase().endsWith(".txt")) {
+      throw new Error(`--output=${file}: '${spec.name}' is a text modality; expected .txt`);
+    }
+    const texts = mm.outputToText(spec, y, n);
+    fs.writeFileSync(file, texts.map((t) => `${t}\n`).join(""));
+    for (const text of texts) console.log(JSON.stringify(text));
+    return;
+  }
   if (file.toLowerCase().endsWith(".npy")) return writeNpy(file, y, [n, ...spec.shape]);
   if (!file.toLowerCase().endsWith(".png")) throw new Error(`--output=${file}: expected .npy or .png`);
   const [h, w] = spec.shape, pad = 2, width = n * (w + pad) + pad, height = h + 2 * pad;
@@ -92,8 +116,11 @@ async function main() {
   const manifest = JSON.parse(fs.readFileSync(manifestFile, "utf8"));
   const graph = mm.translateGraph(manifest, args.from, args.to);
   const src = mm.modalitySpec(manifest, args.from), dst = mm.modalitySpec(manifest, args.to);
-  if (!fs.existsSync(args.input)) throw new Error(`--input=${args.input}: no such file`);
-  const { x, n } = readInput(args.input, src);
+  if (args.input !== undefined && !fs.existsSync(args.input)) {
+    throw new Error(`--input=${args.input}: no such file`);
+  }
+  const { x, n } = args.input_text !== undefined
+    ? { x: mm.textToInput(src, [args.input_text]), n: 1 } : readInput(args.input, src);
   const arrays = mm.translateArrays(manifest, graph, x, n, {
     seed: Number(args.seed ?? 0),
     useMean: args.use_mean === "true",

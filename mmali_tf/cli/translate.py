@@ -3,15 +3,18 @@
     mmali-translate --from=hand --to=print --input=digit.png --output=out.png \
         [--bundle=bundles/digits_mmali] [--seed=0] [--use_mean] \
         [--mode=latency|throughput] [--threads=N]
+    mmali-translate --bundle=bundles/digits_text_mmjsd --from=text --to=hand \
+        --input_text=seven --output=seven.png
 
 Without --bundle it uses the trained digits mmALI bundle shipped with the package
 (`mmali_tf.export.shipped`), pinned to its recorded digest.
 
 Input: a `.npy` array (one example or a batch; float32 in the source modality's value range,
 or uint8 0..255) or an image file (`.png`, `.jpg`, `.bmp`; converted to grey or RGB and resized
-to the source modality's shape). Output: `.npy` (the translated batch) or `.png` (an image grid
-of the batch, for image modalities). `--bundle_digest=<sha256>` refuses any bundle whose
-manifest has another sha256 (see README, "Loading bundles you did not build"). Inputs are
+to the source modality's shape); for a text modality `--input_text=<text>` or a `.txt` file
+(one text per line). Output: `.npy` (the translated batch), `.png` (an image grid of the
+batch, for image modalities) or `.txt` for a text target (one text per line; also printed).
+`--bundle_digest=<sha256>` refuses any bundle whose manifest has another sha256 (see README, "Loading bundles you did not build"). Inputs are
 bounded before they are read (`mmali_tf.export.limits`: batch size and values per array; images up to
 MAX_IMAGE_PIXELS). Bad input or a refused bundle prints one line and exits with code 2.
 """
@@ -36,7 +39,9 @@ FLAGS = flags.FLAGS
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 #: largest input image (width x height) decoded; larger files are refused before decoding.
 MAX_IMAGE_PIXELS = 1 << 24
-REQUIRED = ("from", "to", "input", "output")
+REQUIRED = ("from", "to", "output")
+#: output file types per kind of target modality
+OUTPUTS = {"image": (".png", ".npy"), "vector": (".npy",), "text": (".txt",)}
 
 
 def _extension(path: str, allowed: tuple[str, ...], what: str) -> str:
@@ -58,15 +63,49 @@ def read_input(path: str, spec: dict[str, Any], limits: Limits = DEFAULT_LIMITS)
     The size an .npy header or an image header declares is checked against `limits` (and
     MAX_IMAGE_PIXELS) before any data is read, so a hostile file cannot exhaust memory.
     """
-    ext = _extension(path, (".npy",) + IMAGE_EXTENSIONS, "input")
+    ext = _extension(path, (".npy", ".txt") + IMAGE_EXTENSIONS, "input")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--input={path}: no such file")
     if ext == ".npy":
         return _read_npy(path, spec, limits)
+    if ext == ".txt":
+        return read_texts(path, spec, limits)
     if spec["kind"] != "image":
-        raise ValueError(f"--input={path}: modality {spec['name']!r} is a vector modality; "
-                         f"give a .npy file")
+        raise ValueError(f"--input={path}: modality {spec['name']!r} is of kind "
+                         f"{spec['kind']!r}; give a .npy{' or .txt' if spec['kind'] == 'text' else ''}"
+                         " file")
     return _read_image(path, spec)
+
+
+def text_input(text: str, spec: dict[str, Any]) -> np.ndarray:
+    """One-hot batch (1, L, A) of `--input_text` for the text modality `spec`."""
+    return _encoded([text], spec, f"--input_text={text!r}")
+
+
+def read_texts(path: str, spec: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+    """One-hot batch of a .txt file's lines (trailing newlines dropped, blank lines kept)."""
+    if spec["kind"] != "text":
+        raise ValueError(f"--input={path}: modality {spec['name']!r} is not a text modality")
+    if os.path.getsize(path) > limits.batch * (int(spec["shape"][0]) + 2):
+        raise ValueError(f"--input={path}: more than {limits.batch} lines of at most "
+                         f"{spec['shape'][0]} characters")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    if not lines:
+        raise ValueError(f"--input={path}: no text (expected one text per line)")
+    return _encoded(lines, spec, f"--input={path}")
+
+
+def _encoded(texts: list[str], spec: dict[str, Any], what: str) -> np.ndarray:
+    from mmali_tf import text_codec
+
+    if spec["kind"] != "text":
+        raise ValueError(f"{what}: modality {spec['name']!r} is of kind {spec['kind']!r}, not "
+                         "text")
+    try:
+        return text_codec.encode(texts, spec["alphabet"], int(spec["shape"][0]))
+    except ValueError as error:
+        raise ValueError(f"{what}: {error}") from None
 
 
 def _read_npy(path: str, spec: dict[str, Any], limits: Limits) -> np.ndarray:
@@ -125,8 +164,13 @@ def image_grid(x: np.ndarray, value_range: tuple[float, float], pad: int = 2) ->
     return np.round(grid * 255.0).astype(np.uint8)
 
 
-def write_output(path: str, y: np.ndarray, spec: dict[str, Any]) -> None:
-    """Save a translated batch as .npy or as a PNG grid."""
+def write_output(path: str, y: Any, spec: dict[str, Any]) -> None:
+    """Save a translated batch as .npy, as a PNG grid or (text: a list of strings) as .txt."""
+    if spec["kind"] == "text":
+        from mmali_tf.data.cache import atomic_write_bytes
+
+        atomic_write_bytes(path, "".join(f"{t}\n" for t in y).encode("utf-8"))
+        return
     if path.lower().endswith(".npy"):
         np.save(path, y)
         return
@@ -152,10 +196,12 @@ def main(argv: list[str]) -> None:
     if missing:
         cli.fail(f"missing required flag(s) {' '.join(missing)}")
     src, dst = FLAGS["from"].value, FLAGS.to
+    if (FLAGS.input is None) == (FLAGS.input_text is None):
+        cli.fail("give exactly one of --input and --input_text")
     with cli.user_errors():
         from mmali_tf.export.runtime import Bundle
 
-        out_ext = _extension(FLAGS.output, (".npy", ".png"), "output")
+        out_ext = _extension(FLAGS.output, (".npy", ".png", ".txt"), "output")
         out_dir = os.path.dirname(os.path.abspath(FLAGS.output))
         if not os.path.isdir(out_dir):
             raise FileNotFoundError(f"--output={FLAGS.output}: directory {out_dir} does not exist")
@@ -163,12 +209,17 @@ def main(argv: list[str]) -> None:
         bundle = Bundle(path, threads=FLAGS.threads, mode=FLAGS.mode, digest=digest)
         src_spec = bundle.spec(src, "source modality")
         dst_spec = bundle.spec(dst, "target modality")
-        if out_ext == ".png" and dst_spec["kind"] != "image":
-            raise ValueError(f"--output={FLAGS.output}: target {dst!r} is a vector modality; "
-                             f"write a .npy file")
-        x = read_input(FLAGS.input, src_spec, bundle.limits)
+        wanted = OUTPUTS[dst_spec["kind"]]
+        if out_ext not in wanted:
+            raise ValueError(f"--output={FLAGS.output}: target {dst!r} is of kind "
+                             f"{dst_spec['kind']!r}; write a {' or '.join(wanted)} file")
+        x = (text_input(FLAGS.input_text, src_spec) if FLAGS.input_text is not None
+             else read_input(FLAGS.input, src_spec, bundle.limits))
         y = bundle.translate(src, dst, x, seed=FLAGS.seed, sample=not FLAGS.use_mean)
     write_output(FLAGS.output, y, dst_spec)
+    if dst_spec["kind"] == "text":
+        for text in y:
+            print(repr(text))
     print(f"translated {len(x)} x {src} -> {dst}: {FLAGS.output}")
 
 

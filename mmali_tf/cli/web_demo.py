@@ -8,8 +8,9 @@
 
 The page (mmali_tf/web, package data: HTML + JS modules, no build step) loads the bundle's
 manifest, its translate graphs and shared weights; the user draws on a canvas, opens an image
-file or clicks a test example, picks source and target and sees several samples, with the
-style/content controls the graphs expose. Without --bundle the page uses the bundle shipped
+file, clicks a test example or types text (text modalities), picks source and target and sees
+several samples (generated text as strings), with the style/content controls the graphs
+expose. Without --bundle the page uses the bundle shipped
 with the package (`mmali_tf.export.shipped`). The onnxruntime-web files come from
 `--fetch_runtime` (`mmali_tf.cli.web_runtime`), from `npm ci --prefix examples/web` in a
 checkout, or from --ort_dir; the page fetches nothing outside its own origin. `--serve` adds
@@ -83,14 +84,17 @@ def examples_json(examples: Mapping[str, tuple[np.ndarray, np.ndarray]],
 
 def dataset_examples(manifest: Mapping[str, Any], per_modality: int
                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Up to `per_modality` test instances of each modality (one per class first), loaded
-    through the dataset registry with the bundle's training flags."""
+    """Up to `per_modality` test instances of each image modality (one per class first),
+    loaded through the dataset registry with the bundle's training flags (text is typed)."""
     from mmali_tf import data
 
     dataset = manifest.get("dataset") or manifest["training_flags"].get("dataset")
     test = data.load(dataset, manifest["training_flags"]).test
+    images = {s["name"] for s in manifest["modalities"] if s["kind"] == "image"}
     out = {}
     for name, x in test.instances.items():
+        if name not in images:
+            continue
         labels = np.asarray(test.labels[name])
         _, first = np.unique(labels, return_index=True)
         order = np.concatenate([first, np.setdiff1d(np.arange(len(labels)), first)])

@@ -81,6 +81,13 @@ def _paired_fn(split: PairedSplit, modalities: tuple[str, ...],
     return gather
 
 
+def _redraw_key(seed: int, step: tf.Tensor, modality: str, unpaired: bool) -> tf.Tensor:
+    """Stateless seed of one redrawn text modality at one step (`PairedDataset.redraw`)."""
+    salt = 2 * (sum(map(ord, modality)) % 1_000_003) + int(unpaired)
+    key = tf.stack([tf.constant(int(seed), tf.int64), step])
+    return tf.random.experimental.stateless_fold_in(key, salt)
+
+
 def check_augment(ds: PairedDataset, augment: tuple[str, ...]) -> None:
     """ValueError naming a modality of `augment` that is not an image modality of `ds`."""
     images = [s.name for s in ds.specs if s.kind == "image"]
@@ -98,7 +105,8 @@ def train_batches(ds: PairedDataset, batch_size: int, draws: int, seed: int,
     With `unpaired_pool`, every element also holds `<m>_unpaired` drawn (epoch-wise, without
     replacement) from modality m's unpaired pool, independently of the pairs. The image
     modalities in `augment` get small random affine maps (`augment.random_affine`) drawn from
-    (seed, k).
+    (seed, k); the text modalities of `ds.redraw` are drawn afresh from their labels, also
+    from (seed, k).
     """
     if batch_size < 1 or draws < 1 or start_step < 0:
         raise ValueError(f"batch_size ({batch_size}) and draws ({draws}) must be >= 1 and "
@@ -114,11 +122,20 @@ def train_batches(ds: PairedDataset, batch_size: int, draws: int, seed: int,
     paired = _paired_fn(split, modalities, inst)
     pools = {m: tf.convert_to_tensor(split.unpaired[m].astype(np.int32)) for m in modalities}
 
+    pool_labels = {m: tf.convert_to_tensor(split.labels[m].astype(np.int32))
+                   for m in ds.redraw}
+
     def make(step: tf.Tensor, positions: tf.Tensor,
              *pool_positions: tf.Tensor) -> dict[str, tf.Tensor]:
         out = paired(positions)
         for m, pos in zip(modalities, pool_positions):
             out[f"{m}_unpaired"] = _as_float(tf.gather(inst[m], tf.gather(pools[m], pos)))
+            if m in ds.redraw:
+                labels = tf.gather(pool_labels[m], tf.gather(pools[m], pos))
+                out[f"{m}_unpaired"] = ds.redraw[m].tf_draw(labels, _redraw_key(seed, step, m,
+                                                                                 True))
+        for m, rule in ds.redraw.items():  # pairs share the class: the pair label is m's
+            out[m] = rule.tf_draw(out["label"], _redraw_key(seed, step, m, False))
         for k, m in enumerate(augment):
             key = tf.stack([tf.constant(int(seed), tf.int64), step * 16 + k])
             for name in (m, f"{m}_unpaired"):

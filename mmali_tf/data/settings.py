@@ -96,8 +96,18 @@ class DigitsSettings(PairingSettings, PrintCountSettings):
 
 
 @dataclasses.dataclass(frozen=True)
+class DigitsTextSettings(DigitsSettings):
+    """`digits_text` (`data/digits_text.py`): the `digits` images plus text."""
+
+
+@dataclasses.dataclass(frozen=True)
 class MNISTSVHNSettings(PairingSettings, DataDirSettings, TfdsSettings):
     """`mnist_svhn` (`data/svhn.py`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MNISTSVHNTextSettings(MNISTSVHNSettings):
+    """`mnist_svhn_text` (`data/mnist_svhn_text.py`): MNIST-SVHN plus text."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from mmali_tf import registry
 
-KINDS = ("image", "vector")
+KINDS = ("image", "vector", "text")
 LIKELIHOODS = ("laplace", "normal", "bernoulli", "bernoulli_logits", "categorical")
 #: batches carry the class labels under this key, so no modality may take it
 RESERVED_NAME = "label"
@@ -28,8 +28,9 @@ class ModalitySpec:
 
     Attributes:
       name: stable modality key (`hand`, `print`, `mnist`, `svhn`, `rot90`, `image`, `caption`).
-      shape: per-example shape, HWC for images or (D,) for vectors.
-      kind: `image` or `vector`.
+      shape: per-example shape, HWC for images, (D,) for vectors, (L, A) for text (L
+        characters, one-hot over an alphabet of A characters).
+      kind: `image`, `vector` or `text`.
       network: network family key used by `mmali_tf.networks` (a registered family:
         `mnist_mlp`, `svhn_conv`, `feature_mlp`, or one of a plugin).
       value_range: (low, high) of model inputs/outputs; decoders of images end in a sigmoid
@@ -41,6 +42,8 @@ class ModalitySpec:
       likelihood_scale: fixed scale of the Laplace/Normal likelihood (0.75 for images).
       likelihood_weight: rescaling weight lambda_m of log p(x_m|z) in VAE objectives.
       recon_weight: mmALI's mod_k multiplier of its reconstruction terms (1 except CUB captions).
+      alphabet: the characters of a `text` modality, position k of the one-hot axis being
+        alphabet[k] (it must contain the padding space); empty for other kinds.
     """
 
     name: str
@@ -53,6 +56,7 @@ class ModalitySpec:
     likelihood_scale: float = 0.75
     likelihood_weight: float = 1.0
     recon_weight: float = 1.0
+    alphabet: str = ""
 
     def __post_init__(self) -> None:
         if self.name == RESERVED_NAME:
@@ -73,10 +77,29 @@ class ModalitySpec:
         if self.likelihood in LOGIT_LIKELIHOODS and self.value_range != (0.0, 1.0):
             raise ValueError(f"ModalitySpec {self.name!r}: likelihood {self.likelihood!r} needs "
                              f"value_range (0, 1), got {self.value_range}")
-        if self.likelihood == "categorical" and (self.kind != "vector" or len(self.shape) != 1):
+        if self.likelihood == "categorical" and not (
+                (self.kind == "vector" and len(self.shape) == 1) or self.kind == "text"):
             raise ValueError(f"ModalitySpec {self.name!r}: likelihood 'categorical' needs a "
-                             f"one-hot vector modality of shape (K,), got {self.kind} "
-                             f"{self.shape}")
+                             f"one-hot vector modality of shape (K,) or a text modality, got "
+                             f"{self.kind} {self.shape}")
+        self._check_text()
+
+    def _check_text(self) -> None:
+        if self.kind != "text":
+            if self.alphabet:
+                raise ValueError(f"ModalitySpec {self.name!r}: only a text modality has an "
+                                 "alphabet")
+            return
+        if not isinstance(self.alphabet, str) or " " not in self.alphabet:
+            raise ValueError(f"ModalitySpec {self.name!r}: a text modality needs an alphabet "
+                             f"string containing the padding space, got {self.alphabet!r}")
+        if len(self.shape) != 2 or self.shape[1] != len(self.alphabet):
+            raise ValueError(f"ModalitySpec {self.name!r}: a text modality has shape (L, "
+                             f"{len(self.alphabet)}) for its {len(self.alphabet)}-character "
+                             f"alphabet, got {self.shape}")
+        if self.likelihood != "categorical":
+            raise ValueError(f"ModalitySpec {self.name!r}: a text modality has the "
+                             f"'categorical' likelihood, got {self.likelihood!r}")
 
     @property
     def size(self) -> int:
@@ -88,6 +111,8 @@ class ModalitySpec:
         d = dataclasses.asdict(self)
         d["shape"] = list(self.shape)
         d["value_range"] = list(self.value_range)
+        if not self.alphabet:  # keeps the dicts (and cache keys) of other kinds unchanged
+            del d["alphabet"]
         return d
 
     @classmethod
@@ -127,13 +152,19 @@ class PairedSplit:
 
 @dataclasses.dataclass
 class PairedDataset:
-    """A named multimodal dataset: its modality specs (in model order) and two splits."""
+    """A named multimodal dataset: its modality specs (in model order) and two splits.
+
+    `redraw` maps a text modality to the rule (`data.text.WordRule`) with which the training
+    pipeline draws that modality afresh for every example from its label; its stored
+    instances are one fixed drawing, used by evaluation.
+    """
 
     name: str
     specs: tuple[ModalitySpec, ...]
     train: PairedSplit
     test: PairedSplit
     num_classes: int = 10
+    redraw: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from mmali_tf.export import bundle_files
+from mmali_tf.export import bundle_files, text_io
 from mmali_tf.export.errors import BundleError, first_line, show
 from mmali_tf.export.limits import DEFAULT_LIMITS, Limits
 
@@ -244,6 +244,7 @@ class Bundle:
 
     def _x(self, modality: str, x: Any) -> np.ndarray:
         spec = self.spec(modality)
+        x = text_io.as_input(spec, x)
         return self._array(f"input for {modality!r}", x, tuple(spec["shape"]),
                            tuple(spec["value_range"]))
 
@@ -272,7 +273,7 @@ class Bundle:
         """Mean of p(x | z) for latents z of shape (batch, latent_dim)."""
         z = self._array("z", z, (self.latent_dim,))
         self._check_batch(len(z), tuple(self.spec(modality)["shape"]))
-        return self._run(f"decoder_{modality}", {"z": z})["x"]
+        return self._out(modality, self._run(f"decoder_{modality}", {"z": z})["x"])
 
     def fuse(self, params: Mapping[str, Params], method: str | None = None) -> Params:
         """Joint posterior (mean, logvar) over the content code of any subset of modalities.
@@ -315,7 +316,9 @@ class Bundle:
         """Cross-modal translation src -> dst in one graph call.
 
         Args:
-          x: batch of the source modality (float32, in its value range).
+          x: batch of the source modality (float32, in its value range); for a text
+            modality also a string or a list of strings (the result is then strings too
+            when `dst` is text).
           seed: seed of the posterior and style noise: an int, None (fresh randomness) or a
             `np.random.Generator` (used as is: fastest, but do not share one across threads).
           sample: sample the source posterior (False: use its mean). The target style is
@@ -326,12 +329,20 @@ class Bundle:
         if src == dst:
             raise BundleError(f"translate needs two different modalities, got {src!r} twice; "
                               f"use reconstruct({src!r}, x)")
-        feeds = {"x": self._x(src, x)}
+        return self._out(dst, self._translate(src, dst, self._x(src, x), self._rng(seed),
+                                              sample))
+
+    def _translate(self, src: str, dst: str, x: np.ndarray, rng: np.random.Generator,
+                   sample: bool = True) -> np.ndarray:
+        feeds = {"x": x}
         self._check_batch(len(x), tuple(self.specs[dst]["shape"]))
-        rng = self._rng(seed)
         self._posterior_feeds(feeds, len(x), rng, sample)
         self._style_feeds(feeds, "style_noise", len(x), rng)
         return self._run(f"translate_{src}_to_{dst}", feeds)["x_out"]
+
+    def _out(self, modality: str, x: np.ndarray) -> Any:
+        """Output batch of `modality`: strings for a text modality, else the array."""
+        return text_io.as_output(self.specs[modality], x)
 
     def translate_from(self, sources: Mapping[str, np.ndarray], dst: str, seed: Seed = None
                        ) -> np.ndarray:
@@ -355,7 +366,7 @@ class Bundle:
         rng = np.random.default_rng(seed)
         if len(xs) == 1:
             (src, x), = xs.items()
-            return self.translate(src, dst, x, seed=rng)
+            return self._out(dst, self._translate(src, dst, x, rng))
         if self.manifest["model"]["default_fusion"] == "moe_mean":
             names = list(xs)
             pick = rng.integers(0, len(names), size=n)
@@ -363,8 +374,8 @@ class Bundle:
             for k, src in enumerate(names):
                 rows = np.flatnonzero(pick == k)
                 if len(rows):
-                    out[rows] = self.translate(src, dst, xs[src][rows], seed=rng)
-            return out
+                    out[rows] = self._translate(src, dst, xs[src][rows], rng)
+            return self._out(dst, out)
         graph = f"translate_subset_to_{dst}"
         if graph not in self.manifest["graphs"]:
             raise ValueError(f"bundle has no {graph!r} graph (exported only for stochastic "
@@ -375,14 +386,14 @@ class Bundle:
         for m in self.modalities:
             feeds[f"x_{m}"] = xs.get(m, np.zeros((n, *self.spec(m)["shape"]), np.float32))
         self._style_feeds(feeds, "style_noise", n, rng)
-        return self.run(graph, feeds)["x_out"]
+        return self._out(dst, self.run(graph, feeds)["x_out"])
 
     def reconstruct(self, modality: str, x: np.ndarray, seed: Seed = None,
                     sample: bool = True) -> np.ndarray:
         """Encode, sample (or take the mean with sample=False) and decode the same modality."""
         feeds = {"x": self._x(modality, x)}
-        self._posterior_feeds(feeds, len(x), self._rng(seed), sample)
-        return self._run(f"reconstruct_{modality}", feeds)["x_out"]
+        self._posterior_feeds(feeds, len(feeds["x"]), self._rng(seed), sample)
+        return self._out(modality, self._run(f"reconstruct_{modality}", feeds)["x_out"])
 
     def generate(self, n: int, seed: Seed = None) -> dict[str, np.ndarray]:
         """`n` joint samples from the prior: modality -> (n, *shape), sharing one content code."""
@@ -395,4 +406,4 @@ class Bundle:
         for m in self.modalities:
             self._style_feeds(feeds, f"style_noise_{m}", int(n), rng)
         out = self._run("generate", feeds)
-        return {m: out[f"x_{m}"] for m in self.modalities}
+        return {m: self._out(m, out[f"x_{m}"]) for m in self.modalities}

@@ -17,6 +17,7 @@ import math
 import re
 from typing import Any, Mapping, NoReturn
 
+from mmali_tf.export import text_io
 from mmali_tf.export.errors import BundleError, show
 from mmali_tf.export.limits import DEFAULT_LIMITS, Limits
 
@@ -27,7 +28,7 @@ FORMAT_VERSION = 2
 #: versions this reader loads (a version-1 bundle has every weight inside its graphs).
 READABLE_VERSIONS = (1, 2)
 NOISE_DISTRIBUTIONS = ("normal", "laplace")
-KINDS = ("image", "vector")
+KINDS = ("image", "vector", "text")
 #: top-level keys every manifest has (in writing order).
 REQUIRED_KEYS = ("format", "format_version", "model", "modalities", "latent", "noise",
                  "fusion_methods", "opset", "weights", "checkpoint_step", "training_flags",
@@ -151,6 +152,7 @@ def _modalities(modalities: Any, limits: Limits) -> None:
             _fail(f"{where}.kind", spec["kind"], f"one of {KINDS}")
         if spec["kind"] == "image" and (len(shape) != 3 or shape[2] not in (1, 3)):
             _fail(f"{where}.shape", shape, "[height, width, 1 or 3] for an image modality")
+        text_io.check_alphabet(where, spec, limits.text)
         if spec["dtype"] != "float32":
             _fail(f"{where}.dtype", spec["dtype"], "'float32'")
         bounds = _list(f"{where}.value_range", spec["value_range"], 2, 2)

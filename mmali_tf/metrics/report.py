@@ -133,6 +133,11 @@ def render_report(metrics: Mapping[str, Any]) -> str:
         lines += ["", f"## Log-likelihoods (IWAE, K={meta.get('iwae_samples')}, nats)", ""]
         lines += _table(["term", "log p"], [[f"log p({k.replace('|', ' | ')})", f"{v:.2f}"]
                                             for k, v in metrics["log_likelihood"].items()])
+    if meta.get("text_generations"):
+        lines += ["", "## Generated text (one test example per class)", ""]
+        lines += _table(["pair", "source => generated"],
+                        [[k, "<br>".join(f"`{e}`" for e in v)]
+                         for k, v in meta["text_generations"].items()])
     if "cca_correlation" in metrics:
         lines += ["", "## CCA correlation", ""]
         lines += _table(["pairing", "correlation"],

@@ -3,7 +3,8 @@
 Families (declared in their modules with `registry.register_network_family`): `mnist_mlp`
 (MLPs on flattened images), `svhn_conv` (32x32xC convnets), `polymnist_conv` (MoPoE's
 28x28xC PolyMNIST convnets), `feature_mlp` (vector features), `swish_mlp` / `swish_embedding`
-(MVAE's image and label networks), `mmjsd_svhn` (mmJSD's SVHN convnets). Encoders output raw
+(MVAE's image and label networks), `mmjsd_svhn` (mmJSD's SVHN convnets), `text_conv`
+(mmJSD's 1-D convolutional text networks). Encoders output raw
 linear parameters (callers split [mean | logvar]); image decoders end in a sigmoid scaled to
 `spec.value_range` unless their family sets `BOUNDED_OUTPUT = False`,
 `categorical` vector decoders in a softmax, other vector decoders are linear.
@@ -45,7 +46,7 @@ def build_decoder(spec, latent_dim: int, init: str = "normal",
                   name: str | None = None) -> keras.Model:
     """z (None, latent_dim) -> (None, *spec.shape): the mean of p(x|z); a sigmoid (scaled to
     value_range) for images (unless the family's output is unbounded), a softmax for
-    `categorical` vectors."""
+    `categorical` vectors and text (per position)."""
     module = family(spec)
     check_init(init)
     z = keras.Input((check_dim("latent_dim", latent_dim),), name="z")

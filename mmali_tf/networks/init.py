@@ -57,3 +57,19 @@ def conv2d_transpose(x, filters: int, kernel_size: int, strides: int, padding: s
     return keras.layers.Conv2DTranspose(filters, kernel_size, strides=strides, padding=padding,
                                         activation=activation,
                                         **initializers(init, fan_in))(x)
+
+
+def conv1d(x, filters: int, kernel_size: int, strides: int, padding: str, init: str,
+           activation: str | None = None):
+    """Apply a (batch, length, channels) Conv1D initialised with `init` (fan_in = k * in)."""
+    return keras.layers.Conv1D(filters, kernel_size, strides=strides, padding=padding,
+                               activation=activation,
+                               **initializers(init, kernel_size * int(x.shape[-1])))(x)
+
+
+def conv1d_transpose(x, filters: int, kernel_size: int, strides: int, padding: str, init: str,
+                     activation: str | None = None):
+    """Apply a Conv1DTranspose initialised with `init` (fan_in = k * filters, as PyTorch)."""
+    return keras.layers.Conv1DTranspose(filters, kernel_size, strides=strides, padding=padding,
+                                        activation=activation,
+                                        **initializers(init, kernel_size * filters))(x)

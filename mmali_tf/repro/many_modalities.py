@@ -7,7 +7,9 @@ modality) grows as M^2; with M=5 it would be 35 columns. Here a run is one row o
 * `subset coherence k`: coherence of the missing modalities generated from k input
   modalities, averaged over every subset of size k (k = 1..M-1, the PolyMNIST protocol of
   `metrics/subset_coherence.py`);
-* `joint coherence`.
+* `joint coherence`;
+* with three modalities (digits_text, MNIST-SVHN-Text) also `a->b`: the cross coherence of
+  every ordered pair (six columns), as mmJSD's Table 1 reports them.
 A generated set is marked `(j/M collapsed)` when for j of the M target modalities one class
 takes more than `report.COLLAPSE_SHARE` of the samples (`prediction_stats` keys `joint/<m>`
 and `subset/<k>/<m>`).
@@ -21,6 +23,8 @@ from mmali_tf.metrics import report
 
 LATENT = "latent mean (min-max)"
 JOINT = "joint coherence"
+#: up to this many modalities the table also has one column per ordered cross pair
+MAX_CROSS_MODALITIES = 3
 
 
 def _modalities(metrics: Mapping[str, Any]) -> list[str]:
@@ -44,9 +48,18 @@ def _sizes(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return sorted(sizes, key=int)
 
 
+def _cross_pairs(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    first = records[0]["metrics"]
+    if len(_modalities(first)) > MAX_CROSS_MODALITIES:
+        return []
+    return list(first["cross_coherence"])
+
+
 def columns(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Column names: latent, subset coherence per input-subset size, joint coherence."""
-    return [LATENT] + [f"subset coherence {k}" for k in _sizes(records)] + [JOINT]
+    """Column names: latent, cross pairs (M <= 3), subset coherence per input-subset size,
+    joint coherence."""
+    return ([LATENT] + _cross_pairs(records) + [f"subset coherence {k}" for k in _sizes(records)]
+            + [JOINT])
 
 
 def values(record: Mapping[str, Any], cols: Sequence[str]) -> list[float | None]:
@@ -59,6 +72,8 @@ def values(record: Mapping[str, Any], cols: Sequence[str]) -> list[float | None]
             out.append(sum(probes) / len(probes) if probes else None)
         elif col == JOINT:
             out.append(m["joint_coherence"].get("all"))
+        elif "->" in col:
+            out.append(m["cross_coherence"].get(col))
         else:
             size = col.rsplit(" ", 1)[1]
             out.append(m.get("subset_coherence", {}).get("by_size", {}).get(size))
@@ -85,6 +100,8 @@ def cells(record: Mapping[str, Any], cols: Sequence[str]) -> list[str]:
         if col == LATENT and value is not None:
             probes = _probes(m)
             cell += f" ({100 * min(probes):.1f}-{100 * max(probes):.1f})"
+        elif "->" in col and value is not None:
+            cell = report.mark_cell(value, f"cross/{col}" in report.collapsed_sets(m))
         elif col != LATENT and value is not None:
             bad = _collapsed_targets(m, col)
             cell += f" ({bad}/{num_mods} collapsed)" if bad else ""
@@ -99,7 +116,9 @@ def legend(records: Sequence[Mapping[str, Any]]) -> str:
     text = (f"{len(mods)} modalities ({', '.join(mods)}). Latent: the Shi probe's test accuracy "
             "on each modality's whole code, mean over the modalities (lowest-highest). Subset "
             "coherence k: coherence of the missing modalities generated from k input "
-            "modalities, mean over the subsets of size k (PolyMNIST protocol). (j/"
+            "modalities, mean over the subsets of size k (PolyMNIST protocol)"
+            + ("; a->b: cross coherence from a to b" if len(mods) <= MAX_CROSS_MODALITIES
+               else "") + ". (j/"
             f"{len(mods)} collapsed): for j target modalities one class takes more than "
             f"{report.COLLAPSE_SHARE:.0%} of the samples generated from all subsets of that "
             "size (or, for joint coherence, from the prior); collapses of single cross pairs "

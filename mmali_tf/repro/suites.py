@@ -10,7 +10,12 @@ from mmali_tf.repro.study import study_runs
 
 __all__ = ["SUITES", "RunSpec", "fashion_available", "suite_runs"]
 
-SUITES = ("digits", "claims", "mnist_svhn", "polydigits", "digits_study")
+SUITES = ("digits", "claims", "mnist_svhn", "polydigits", "digits_study", "digits_text")
+#: the trimodal suite's models, in training order (the two with coherence targets first)
+DIGITS_TEXT_MODELS = ("mmjsd", "mmali", "mopoe", "mvae", "mmvae")
+#: its table has no log-likelihoods, whose IWAE estimates over every conditional of three
+#: modalities take ~15 min per run on the shared 2-core machine
+DIGITS_TEXT_EVAL = ("--ll_items=0",)
 #: training seeds of every config of the `claims` suite (runs `<config>_s<seed>`).
 CLAIMS_SEEDS = (0, 1, 2)
 #: claim 1's runs: two rotated views of the real Fashion-MNIST images (paper Table 1, 2 views);
@@ -28,6 +33,11 @@ def _stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
+def _bimodal_digits(root: str) -> list[str]:
+    """The `digits_*.cfg` configs of the bimodal `digits` dataset (not `digits_text_*`)."""
+    return [p for p in _configs(root, "digits_*.cfg") if not _stem(p).startswith("digits_text_")]
+
+
 def seeded(name: str, config: str, overrides: tuple[str, ...] = ()) -> list[RunSpec]:
     """One run `<name>_s<seed>` per seed of CLAIMS_SEEDS."""
     return [RunSpec(f"{name}_s{seed}", config, (*overrides, f"--seed={seed}"))
@@ -39,7 +49,11 @@ def suite_runs(suite: str, root: str = ".") -> list[RunSpec]:
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
     if suite == "digits":
-        return [RunSpec(_stem(p), p) for p in _configs(root, "digits_*.cfg")]
+        return [RunSpec(_stem(p), p) for p in _bimodal_digits(root)]
+    if suite == "digits_text":  # hand, print, text; its table: repro/many_modalities.py
+        return [RunSpec(f"digits_text_{m}", os.path.join(root, "configs", f"digits_text_{m}.cfg"),
+                        eval_flags=DIGITS_TEXT_EVAL)
+                for m in DIGITS_TEXT_MODELS]
     if suite == "mnist_svhn":
         return [RunSpec(_stem(p), p) for p in _configs(root, "mnist_svhn_*.cfg")]
     if suite == "polydigits":  # five modalities; its table: repro/many_modalities.py

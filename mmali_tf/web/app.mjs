@@ -1,6 +1,7 @@
-// The web page of tools/web_demo.py: translate a drawing, an image file or a test example with
-// the bundle's translate graphs in onnxruntime-web (wasm). Everything about the modalities comes
-// from bundle/manifest.json; the page fetches nothing outside its own origin.
+// The web page of tools/web_demo.py: translate a drawing, an image file, a test example or typed
+// text with the bundle's translate graphs in onnxruntime-web (wasm); generated text is shown as
+// strings. Everything about the modalities comes from bundle/manifest.json; the page fetches
+// nothing outside its own origin.
 import * as ort from "./ort/ort.wasm.min.mjs";
 import * as mm from "./mmali_bundle.mjs";
 
@@ -9,6 +10,8 @@ const params = new URLSearchParams(location.search);
 const DRAW_SCALE = 8;
 const PAD = 2;
 const OUTPUT_SCALE = 4;
+// kinds of modality the page can take and show
+const SHOWN = ["image", "text"];
 
 const threads = Number(params.get("threads") ??
   (self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1));
@@ -132,16 +135,30 @@ function showExamples() {
   });
 }
 
+/** Set the source from the typed text (a text source modality). */
+function setInputText() {
+  state.input = mm.textToInput(spec($("source").value), [$("text_input").value]);
+}
+
 function selectSource() {
-  const [h, w] = spec($("source").value).shape;
+  const src = spec($("source").value);
+  const text = src.kind === "text";
+  $("image_source").hidden = text;
+  $("text_source").hidden = !text;
+  const targets = Object.values(state.manifest.graphs)
+    .filter((g) => g.role === "translate" && g.source === src.name)
+    .map((g) => g.target).filter((t) => SHOWN.includes(spec(t).kind));
+  $("target").replaceChildren(...targets.map((t) => new Option(t, t)));
+  if (text) {
+    $("examples").replaceChildren();
+    setInputText();
+    return;
+  }
+  const [h, w] = src.shape;
   $("draw").width = w * DRAW_SCALE;
   $("draw").height = h * DRAW_SCALE;
   clearDrawing();
   setInputFrom($("draw"), false);
-  const targets = Object.values(state.manifest.graphs)
-    .filter((g) => g.role === "translate" && g.source === $("source").value)
-    .map((g) => g.target).filter((t) => spec(t).kind === "image");
-  $("target").replaceChildren(...targets.map((t) => new Option(t, t)));
   showExamples();
   const entry = state.examples[$("source").value];
   if (entry) setInputPixels(exampleRgba(entry, 0));
@@ -167,7 +184,20 @@ function controlNoise(n) {
   };
 }
 
+function showText(y, n, dst) {
+  $("output").hidden = true;
+  $("output_text").hidden = false;
+  $("output_text").replaceChildren(...mm.outputToText(dst, y, n).map((text) => {
+    const item = document.createElement("li");
+    item.textContent = text;
+    return item;
+  }));
+}
+
 function drawOutput(y, n, dst) {
+  if (dst.kind === "text") return showText(y, n, dst);
+  $("output").hidden = false;
+  $("output_text").hidden = true;
   const [h, w] = dst.shape;
   const canvas = $("output");
   canvas.width = n * (w + PAD) + PAD;
@@ -238,8 +268,10 @@ async function start() {
   state.examples = decodeExamples(await fetchJson("examples.json", true));
   const m = state.manifest;
   const sources = [...new Set(Object.values(m.graphs).filter((g) => g.role === "translate")
-    .map((g) => g.source))].filter((s) => spec(s).kind === "image");
-  if (!sources.length) throw new Error("the bundle has no translate graph from an image modality");
+    .map((g) => g.source))].filter((s) => SHOWN.includes(spec(s).kind));
+  if (!sources.length) {
+    throw new Error("the bundle has no translate graph from an image or text modality");
+  }
   const trained = [m.dataset && `dataset ${m.dataset}`,
     m.checkpoint_step != null && `checkpoint step ${m.checkpoint_step}`].filter(Boolean);
   $("model").textContent = [`${m.model.name} bundle`, ...trained, `modalities ` +
@@ -251,6 +283,15 @@ async function start() {
   }
   $("style_scale").addEventListener("input", () => {
     $("style_scale_value").textContent = Number($("style_scale").value).toFixed(1);
+  });
+  $("text_input").addEventListener("input", () => {
+    try {
+      setInputText();
+    } catch (error) {
+      status(`error: ${error.message}`, true);
+      return;
+    }
+    run();
   });
   $("clear").addEventListener("click", () => { clearDrawing(); setInputFrom($("draw"), false); run(); });
   $("file").addEventListener("change", async () => {
@@ -276,6 +317,14 @@ window.mmali = {
   latent() { return state.manifest.latent; },
   select(src, dst) { $("source").value = src; selectSource(); $("target").value = dst; },
   async loadImage(url) { await loadImage(await (await fetch(url)).blob()); },
+  typeText(text) {
+    $("text_input").value = text;
+    $("text_input").dispatchEvent(new Event("input"));
+  },
+  readOutputText() {
+    return $("output_text").hidden ? null
+      : Array.from($("output_text").children, (item) => item.textContent);
+  },
   async translate(noise, styleNoise) {
     const out = await translate({ noise: Float32Array.from(noise),
       styleNoise: Float32Array.from(styleNoise) });

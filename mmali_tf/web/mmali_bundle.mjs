@@ -166,3 +166,46 @@ export function checkRange(spec, x) {
     }
   }
 }
+
+/** One-hot model input (texts.length x L x A) of `texts` for a text modality (its manifest
+ *  entry carries the alphabet; a character maps to its first position, shorter texts are
+ *  padded with spaces); throws a one-line Error for a text that does not fit. */
+export function textToInput(spec, texts) {
+  if (spec.kind !== "text") throw new Error(`modality '${spec.name}' is not a text modality`);
+  const [length, size] = spec.shape;
+  const pad = spec.alphabet.indexOf(" ");
+  const out = new Float32Array(texts.length * length * size);
+  texts.forEach((text, i) => {
+    const chars = [...text];
+    if (chars.length > length) {
+      throw new Error(`text '${text}' has ${chars.length} characters; '${spec.name}' takes at ` +
+        `most ${length}`);
+    }
+    for (let k = 0; k < length; k++) {
+      const pos = k < chars.length ? spec.alphabet.indexOf(chars[k]) : pad;
+      if (pos < 0) {
+        throw new Error(`text '${text}': character '${chars[k]}' is not in the alphabet of ` +
+          `'${spec.name}'`);
+      }
+      out[(i * length + k) * size + pos] = 1;
+    }
+  });
+  return out;
+}
+
+/** The strings of `n` text examples of model output (per-position probabilities: argmax). */
+export function outputToText(spec, y, n) {
+  const [length, size] = spec.shape;
+  const texts = [];
+  for (let i = 0; i < n; i++) {
+    let text = "";
+    for (let k = 0; k < length; k++) {
+      const row = (i * length + k) * size;
+      let best = 0;
+      for (let a = 1; a < size; a++) if (y[row + a] > y[row + best]) best = a;
+      text += spec.alphabet[best];
+    }
+    texts.push(text);
+  }
+  return texts;
+}

@@ -28,14 +28,21 @@ Batch = Mapping[str, tf.Tensor]
 LOGVAR_CLIP = 10.0
 
 
+def likelihood_size(spec: ModalitySpec) -> int:
+    """Number of likelihood terms of one example: its values for an image, its positions
+    (one categorical each) for text."""
+    return spec.shape[0] if spec.kind == "text" else spec.size
+
+
 def likelihood_weights(specs: Sequence[ModalitySpec]) -> dict[str, float]:
     """lambda_m per modality: the specs' `likelihood_weight` when a dataset sets any of them,
-    else, for all-image datasets, prod(largest shape) / prod(shape) (MMVAE: 3072/784 = 3.918)."""
+    else, for image and text datasets, largest size / size with `likelihood_size` (MMVAE:
+    3072/784 = 3.918; mmJSD's MNIST-SVHN-Text, `VAEtrimodalSVHNMNIST.py`: text 3072/8)."""
     given = {s.name: float(s.likelihood_weight) for s in specs}
-    if any(w != 1.0 for w in given.values()) or any(s.kind != "image" for s in specs):
+    if any(w != 1.0 for w in given.values()) or any(s.kind == "vector" for s in specs):
         return given
-    largest = max(s.size for s in specs)
-    return {s.name: largest / s.size for s in specs}
+    largest = max(likelihood_size(s) for s in specs)
+    return {s.name: largest / likelihood_size(s) for s in specs}
 
 
 DREG_ESTIMATORS = ("released", "paper")

@@ -48,14 +48,16 @@ def likelihood(spec: ModalitySpec, param: tf.Tensor) -> tfd.Distribution:
     clamped to [1e-6, 1 - 1e-6] (not those of a family with unbounded output). bernoulli:
     probabilities = clamped mean (continuous targets give -sigmoid cross-entropy). bernoulli_logits: `param` are logits (the decoder before its
     sigmoid; no clamp, exact -BCE-with-logits for any x in [0, 1], as MVAE's authors compute
-    it). categorical: `param` are logits over the last axis, x one-hot.
+    it). categorical: `param` are logits over the last axis, x one-hot; a text modality
+    (L, A) sums the log-probabilities of its L positions (mmJSD's `log_prob_text`).
     """
     ndims = len(spec.shape)
     if spec.likelihood == "bernoulli_logits":
         return tfd.Independent(tfd.Bernoulli(logits=param, dtype=param.dtype),
                                reinterpreted_batch_ndims=ndims)
-    if spec.likelihood == "categorical":
-        return tfd.OneHotCategorical(logits=param, dtype=param.dtype)
+    if spec.likelihood == "categorical":  # one categorical per position of a text modality
+        return tfd.Independent(tfd.OneHotCategorical(logits=param, dtype=param.dtype),
+                               reinterpreted_batch_ndims=ndims - 1)
     mean = param
     if bounded_output(spec) or spec.likelihood == "bernoulli":
         mean = tf.clip_by_value(mean, MEAN_EPS, 1.0 - MEAN_EPS)
