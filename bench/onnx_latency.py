@@ -10,7 +10,7 @@ content 10), exports their translate graphs, and times one translation in both d
 * `ort run`: `session.run` of the translate graph with prepared feeds (graph only);
 * `Bundle`: `Bundle.translate(..., seed=0)` (input validation + a seeded numpy Generator +
   noise + run), what apps call; `Bundle, reused rng` passes one Generator for every call;
-* `keras eager`: the same computation (`export.onnx_export.graph_plans`) called eagerly;
+* `keras eager`: the same computation (`mmali_tf.export.onnx_export.graph_plans`) called eagerly;
 * `tf.function`: the same computation traced once.
 TensorFlow engines receive the numpy inputs (converted per call), like an application would.
 
@@ -58,7 +58,7 @@ def bench_direction(model, bundle, src: str, dst: str, args) -> list[dict]:
     """Rows of the table for one translation direction."""
     import tensorflow as tf
 
-    from export.onnx_export import graph_plans
+    from mmali_tf.export.onnx_export import graph_plans
 
     plan = next(p for p in graph_plans(model, "raw") if p.name == f"translate_{src}_to_{dst}")
     traced = plan.function()
@@ -104,8 +104,8 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from export.onnx_export import export_bundle
-    from export.runtime import Bundle
+    from mmali_tf.export.onnx_export import export_bundle
+    from mmali_tf.export.runtime import Bundle
     from mmali_tf import models
 
     rows = []

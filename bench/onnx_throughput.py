@@ -31,7 +31,7 @@ import onnxruntime as ort  # noqa: E402
 from onnx import helper, shape_inference  # noqa: E402
 
 from bench.onnx_latency import CONFIG, MODELS  # noqa: E402
-from export.runtime import Bundle, physical_cores, session_options  # noqa: E402
+from mmali_tf.export.runtime import Bundle, physical_cores, session_options  # noqa: E402
 
 LEVELS = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
           "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
@@ -85,7 +85,7 @@ def engines(model, bundle_dir: str, src: str, dst: str, feeds: dict) -> dict[str
     """Name -> zero-argument call translating `feeds` once."""
     import tensorflow as tf
 
-    from export.onnx_export import graph_plans
+    from mmali_tf.export.onnx_export import graph_plans
 
     graph = f"translate_{src}_to_{dst}"
     path = os.path.join(bundle_dir, f"{graph}.onnx")
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=12, help="timed batches per engine/round")
     args = parser.parse_args()
 
-    from export.onnx_export import export_bundle
+    from mmali_tf.export.onnx_export import export_bundle
     from mmali_tf import models
 
     specs = MODELS["digits"]

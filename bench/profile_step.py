@@ -1,8 +1,8 @@
 """Where one training iteration's time goes, per TensorFlow op type, and what cheap levers do.
 
     python bench/profile_step.py [--model mmali] [--threads 1] [--steps 3] [--rounds 2]
-                                 [--json bench/results/profile_mmali.json] [--readme README.md]
-    python bench/profile_step.py --render bench/results/profile_mmali.json --readme README.md
+                                 [--json bench/results/profile_mmali.json] [--readme docs/performance.md]
+    python bench/profile_step.py --render bench/results/profile_mmali.json --readme docs/performance.md
 
 Profile: `train_step` of the model on `configs/mnist_svhn_<model>.cfg` (random data, XLA off,
 so that every kernel is a TensorFlow op; with XLA on a step is a few opaque clusters), traced

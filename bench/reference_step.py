@@ -5,8 +5,8 @@ in one invocation on one machine; prints the ratio (reference ms / our ms).
         --mmali_src=REF/6b5d+mmali \\
         --mmvae_src=REF/iffsid+mmvae/src --mmjsd_src=REF/thomassutter+mmjsd \\
         [--models mmali,mmvae,mmjsd] [--rounds 3] \\
-        [--json bench/results/reference_step.json] [--readme README.md]
-    python bench/reference_step.py --render bench/results/reference_step.json --readme README.md
+        [--json bench/results/reference_step.json] [--readme docs/performance.md]
+    python bench/reference_step.py --render bench/results/reference_step.json --readme docs/performance.md
 
 Reference side: `bench/ref_mmali_step.py` (mmALI: D + G step, batch 64, MNIST-SVHN networks),
 `bench/ref_mmvae_step.py` (MMVAE: DReG, K=30, batch 128) and

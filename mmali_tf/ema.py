@@ -1,4 +1,4 @@
-"""Exponential moving average of encoder/decoder weights (mmALI section 5.3).
+"""Exponential moving average of encoder/decoder weights (6b5d/mmali train_mmali_*.py: EMA of the generator networks).
 
 The EMA networks are full clones of the encoders and decoders, so inference, evaluation and
 export run them exactly like the raw networks. The update is branch-free so that it compiles

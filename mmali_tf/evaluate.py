@@ -16,12 +16,13 @@ from typing import Any, Mapping, Sequence
 from absl import app, flags
 
 from mmali_tf import cli
+from mmali_tf.cli import quiet_tf
 from mmali_tf import flags as flags_lib
 
 FLAGS = flags.FLAGS
 #: what each protocol trains when the epoch flags are left unset: `reference` follows the
 #: released mmALI scripts (probe 100 epochs, classifiers 100 epochs at batch 256, both with
-#: best-test selection; SPEC_MMALI 7.1-7.2), `clean` a budget that converges on small datasets
+#: best-test selection; 6b5d/mmali eval_mnist_svhn_latent.py, eval_mnist_svhn_gen.py), `clean` a budget that converges on small datasets
 #: (the probe: 30 epochs and at least as many updates as 30 epochs make on MNIST, unless
 #: --probe_epochs is given).
 PROTOCOL_DEFAULTS = {"clean": {"probe_epochs": 30, "classifier_epochs": 10,
@@ -211,6 +212,7 @@ def main(argv: Sequence[str]) -> None:
     """absl main: load the run and its dataset, evaluate, write run_dir/eval/."""
     cli.reject_positional(argv)
     opts = EvalOptions.from_flags()
+    quiet_tf.import_tensorflow()
     with cli.user_errors():
         if not os.path.isdir(FLAGS.run_dir):
             raise FileNotFoundError(f"--run_dir={FLAGS.run_dir}: no such directory")

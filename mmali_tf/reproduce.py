@@ -5,9 +5,10 @@ Trains every run of the suite (`mmali_tf.repro.suites`; resuming or skipping wha
 `--runs_root`), evaluates it, and writes `reproduction/<suite>.json` (per run: config, flags
 hash, steps, training wall time, ms/step, metrics, protocol; the machine and the budget),
 `reproduction/<suite>.md` and `reproduction/<suite>.png`. Reduced budgets are recorded and
-printed in every table row. `--update_readme` only re-renders README's generated tables and
-`reproduction/<suite>.md/.png` from `reproduction/*.json`; `--check_readme` exits 1 when
-README differs.
+printed in every table row. `--update_readme` only re-renders the generated tables of the
+results page (`--readme`, default `docs/results.md`, which README links) and
+`reproduction/<suite>.md/.png` from `reproduction/*.json`; `--check_readme` exits 1 when the
+page differs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from typing import Any, Sequence
 from absl import app, flags
 
 from mmali_tf import cli
+
+#: the page that holds every suite's generated tables (README links it)
+RESULTS_PAGE = "docs/results.md"
 
 FLAGS = flags.FLAGS
 
@@ -45,10 +49,11 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_samples", 2000, "evaluate --num_samples.", lower_bound=1)
     flags.DEFINE_string("runs_root", "runs/reproduce", "Run directories of the harness.")
     flags.DEFINE_string("out_dir", "reproduction", "Where <suite>.json/.md/.png go.")
-    flags.DEFINE_string("readme", "README.md", "README whose generated tables are kept.")
-    flags.DEFINE_boolean("update_readme", False, "Only re-render README's tables and "
+    flags.DEFINE_string("readme", RESULTS_PAGE, "The page holding the generated tables "
+                        "(README links it).")
+    flags.DEFINE_boolean("update_readme", False, "Only re-render the results page's tables and "
                          "<out_dir>/<suite>.md/.png from <out_dir>/*.json.")
-    flags.DEFINE_boolean("check_readme", False, "Only check README's tables against "
+    flags.DEFINE_boolean("check_readme", False, "Only check the results page's tables against "
                          "<out_dir>/*.json (exit 1 on a difference).")
 
 
@@ -118,11 +123,11 @@ def main(argv: Sequence[str]) -> None:
             if FLAGS.check_readme:
                 bad = tables.readme_mismatches(text, suites)
                 if bad:
-                    print(f"README tables differ from {FLAGS.out_dir}/*.json for: "
+                    print(f"{FLAGS.readme}: generated tables differ from {FLAGS.out_dir}/*.json for: "
                           f"{', '.join(bad)}; run python -m mmali_tf.reproduce --update_readme",
                           file=sys.stderr)
                     sys.exit(1)
-                print("README tables match", flush=True)
+                print(f"{FLAGS.readme}: generated tables match", flush=True)
                 return
             report.write_text(FLAGS.readme, tables.update_readme(text, suites))
             from mmali_tf.repro import claims
@@ -146,7 +151,7 @@ def main(argv: Sequence[str]) -> None:
     out = run_suite(FLAGS.suite, suite_runs(FLAGS.suite), budget, FLAGS.runs_root, FLAGS.jobs,
                     command)
     write_suite(out, FLAGS.out_dir)
-    if FLAGS.suite == "digits":   # README shows the main job's final sample grids
+    if FLAGS.suite == "digits":   # the results page shows the main job's final sample grids
         from mmali_tf.repro import runner
         runner.copy_final_grids(FLAGS.runs_root, "digits_mmali", FLAGS.out_dir)
     print(f"Wrote {FLAGS.out_dir}/{FLAGS.suite}.json, .md and .png "

@@ -26,6 +26,7 @@ from absl import flags as absl_flags
 from absl import logging as absl_logging
 
 from mmali_tf import cli
+from mmali_tf.cli import quiet_tf
 from mmali_tf import flags as flags_lib
 
 DIVERGED_EXIT_CODE = 1
@@ -272,6 +273,7 @@ def main(argv: Sequence[str]) -> None:
     if not absl_flags.FLAGS["verbosity"].present:  # quiet TF's INFO chatter unless -v is given
         absl_logging.set_verbosity(absl_logging.WARNING)
         logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    quiet_tf.import_tensorflow()
     with cli.user_errors():
         flags_lib.check_dataset_flags(config)
         from mmali_tf import distribute

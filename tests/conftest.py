@@ -106,7 +106,7 @@ BUNDLE_GRAPHS = ["encoder_hand", "encoder_print", "decoder_hand", "decoder_print
 
 def _export_mmali_bundle(tmp_path_factory, folder: str, ema_decay: float, **export_kwargs):
     """A random-init digits-shaped mmALI bundle (latent 8 = style 3 + content 5)."""
-    from export.onnx_export import export_bundle
+    from mmali_tf.export.onnx_export import export_bundle
     from mmali_tf import models
 
     model = models.build("mmali", [HAND, PRINT], {"latent_dim": 8, "style_dim": 3,

@@ -27,9 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from export.errors import BundleError
-from export.runtime import Bundle
-from tools import translate as translate_tool
+from mmali_tf.export.errors import BundleError
+from mmali_tf.export.runtime import Bundle
+from mmali_tf.cli import translate as translate_tool
 
 #: generated cases per property (each runs in milliseconds; see the closing note of issue 14).
 CASES = {"manifest": 200, "bytes": 150, "inputs": 300, "files": 150}

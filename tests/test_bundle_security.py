@@ -1,4 +1,4 @@
-"""Bundles as untrusted input: every refusal of export.bundle_files / schema / limits / pinning.
+"""Bundles as untrusted input: every refusal of mmali_tf.export.bundle_files / schema / limits / pinning.
 
 Each test copies the session's exported bundle, alters it as an attacker (or an accident) would,
 and checks the one-line `BundleError` that names what is wrong. Graph-level refusals also check
@@ -17,11 +17,11 @@ import numpy as np
 import onnx
 import pytest
 
-from export import bundle_files
-from export import manifest as manifest_lib
-from export.errors import BundleError
-from export.limits import Limits
-from export.runtime import Bundle
+from mmali_tf.export import bundle_files
+from mmali_tf.export import manifest as manifest_lib
+from mmali_tf.export.errors import BundleError
+from mmali_tf.export.limits import Limits
+from mmali_tf.export.runtime import Bundle
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import HAND, PRINT, digits_config_value
-from export import manifest as manifest_lib
-from export import onnx_export
-from export.runtime import Bundle
+from mmali_tf.export import manifest as manifest_lib
+from mmali_tf.export import onnx_export
+from mmali_tf.export.runtime import Bundle
 from mmali_tf import latent as latent_lib
 from mmali_tf import models, registry
 

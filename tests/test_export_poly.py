@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export.onnx_export import export_bundle
-from export.runtime import Bundle
+from mmali_tf.export.onnx_export import export_bundle
+from mmali_tf.export.runtime import Bundle
 from mmali_tf import latent as latent_lib
 from mmali_tf import models
 from mmali_tf.data.specs import ModalitySpec

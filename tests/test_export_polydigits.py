@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export.runtime import Bundle
+from mmali_tf.export.runtime import Bundle
 from mmali_tf import data
 from mmali_tf import latent as latent_lib
 from mmali_tf.run_dir import load_trained

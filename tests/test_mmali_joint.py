@@ -1,4 +1,4 @@
-"""Joint-discriminator ablation (SPEC_MMALI section 9): shapes, schedule, isolation, training."""
+"""Joint-discriminator ablation (Chen & Zhu 2022, Table 1): shapes, schedule, isolation, training."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hand-computed checks of the pure mmALI loss functions (SPEC_MMALI sections 0 and 3)."""
+"""Hand-computed checks of the pure mmALI loss functions (Chen & Zhu 2022, sec. 3; 6b5d/mmali models/mmali/factor2.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Every mmALI loss term of the fused implementation (features computed once, rows batched
-through shared heads) against a plain term-by-term evaluation of SPEC_MMALI 3.3 / 3.4 with the
+through shared heads) against a plain term-by-term evaluation of 6b5d/mmali models/mmali/factor2.py (D and G steps) with the
 same fixed draws: each critic is called on its own (x, z) inputs, each term written out.
 
 Spectral norm is off here: the fused path runs fewer power iterations by design (tested against
@@ -154,7 +154,7 @@ def test_fused_terms_equal_plain_terms(specs):
 
 
 def test_joint_ablation_terms_equal_plain_terms():
-    """mmali_joint (SPEC_MMALI 9): one D(x_0..x_{M-1}, z) call per class, written out."""
+    """mmali_joint (Chen & Zhu 2022, Table 1; 6b5d/mmali models/mmali/joint.py): one D(x_0..x_{M-1}, z) call per class, written out."""
     model = models.build("mmali_joint", (HAND, ROT, FLIP), CONFIG)
     model.build_from_specs()
     mods, rng = model.modalities, np.random.default_rng(1)

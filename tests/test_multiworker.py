@@ -9,9 +9,10 @@ Two-worker MultiWorkerMirroredStrategy jobs on a tiny in-memory dataset:
   from the chief's last checkpoint and ends with the weights of the uninterrupted run;
 * single process (`--strategy=default`): SIGKILL + the same command == uninterrupted, bit
   for bit;
+* a single-process checkpoint resumes on two workers and continues the same training;
 * mmALI trains; both workers end with identical variables (generators, critics, spectral-norm
   vectors, EMA, RNG state). Its negatives are in-batch shuffles of each replica's rows, so
-  two workers at B/2 are not one worker at B (see README, "Several machines").
+  two workers at B/2 are not one worker at B (docs/training.md, "Several machines").
 """
 
 from __future__ import annotations
@@ -104,6 +105,24 @@ def test_two_workers_train_a_vae_and_only_the_chief_writes(vae_job, toy_data, tm
     resumed = train.train(_config(_job_flags(copy, "--strategy=default",
                                              f"--max_steps={MAX_STEPS + 2}")), verbose=0)
     assert (resumed.start_step, resumed.final_step) == (MAX_STEPS, MAX_STEPS + 2)
+
+
+def test_a_single_process_run_resumes_on_two_workers(vae_job, toy_data, tmp_path):
+    """README's claim, the other way round: a `--strategy=default` checkpoint resumes under
+    `--strategy=multi_worker` and continues the same training (equal, to float noise, to the
+    run that was multi-worker from the start)."""
+    root, _ = vae_job
+    single = str(tmp_path / "single")
+    first = train.train(_config(_job_flags(single, "--strategy=default", "--max_steps=4")),
+                        verbose=0)
+    assert first.final_step == 4
+    with Cluster(_job_flags(single, "--max_steps=8"), str(tmp_path)) as job:
+        assert job.start().wait(JOB_TIMEOUT) == [0, 0], job.tail()
+        assert "Resuming from step 4 " in open(job.logs[0], encoding="utf-8").read()
+    _assert_same(load_dump(job.dump_dir, 1), load_dump(job.dump_dir, 0), rtol=0, atol=0)
+    assert run_dir.load_trained(single).step == 8
+    _assert_same(_checkpoint_variables(single, 8), _checkpoint_variables(root, 8),
+                 rtol=1e-5, atol=1e-5)
 
 
 def _log_row(root: str, step: int) -> dict[str, float]:

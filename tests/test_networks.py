@@ -1,4 +1,4 @@
-"""Network builders: SPEC_MMALI 2.5 parameter counts, shapes, ranges, sub-models, init, saving."""
+"""Network builders: parameter counts of the authors' networks, shapes, ranges, sub-models, init, saving."""
 
 from __future__ import annotations
 

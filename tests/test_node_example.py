@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from tools import translate as translate_tool
+from mmali_tf.cli import translate as translate_tool
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "examples" / "node"
 

@@ -26,7 +26,7 @@ from mmali_tf import cli, data, registry, run_dir, train
 from mmali_tf import flags as flags_lib
 
 PLUGIN = "toy_plugin"
-WATCHED = ("mmali_tf", "export", "tools", "configs", "bench", "README.md", "BUILD.md",
+WATCHED = ("mmali_tf", "tools", "configs", "bench", "README.md", "BUILD.md",
            "pyproject.toml")
 
 
@@ -72,7 +72,7 @@ def plugin(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_throwaway_plugin_trains_evaluates_and_exports(plugin, tmp_path):
-    from export.runtime import Bundle
+    from mmali_tf.export.runtime import Bundle
     from mmali_tf import evaluate
     from mmali_tf.metrics import classifiers
 
@@ -126,7 +126,7 @@ def test_throwaway_plugin_trains_evaluates_and_exports(plugin, tmp_path):
 @pytest.mark.slow
 def test_readme_python_quick_start_runs(tmp_path, monkeypatch):
     """README's Python snippet, as written, with tiny sizes patched into its calls."""
-    from export import onnx_export
+    from mmali_tf.export import onnx_export
     from mmali_tf import evaluate
 
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from mmali_tf import reproduce
 from mmali_tf.repro import claims, runner, tables
 from mmali_tf.repro.suites import RunSpec, suite_runs
 
@@ -159,7 +160,7 @@ def test_claims_need_a_difference_beyond_noise():
 def test_readme_tables_equal_the_committed_reproduction_json():
     suites = tables.load_suites(os.path.join(REPO, "reproduction"))
     assert {"digits", "claims"} <= set(suites)
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, reproduce.RESULTS_PAGE), encoding="utf-8") as f:
         readme = f.read()
     assert tables.readme_mismatches(readme, suites) == [], (
         "README's generated tables differ from reproduction/*.json; run "
@@ -213,7 +214,7 @@ def test_cli_errors_and_readme_check(tmp_path):
     proc = _cli("--check_readme")
     assert proc.returncode == 0, proc.stderr[-800:]
     bad = tmp_path / "README.md"
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, reproduce.RESULTS_PAGE), encoding="utf-8") as f:
         text = f.read()
     start = text.index(tables.BEGIN.format("digits"))  # edit a number inside the block
     bad.write_text(text[:start] + text[start:].replace("(collapsed)", "(fine)", 1))

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from mmali_tf import reproduce
 from mmali_tf.repro import many_modalities, tables
 from mmali_tf.repro.suites import suite_runs
 from test_reproduce import REPO, _record, _suite
@@ -99,7 +100,7 @@ def test_readme_holds_the_generated_polydigits_table():
     assert "polydigits" in suites
     runs = suites["polydigits"]["runs"]
     assert sorted(r["name"] for r in runs) == [s.name for s in suite_runs("polydigits", REPO)]
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, reproduce.RESULTS_PAGE), encoding="utf-8") as f:
         readme = f.read()
     assert tables.readme_mismatches(readme, {"polydigits": suites["polydigits"]}) == []
     assert "subset coherence 4" in readme

@@ -1,4 +1,4 @@
-"""export.runtime.Bundle: validation, composition, integrity checks, threads, no TensorFlow."""
+"""mmali_tf.export.runtime.Bundle: validation, composition, integrity checks, threads, no TensorFlow."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export import runtime
-from export.errors import BundleError
-from export.runtime import Bundle
+from mmali_tf.export import runtime
+from mmali_tf.export.errors import BundleError
+from mmali_tf.export.runtime import Bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -221,7 +221,7 @@ def test_runtime_never_imports_tensorflow(bundle_path):
     code = f"""
 import sys
 import numpy as np
-from export.runtime import Bundle
+from mmali_tf.export.runtime import Bundle
 b = Bundle({str(bundle_path)!r})
 x = np.full((2, 28, 28, 1), 0.5, np.float32)
 y = b.translate("hand", "print", x, seed=0)

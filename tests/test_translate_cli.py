@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from conftest import HAND, PRINT
-from export.runtime import Bundle
-from tools import translate as translate_tool
+from mmali_tf.export.runtime import Bundle
+from mmali_tf.cli import translate as translate_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from conftest import make_toy_dataset
-from tools import translate as translate_tool
-from tools import web_demo
-from tools.headless import HeadlessChromium
+from mmali_tf.cli import translate as translate_tool
+from mmali_tf.cli import web_demo
+from mmali_tf.cli.headless import HeadlessChromium
 
 HAND_SPEC = {"name": "hand", "shape": [28, 28, 1], "kind": "image", "value_range": [0.0, 1.0]}
 

@@ -1,11 +1,11 @@
-"""Many-to-many pairing by class (SPEC_MMALI 6.1/6.2), per-class subsets and unpaired pools.
+"""Many-to-many pairing by class (Shi et al. 2019, sec. 4; 6b5d/mmali datasets.py), per-class subsets and unpaired pools.
 
 Every modality's instances are sorted stably by label; for each class l the first n_l indices
 of each modality are kept, and `dm` times an independent random permutation of every
 modality's kept list is appended; the lists are zipped position-wise. With `cover_all`, n_l is
 the largest modality's count instead of the smallest, and a smaller modality's list is
 lengthened with random repeats of its own instances, so every instance enters a pair. With the same label
-array for every modality (MultiMNIST views) this is exactly SPEC 6.2: each view is an
+array for every modality (MultiMNIST views) this is exactly 6b5d/mmali datasets.py `MultiMNIST`: each view is an
 independent same-class permutation of the same base images.
 """
 

@@ -1,4 +1,4 @@
-"""MultiMNIST-style datasets (SPEC_MMALI 6.2): M views of one base set, view i rotated i*90 deg.
+"""MultiMNIST-style datasets (6b5d/mmali datasets.py `MultiMNIST`): M views of one base set, view i rotated i*90 deg.
 
 View `rot{90 i}` holds every base image rotated by i*90 degrees counter-clockwise
 (`np.rot90(img, k=i)` on HxW, an exact pixel permutation). Each view is paired with the others

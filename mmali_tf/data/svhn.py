@@ -1,4 +1,4 @@
-"""SVHN `*_32x32.mat` files and the `mnist_svhn` dataset (SPEC_MMALI 6.1 pairing)."""
+"""SVHN `*_32x32.mat` files and the `mnist_svhn` dataset (pairing of 6b5d/mmali datasets.py)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def load_svhn(config: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarr
 
 @register_dataset("mnist_svhn", reads=("data_dir", "use_tfds"))
 def load(config: Mapping[str, Any]) -> PairedDataset:
-    """The `mnist_svhn` PairedDataset (modalities `mnist`, `svhn`), paired per SPEC 6.1."""
+    """The `mnist_svhn` PairedDataset (modalities `mnist`, `svhn`), paired as 6b5d/mmali datasets.py `PairedMNISTSVHN` does."""
     mnist, svhn = idx.load_mnist(config), load_svhn(config)
     rule = PairingRule.from_config(config)
     seed = int(config.get("seed", 0))

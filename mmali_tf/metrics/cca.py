@@ -1,4 +1,4 @@
-"""CCA correlation score for two vector modalities (SPEC_MMALI 7.3, SPEC_BASELINES 7.3).
+"""CCA correlation score for two vector modalities (Shi et al. 2019, sec. 4.2; 6b5d/mmali eval_cap_img_ft.py, iffsid/mmvae src/report/analyse_cub.py).
 
 CCA is fitted on training pairs as the generalised eigenproblem `A v = lambda B v` (A: the
 cross-covariance blocks, B: the block-diagonal within-view covariances, 1e-12 added to both

@@ -1,6 +1,6 @@
 """Pre-trained per-modality digit classifiers used to score coherence.
 
-Architectures follow the reference evaluation code (SPEC_MMALI 7.2) and are chosen from the
+Architectures follow the reference evaluation code (6b5d/mmali eval_mnist_svhn_gen.py; iffsid/mmvae src/report/analyse_ms.py) and are chosen from the
 ModalitySpec's kind and shape, never from its network family (`architecture`): the MNIST CNN
 for grey images of at least 16x16, an SVHN-style CNN for any other image (stride-2 blocks until
 the map is at most 4x4, then a 'valid' block to 1x1: exactly the SVHN classifier at 32x32) and

@@ -1,4 +1,4 @@
-"""Generation coherence scored by pre-trained digit classifiers (SPEC_MMALI 7.2, BASELINES 7.2).
+"""Generation coherence scored by pre-trained digit classifiers (Shi et al. 2019, sec. 4.1; 6b5d/mmali eval_mnist_svhn_gen.py).
 
 * joint: decode prior samples in every modality; fraction whose predicted classes all agree.
   `shared_z=True` (reference protocol) feeds one full z, style included, to every decoder as

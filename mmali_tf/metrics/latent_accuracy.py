@@ -1,4 +1,4 @@
-"""Latent linear-probe accuracy (SPEC_MMALI 7.1, SPEC_BASELINES 7.1; paper Tables 2 and 3).
+"""Latent linear-probe accuracy (Chen & Zhu 2022, Tables 2 and 3; 6b5d/mmali eval_mnist_svhn_latent.py).
 
 A linear softmax classifier (Adam lr 1e-3, batch 256) is trained on *sampled* posterior codes
 (fresh noise every epoch, as the reference does) of each modality's instances, and of the
@@ -16,7 +16,7 @@ rather than what the code separates. So
 `clean` also runs at least `SHI_MNIST_UPDATES` updates, what 30 epochs are on MNIST; the
 validation split still picks the epoch, so longer training cannot overfit the reported number.
 
-Two probes, as the papers use them (SPEC_BASELINES 7.1), chosen with `probe`:
+Two probes, as the papers use them (Shi et al. 2019, sec. 4.1; Sutter et al. 2020, sec. 5), chosen with `probe`:
 - `shi` (default): the SGD probe above over every training instance, on sampled codes
   (Shi et al. train it 30 epochs; mmALI's evaluation script 100 epochs, best test epoch);
 - `sutter` (Sutter et al., mmJSD): sklearn `LogisticRegression` (lbfgs, max_iter 1000, default

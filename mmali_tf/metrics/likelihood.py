@@ -1,4 +1,4 @@
-"""Importance-sampled (IWAE) test log-likelihoods of likelihood-based models (BASELINES 7.5).
+"""Importance-sampled (IWAE) test log-likelihoods of likelihood-based models (Shi et al. 2019, sec. 4; iffsid/mmvae src/report/calculate_likelihoods.py).
 
 In the papers' notation `log p(x_T | x_G)` (metrics key "T|G") is the IWAE estimate of the
 marginal log p(x_T) with the proposal built from x_G (Shi et al.'s tables):

@@ -1,10 +1,10 @@
-"""mmALI with factorised discriminators (SPEC_MMALI section 3), for M >= 2 modalities.
+"""mmALI with factorised discriminators (Chen & Zhu 2022, sec. 3; 6b5d/mmali models/mmali/factor2.py), for M >= 2 modalities.
 
 `AdversarialModel` holds what every mmALI variant shares: Gaussian (or `--deterministic`)
 encoders and decoders, the two Adam optimizers (`d_optimizer` for critics, `g_optimizer` for
 encoders+decoders), loss trackers, and a `train_step` that runs `dis_iter` critic updates and
 `gen_iter` generator updates followed by the EMA update. `MMALI` adds the factorised critics
-A_k ((M+1)-way), B_k (binary) and J (joint data critic) and the losses of SPEC 3.3 / 3.4.
+A_k ((M+1)-way), B_k (binary) and J (joint data critic) and the losses of 6b5d/mmali models/mmali/factor2.py (`forward_jsd2`).
 
 Deviation from the reference, same math: the reference runs every critic once per (x, z) group,
 so every call advances the spectral-norm power iteration. Here each critic's x-feature
@@ -261,7 +261,7 @@ class MMALI(AdversarialModel):
             [tf.concat([a, b], 0) for a, b in zip(feats_real, feats_other)], training=True)
         return tf.split(logits, 2, axis=0)
 
-    # ----------------------------------------------------------------- D-step (SPEC 3.3)
+    # ----------------------------------------------- D-step (factor2.py, discriminator update)
     def critic_losses(self, batch_a: Batch, batch_b: Batch) -> dict[str, tf.Tensor]:
         mods, lay = self.modalities, self.layout
         n = tf.shape(batch_a[mods[0]])[0]
@@ -300,7 +300,7 @@ class MMALI(AdversarialModel):
         terms["d_joint"] = L.bce_real(real) + L.bce_fake(fake)
         return terms
 
-    # ----------------------------------------------------------------- G-step (SPEC 3.4)
+    # --------------------------------------------------- G-step (factor2.py, generator update)
     def generator_losses(self, batch_c: Batch, batch_d: Batch) -> dict[str, tf.Tensor]:
         terms = self._unimodal_generator_terms(batch_c)
         terms.update(self._joint_generator_terms(batch_d))
@@ -381,6 +381,6 @@ class MMALI(AdversarialModel):
         return terms
 
     def _fused_sample(self, params, draw: str) -> tf.Tensor:
-        """One sample of the geometric-mean joint posterior over all d dimensions (SPEC 4)."""
+        """One sample of the geometric-mean joint posterior over all d dimensions (Chen & Zhu 2022, sec. 3)."""
         mean, logvar = latent_lib.geometric_mean([p[0] for p in params], [p[1] for p in params])
         return self.sample_posterior(mean, logvar, name=draw)

@@ -1,4 +1,4 @@
-"""Monolithic-discriminator mmALI: the Table 1 ablation of SPEC_MMALI section 9.
+"""Monolithic-discriminator mmALI: the Table 1 ablation of Chen & Zhu 2022 (6b5d/mmali models/mmali/joint.py).
 
 One critic D(x_0..x_{M-1}, z) with M+1 classes, z = [s_0, ..., s_{M-1}, c] (M*d_s + d_c):
 class m < M pairs the real tuple with every modality's own encoded style and the content
@@ -9,7 +9,7 @@ unimodal, joint-data or reconstruction terms (the lambda flags are ignored).
 Batch schedule (our choice, matching what the reference effectively trains on): each critic
 update and each generator update uses ONE fresh shared-content paired batch, so
 draws_per_step = dis_iter + gen_iter. The released script also draws an independent-prior batch
-whose losses are overwritten before use (SPEC 9 "quirk"); we do not burn it.
+whose losses are overwritten before use (a quirk of 6b5d/mmali train_mmali_multimnist_joint.py); we do not burn it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pure loss functions of the mmALI game (SPEC_MMALI sections 0 and 3).
+"""Pure loss functions of the mmALI game (Chen & Zhu 2022, sec. 3; 6b5d/mmali models/mmali/factor2.py).
 
 Every function maps tensors to a scalar (or to logits) and holds no state, so each term can be
 unit-tested alone and the model's `train_step` reads like the spec's equations.

@@ -1,4 +1,4 @@
-"""`svhn_conv` family: the SVHN convnets of SPEC_MMALI 2.2 / SPEC_BASELINES 3.2 (NHWC, 32x32xC).
+"""`svhn_conv` family: the SVHN convnets of 6b5d/mmali models/svhn.py and iffsid/mmvae src/models/vae_svhn.py (NHWC, 32x32xC).
 
 Stride-2 4x4 convolutions with 'same' padding equal PyTorch's padding 1 at these sizes; the
 4x4 stride-1 layers are 'valid' (4x4 <-> 1x1). A 4x4 'valid' convolution of a 4x4 map is

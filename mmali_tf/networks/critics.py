@@ -71,7 +71,7 @@ def _check_specs(specs, minimum: int) -> list:
 
 def build_xz_critic(spec, latent_dim: int, out_dim: int, spectral_norm: bool = True,
                     name: str | None = None) -> keras.Model:
-    """Critic of (x, z) pairs: inputs [x, z] -> logits (None, out_dim) (SPEC_MMALI 2.1-2.4).
+    """Critic of (x, z) pairs: inputs [x, z] -> logits (None, out_dim) (6b5d/mmali models/mnist.py, svhn.py, cub_image.py, cub_caption.py: the x-z discriminators).
 
     `critic([x, z]) == critic.get_layer("head")([critic.get_layer("x_features")(x), z])`.
     """
@@ -92,7 +92,7 @@ def build_xz_critic(spec, latent_dim: int, out_dim: int, spectral_norm: bool = T
 
 def build_joint_critic(specs: Sequence, spectral_norm: bool = True,
                        name: str | None = None) -> keras.Model:
-    """Data-only critic J: inputs [x_0..x_{M-1}] -> logit (None, 1) (SPEC_MMALI 2.3).
+    """Data-only critic J: inputs [x_0..x_{M-1}] -> logit (None, 1) (6b5d/mmali models/mnist_svhn.py: the joint data discriminator).
 
     Two feature modalities: concat head 512, 512 (CUB "FTFT"); other pairs: the bilinear "dot"
     critic (SN affine projections to 256 and their dot product); M > 2: concat head 1024, 1024.
@@ -117,7 +117,7 @@ def build_joint_critic(specs: Sequence, spectral_norm: bool = True,
 
 def build_joint_xz_critic(specs: Sequence, z_dim: int, out_dim: int, spectral_norm: bool = True,
                           name: str | None = None) -> keras.Model:
-    """Monolithic D(x_0..x_{M-1}, z) of the joint ablation (SPEC_MMALI 9).
+    """Monolithic D(x_0..x_{M-1}, z) of the joint ablation (Chen & Zhu 2022, Table 1; 6b5d/mmali models/mmali/joint.py).
 
     Inputs [x_0..x_{M-1}, z] -> logits (None, out_dim): per-modality branches, z-branch
     400 -> 256, head 1024, 1024, out. Sub-models `branch_<i>` and `head`

@@ -1,4 +1,4 @@
-"""`feature_mlp` family: the CUB feature MLPs of SPEC_MMALI 2.3-2.4 / SPEC_BASELINES 3.5.
+"""`feature_mlp` family: the CUB feature MLPs of 6b5d/mmali models/cub_image.py, cub_caption.py and iffsid/mmvae src/models/vae_cub_image_ft.py.
 
 Widths follow the input size D: encoder D -> D/2 -> D/4 -> D/8 (ELU) -> out, decoder the
 mirror with a linear output; critic x-branch D/2, D/4, D/8, D/8 and z-branch D/8, D/8 (LReLU),

@@ -1,7 +1,7 @@
 """Weight initialisation schemes and the generator-side layer helpers that apply them.
 
-`normal` (mmALI, SPEC_MMALI 1): every Dense/Conv2D/Conv2DTranspose kernel ~ N(0, 0.02^2) and
-zero bias. `torch` (VAE baselines, SPEC_BASELINES 3.10): PyTorch's default kaiming-uniform
+`normal` (mmALI, 6b5d/mmali utils.py init_param_normal): every Dense/Conv2D/Conv2DTranspose kernel ~ N(0, 0.02^2) and
+zero bias. `torch` (VAE baselines: torch.nn layer defaults): PyTorch's default kaiming-uniform
 (a = sqrt(5)), i.e. kernel and bias ~ U(+-1/sqrt(fan_in)) with PyTorch's fan_in (for a
 transposed convolution that is `out_channels * kh * kw`, which is also what Keras computes
 from a Conv2DTranspose kernel).

@@ -1,7 +1,7 @@
 """JMVAE joint encoders q(z | x_1..x_M): raw `[mean | logvar]` parameters, shape (None, out_dim).
 
 * Two image modalities of at most 32x32 with 1 or 3 channels (MNIST-SVHN, digits): the
-  contrastive paper's Table 4 network (SPEC_BASELINES 3.7). Each image is zero-padded to
+  contrastive paper's Table 4 network (Shi et al. ICLR 2021, Table 4). Each image is zero-padded to
   32x32 (centred) and grey images are replicated to 3 channels; the two are concatenated along
   the width (32x64x3) -> Conv 4x4 s2 same 32, 64, 128 ReLU (4x8) -> Conv (1,4) s(1,2) same
   128 ReLU (4x4) -> Conv 4x4 valid out_dim -> flatten.

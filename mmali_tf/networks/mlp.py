@@ -1,4 +1,4 @@
-"""`mnist_mlp` family: the MNIST MLPs of SPEC_MMALI 2.1 / SPEC_BASELINES 3.1 (any input shape).
+"""`mnist_mlp` family: the MNIST MLPs of 6b5d/mmali models/mnist.py and iffsid/mmvae src/models/vae_mnist.py (any input shape).
 
 Every family module exposes the same tensor-level pieces, assembled into Keras models by
 `mmali_tf.networks`: `check_spec`, `encoder`, `decoder` (pre-output-activation), and for the
@@ -51,5 +51,5 @@ def critic_head_widths(spec) -> tuple[int, ...]:
 
 
 def joint_branch(x, spectral_norm: bool):
-    """flatten -> SN-Dense 400 LReLU -> SN-Dense 256 LReLU (joint critics, SPEC 2.3 and 9)."""
+    """flatten -> SN-Dense 400 LReLU -> SN-Dense 256 LReLU (joint critics: 6b5d/mmali models/mnist_svhn.py, models/mmali/joint.py)."""
     return critic_mlp(keras.layers.Flatten()(x), BRANCH_WIDTHS, spectral_norm)

@@ -1,4 +1,4 @@
-"""Spectral normalisation with PyTorch `torch.nn.utils.spectral_norm` semantics (SPEC_MMALI 1, 11).
+"""Spectral normalisation with PyTorch `torch.nn.utils.spectral_norm` semantics (as 6b5d/mmali applies it to its discriminators).
 
 Let `W` be the PyTorch-layout weight matrix, i.e. the transpose of the TF kernel reshaped to
 `(fan_in, units)` (conv kernels `(kh, kw, in, out)` become `(kh*kw*in, out)`). Each layer keeps

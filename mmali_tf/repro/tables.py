@@ -1,9 +1,9 @@
-"""Markdown, charts and README tables rendered from `reproduction/<suite>.json`.
+"""Markdown, charts and the results page's tables rendered from `reproduction/<suite>.json`.
 
-The README holds one generated block per suite between
+The results page (`docs/results.md`, linked from README) holds one generated block per suite between
 `<!-- reproduction:<suite>:begin -->` and `<!-- reproduction:<suite>:end -->`;
 `update_readme` rewrites those blocks from the JSON files and `readme_mismatches` lists the
-blocks that differ (the test suite fails on any, so no README number is typed by hand).
+blocks that differ (the test suite fails on any, so no published number is typed by hand).
 """
 
 from __future__ import annotations

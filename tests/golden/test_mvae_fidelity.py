@@ -10,7 +10,7 @@ computed (fixture from tools/golden/make_fixtures.py --mvae). Our setting: `mvae
 step: 1/4).
 
 Known differences, equal at the fixture's values: our encoders clip log-variances to +-10
-(SPEC pitfall 3), theirs do not; their `ProductOfExperts` adds 1e-8 to every variance twice and
+(a guard against PoE precision blow-up), theirs do not; their `ProductOfExperts` adds 1e-8 to every variance twice and
 to the product's, ours is computed in log space without it.
 """
 

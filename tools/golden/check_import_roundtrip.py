@@ -42,7 +42,7 @@ def main(argv=None) -> int:
                         f"--run_dir={args.run_dir}", f"--out={args.bundle}", "--overwrite",
                         "--graphs=" + ",".join(f"decoder_{m}" for m in model.modalities)],
                        check=True)
-        from export.runtime import Bundle
+        from mmali_tf.export.runtime import Bundle
 
         bundle = Bundle(args.bundle)
         for m in model.modalities:

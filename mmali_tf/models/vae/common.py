@@ -24,7 +24,7 @@ from mmali_tf.models.vae import objectives as obj
 from mmali_tf.networks import build_decoder, build_encoder, decoder_logits
 
 Batch = Mapping[str, tf.Tensor]
-#: logvar clamp of Gaussian experts (SPEC_BASELINES pitfall 3: PoE precision blow-up).
+#: logvar clamp of Gaussian experts (a PoE precision blow-up guard, as the authors' code clamps log-variances).
 LOGVAR_CLIP = 10.0
 
 
@@ -44,7 +44,7 @@ DREG_ESTIMATORS = ("released", "paper")
 def dreg_gradients(tape: tf.GradientTape, theta_loss: tf.Tensor, lw: tf.Tensor, z: tf.Tensor,
                    enc_vars: Sequence[keras.Variable], theta_vars: Sequence[keras.Variable],
                    estimator: str = "released") -> list[tf.Tensor]:
-    """DReG gradients (SPEC 9.3) from a persistent `tape`, in the order enc_vars + theta_vars.
+    """DReG gradients (Tucker et al. 2019; iffsid/mmvae src/objectives.py `m_dreg_looser`) from a persistent `tape`, in the order enc_vars + theta_vars.
 
     theta_loss: the weighted theta surrogate, e.g. sum_b -(1/M) sum_{m,k} sg(w~) lw, computed
     on the tape from lw (M, K, B) whose q-densities use stop-gradient parameters and from

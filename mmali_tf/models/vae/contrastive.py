@@ -1,4 +1,4 @@
-"""Contrastive multimodal VAEs (Shi et al., ICLR 2021): cI-/cC- MMVAE, MVAE, JMVAE (SPEC 4.5).
+"""Contrastive multimodal VAEs (Shi et al., ICLR 2021): cI-/cC- MMVAE, MVAE, JMVAE.
 
 For a related tuple X and in-batch unrelated tuples, minimise
   L = gamma * (native loss of the base model) + sum_g c_g LSE_{n=1..N} log p^(X'_{g,n})
@@ -9,10 +9,10 @@ the paper). log p^ of a negative tuple is IWAE_K (`ci_*`) or CUBO_2 (`cc_*`) of 
 model's joint estimator:
 * MMVAE: the stratified MoE estimate with the mixture proposal; the decoder outputs, samples
   and prior log-densities of the positive pass are *reused* (gathered) and only the
-  likelihoods and mixture densities are re-evaluated (SPEC 4.5 efficiency trick).
+  likelihoods and mixture densities are re-evaluated (the paper's efficiency trick, sec. 3).
 * MVAE: proposal PoE(prior, q_1..q_M) of the re-indexed experts; JMVAE: the joint encoder on
   the re-indexed tuple; K fresh samples, decoded in one call per decoder.
-Decisions recorded: term 1 = gamma x native objective (SPEC 11.1 recommendation; for MMVAE
+Decisions recorded: term 1 = gamma x native objective (the paper's recommendation, sec. 4; for MMVAE
 its DReG gradient), negatives by plain autodiff; gamma = `--gamma` (2); gamma <= 1 warns
 (the paper reports collapse at gamma = 1); the estimator comes from the registry name
 (`ci_` IWAE, `cc_` CUBO), N = `--num_negatives`, K = `--num_importance_samples`.

@@ -1,16 +1,16 @@
-"""JMVAE-kl (Suzuki et al. 2017) with a joint encoder (SPEC_BASELINES 4.2).
+"""JMVAE-kl (Suzuki et al. 2017) with a joint encoder (sec. 3.2 of the paper).
 
 Maximise  E_{q(z|X)}[sum_m lambda_m log p(x_m|z)] - a_t [beta KL(q(z|X) || N(0,I))
           + alpha sum_m KL(q(z|X) || q_m(z|x_m))],
 one sample z ~ q(z|X), batch mean; a_t = min(1, (step+1)/A) warm-up (`--kl_anneal_steps`).
 Unimodal encoders learn only through the alpha-KL terms; decoders only see joint samples.
 
-Decisions recorded: alpha = `--jmvae_alpha` (0.1, SPEC 11.3); Laplace(0.75) image likelihoods
-with lambda = 3.918 for MNIST (SPEC 11.2); joint encoder = contrastive-paper Table 4 network
+Decisions recorded: alpha = `--jmvae_alpha` (0.1, Suzuki et al. 2016); Laplace(0.75) image likelihoods
+with lambda = 3.918 for MNIST (Shi et al. 2019: the ratio of SVHN to MNIST dimensions); joint encoder = contrastive-paper Table 4 network
 for two images, per-modality-feature MLP otherwise (`mmali_tf.networks.joint_encoder`).
 Inference: `encode(m, x)` is the unimodal q_m; `encode_joint(xs)` is the model's own joint
 posterior q(z|X) (the raw joint encoder; it has no EMA copy), which `joint_posterior` returns
-when every modality is given (synergy, joint latent probe; SPEC 6); `fuse` (subsets, M > 2) =
+when every modality is given (synergy, joint latent probe); `fuse` (subsets, M > 2) =
 PoE of the unimodal experts without a prior expert (MultiVae convention).
 """
 

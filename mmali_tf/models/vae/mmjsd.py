@@ -1,4 +1,4 @@
-"""mmJSD (Sutter et al. 2020): MoE reconstruction + multimodal JS divergence (SPEC 4.4).
+"""mmJSD (Sutter et al. 2020): MoE reconstruction + multimodal JS divergence (thomassutter/mmjsd divergence_measures/mm_div.py).
 
 Maximise  E_{q_MoE(z|X)}[sum_m lambda_m log p(x_m|z)] - beta_t JS_pi({q_m}, N(0,I)),
 JS_pi = sum_{j=0}^{M} pi_j KL(q_j || p_f), q_0 = N(0, I), pi_j = 1/(M+1), with the dynamic
@@ -14,11 +14,11 @@ JS acts on the content. The JS is weighted by beta_content in both variants (as 
 run_epoch; default 1).
 
 Decisions recorded: paper hyper-parameters (beta = 5, lr 1e-3) rather than the released
-script's (SPEC 11.5); lambda = 3.918 for MNIST next to SVHN; every beta_{s,m} = 1.
+script's (thomassutter/mmjsd main_svhnmnist.py); lambda = 3.918 for MNIST next to SVHN; every beta_{s,m} = 1.
 Inference: `fuse` = the dynamic-prior PoE of the unimodal experts without a prior expert
-(`default_fusion = "poe"`, SPEC 6 (b)); MoE selection is `fuse(..., "moe_mean")`. mmJSD-MS
+(`default_fusion = "poe"`, as the authors' test-time code does); MoE selection is `fuse(..., "moe_mean")`. mmJSD-MS
 decodes every generated modality with a style drawn from the prior (`cross_latent`,
-`synergy_latent`; SPEC 6), never with another modality's style.
+`synergy_latent`), never with another modality's style.
 """
 
 from __future__ import annotations

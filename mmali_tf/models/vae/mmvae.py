@@ -1,4 +1,4 @@
-"""MMVAE (Shi et al. 2019): mixture-of-experts posterior, stratified IWAE, DReG (SPEC 4.3).
+"""MMVAE (Shi et al. 2019): mixture-of-experts posterior, stratified IWAE, DReG (iffsid/mmvae src/objectives.py).
 
 q(z|X) = (1/M) sum_m q_m(z|x_m). With K samples z_{m,k} ~ q_m per modality
   log w_{m,k} = log p(z_{m,k}) + sum_d lambda_d log p(x_d|z_{m,k}) - log (1/M) sum_m' q_m'(z_{m,k})

@@ -16,7 +16,7 @@ Decisions recorded (from the authors' code, thomassutter/MoPoE 0ad2d56):
 * a N(0, I) prior expert joins the product of the *full* set only (their `poe_fusion` adds it
   when every modality is in the subset); `fusion_prior_expert` applies the same rule at
   inference, so conditional generation from a proper subset uses PoE(S) without the prior;
-* Normal posteriors with the log-variance head (clipped to +-10, SPEC_BASELINES pitfall 3);
+* Normal posteriors with the log-variance head (clipped to +-10 against a PoE precision blow-up);
 * no modality-specific latents (the paper's PolyMNIST setting, `--style_dim=0`);
 * likelihood weights lambda_m from the dataset (1 for PolyMNIST-style equal-size images).
 If B < T, rows map one-to-one onto the first B subsets (the authors' code would send every

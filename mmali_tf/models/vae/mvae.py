@@ -1,15 +1,15 @@
-"""MVAE (Wu & Goodman 2018): Gaussian product of experts with a prior expert (SPEC_BASELINES 4.1).
+"""MVAE (Wu & Goodman 2018): Gaussian product of experts with a prior expert (sec. 3; mhw32/multimodal-vae-public).
 
 For every subset S of modalities the joint posterior is q_S = PoE(N(0,I), {q_m : m in S}) and
   ELBO_S = sum_{m in S} lambda_m E_{q_S}[log p(x_m|z)] - beta_t KL(q_S || N(0, I))
 (only the modalities in S are reconstructed). The loss is
   -[ELBO_{1..M} + sum_m ELBO_{m} + ELBO_{S_1}]   (S_1 a random subset, only when M > 2),
 one reparameterised sample per term, batch mean. beta_t = beta min(1, (step+1)/A) with
-A = `--kl_anneal_steps` ([DECISION] SPEC pitfall 11: keep A <= 1/4 of training; configs use
+A = `--kl_anneal_steps` (our decision: keep A <= 1/4 of training, so most steps optimise the full ELBO; configs use
 A = max_steps/4). `--mvae_kl_full_step` ends the warm-up early, as the authors' loop does
 (its factor is 1 during the last warm-up epoch).
 
-Decisions recorded (SPEC_BASELINES 2.2, 11.2): Laplace(0.75) image likelihoods with
+Decisions recorded (Shi et al. 2019, Appendix; iffsid/mmvae src/models): Laplace(0.75) image likelihoods with
 lambda = prod(largest shape)/prod(shape) (3.918 for MNIST) by default, Bernoulli via the
 dataset's `likelihood`; M > 2 uses one random subset per step (each modality kept with
 probability 1/2, at least one). Inference: `fuse` = PoE *with* the prior expert

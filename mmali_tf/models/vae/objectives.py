@@ -1,4 +1,4 @@
-"""Pure objective functions of the multimodal VAE baselines (SPEC_BASELINES sections 4 and 9).
+"""Pure objective functions of the multimodal VAE baselines (each function cites its paper and the authors' file).
 
 Every function maps tensors to tensors (no networks, no variables) so it can be unit-tested
 against hand-computed values. Conventions: `lw` are importance log-weights
@@ -64,7 +64,7 @@ def dreg_weights(lw: tf.Tensor, axis: int = 1, tighter: bool = False) -> tf.Tens
 
 
 def dreg_surrogates(lw: tf.Tensor, tighter: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per-datapoint DReG surrogate losses (to minimise) for lw (M, K, B) (SPEC 9.3).
+    """Per-datapoint DReG surrogate losses (to minimise) for lw (M, K, B) (Tucker et al. 2019; iffsid/mmvae src/objectives.py `m_dreg_looser`).
 
     `lw` must evaluate every q_m with stop-gradient parameters while z_{m,k} = g(eps; phi_m)
     stays differentiable. With S = M strata (looser) the estimator is

@@ -6,9 +6,9 @@
     samples = bundle.generate(16, seed=0)                                # {modality: array}
 
 `Bundle` treats the bundle as untrusted input: on open it checks the manifest (optionally
-pinned with `digest=`), the directory listing and every file's sha256 (`export.bundle_files`);
+pinned with `digest=`), the directory listing and every file's sha256 (`mmali_tf.export.bundle_files`);
 it creates one onnxruntime session per graph lazily (thread-safe) from checked bytes, compares
-each graph's real inputs and outputs with the manifest, bounds every size (`export.limits`),
+each graph's real inputs and outputs with the manifest, bounds every size (`mmali_tf.export.limits`),
 validates inputs, and draws the explicit noise inputs with numpy from the manifest's noise
 distribution. Every refusal is a one-line `BundleError` (a ValueError). All the math runs
 inside the exported graphs; this module only composes them.
@@ -25,9 +25,9 @@ from typing import Any, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from export import bundle_files
-from export.errors import BundleError, first_line, show
-from export.limits import DEFAULT_LIMITS, Limits
+from mmali_tf.export import bundle_files
+from mmali_tf.export.errors import BundleError, first_line, show
+from mmali_tf.export.limits import DEFAULT_LIMITS, Limits
 
 Params = tuple[np.ndarray, "np.ndarray | None"]
 Seed = int | np.random.Generator | None
@@ -76,7 +76,7 @@ class Bundle:
     """An exported mmali_tf bundle ready for inference.
 
     Args:
-      path: bundle directory written by `export.onnx_export.export_bundle`.
+      path: bundle directory written by `mmali_tf.export.onnx_export.export_bundle`.
       threads: "latency" mode: intra-op threads of every session (default 1, which suits
         many concurrent small requests); "throughput" mode: workers that each run one slice
         of a batch on a single-thread session (default: the physical cores).
@@ -85,14 +85,14 @@ class Bundle:
       digest: sha256 of the bundle's manifest.json (printed by the export and written beside
         the bundle as `<bundle>.sha256`); the bundle is refused unless it matches. Pin it for
         every bundle you did not build yourself.
-      limits: upper bounds on declared sizes and on each call's batch (`export.limits`).
+      limits: upper bounds on declared sizes and on each call's batch (`mmali_tf.export.limits`).
 
     Raises:
       FileNotFoundError: `path` is not a directory or holds no manifest.json.
-      BundleError: the bundle is refused (see `export.bundle_files`).
+      BundleError: the bundle is refused (see `mmali_tf.export.bundle_files`).
 
     Attributes:
-      manifest: the parsed manifest (see `export.manifest`).
+      manifest: the parsed manifest (see `mmali_tf.export.manifest`).
       modalities: modality names in model order.
       specs: modality name -> its manifest entry (shape, dtype, value_range, kind, ...).
     """

@@ -41,7 +41,7 @@ import tensorflow as tf
 import tf2onnx
 
 import mmali_tf
-from export import manifest as manifest_lib
+from mmali_tf.export import manifest as manifest_lib
 from mmali_tf import latent as latent_lib
 
 MIN_OPSET, MAX_OPSET = 14, 18

@@ -6,7 +6,7 @@ records everything an application needs to run the graphs without TensorFlow: th
 explicit noise inputs, the fusion methods, the ONNX opset, every graph's inputs and outputs, the
 training flags and checkpoint step, and the sha256 of every graph file. Readers refuse a bundle
 whose format version they do not know or whose files are missing or altered; the structure
-rules live in `export.schema`, the file and graph checks in `export.bundle_files`.
+rules live in `mmali_tf.export.schema`, the file and graph checks in `mmali_tf.export.bundle_files`.
 
 Pinning: the sha256 of `manifest.json` covers every graph (the manifest lists their sha256).
 The export writes it beside the bundle as `<bundle>.sha256`, in `sha256sum` format; an app that
@@ -23,10 +23,10 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from export import schema
-from export.errors import BundleError, show
-from export.limits import DEFAULT_LIMITS, Limits
-from export.schema import FORMAT, FORMAT_VERSION  # noqa: F401  (the format is part of this API)
+from mmali_tf.export import schema
+from mmali_tf.export.errors import BundleError, show
+from mmali_tf.export.limits import DEFAULT_LIMITS, Limits
+from mmali_tf.export.schema import FORMAT, FORMAT_VERSION  # noqa: F401  (the format is part of this API)
 
 MANIFEST_NAME = "manifest.json"
 DIGEST_SUFFIX = ".sha256"

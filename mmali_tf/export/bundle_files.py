@@ -22,9 +22,9 @@ import onnxruntime as ort
 from google.protobuf.message import DecodeError
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from export import manifest as manifest_lib
-from export.errors import BundleError, first_line, show
-from export.limits import DEFAULT_LIMITS, Limits
+from mmali_tf.export import manifest as manifest_lib
+from mmali_tf.export.errors import BundleError, first_line, show
+from mmali_tf.export.limits import DEFAULT_LIMITS, Limits
 
 #: operator domains a bundle graph may use (the exporter emits only these).
 ALLOWED_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")

@@ -15,8 +15,8 @@ import math
 import re
 from typing import Any, Mapping, NoReturn
 
-from export.errors import BundleError, show
-from export.limits import DEFAULT_LIMITS, Limits
+from mmali_tf.export.errors import BundleError, show
+from mmali_tf.export.limits import DEFAULT_LIMITS, Limits
 
 FORMAT = "mmali_tf.bundle"
 #: bumped whenever a reader of the previous version would misinterpret a bundle.
