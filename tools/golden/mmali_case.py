@@ -75,7 +75,7 @@ MNIST_SVHN = Setup("mmali_mnist_svhn", {"mnist": "0mnist", "svhn": "1svhn"},
                    dict(BASE, dataset="mnist_svhn", lambda_unimodal=0.1, lambda_x_rec=0.05,
                         lambda_s_rec=0.05, lambda_c_rec=0.05, joint_rec=True, dis_iter=1,
                         gen_iter=2),
-                   "train_mmali_mnist_svhn.py", n=2, files=FACTOR_FILES)
+                   "train_mmali_mnist_svhn.py", n=2, seed=2, files=FACTOR_FILES)
 MULTI_KEYS = {f"rot{90 * i}": f"{i}mnist" for i in range(3)}
 MULTIMNIST = Setup("mmali_multimnist_m3", MULTI_KEYS, (MNIST_SMALL,) * 3,
                    dict(BASE, dataset="multimnist", num_views=3, lambda_unimodal=0.1,
