@@ -21,6 +21,10 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import provenance  # noqa: E402
+
 #: variant name -> environment overrides
 VARIANTS = {
     "default": {},
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"command": " ".join(["python", "bench/levers.py", *sys.argv[1:]]),
+            json.dump({"command": provenance.command_line("bench/levers.py"),
                        "load_average_end": list(os.getloadavg()), "samples": samples}, f,
                       indent=1)
             f.write("\n")

@@ -1,7 +1,7 @@
 """Latency of cross-modal translation: onnxruntime bundle vs the Keras model (eager, tf.function).
 
     python bench/onnx_latency.py [--runs 2000] [--batch 256] [--threads N] \
-        [--mode latency|throughput]
+        [--mode latency|throughput] [--int8] [--json bench/results/onnx_latency.json]
 
 Builds randomly initialised mmALI models with the digits and MNIST-SVHN modality shapes
 (28x28x1 through the MLP family, 32x32x3 through the conv family; latent 20 = style 10 +
@@ -11,8 +11,11 @@ content 10), exports their translate graphs, and times one translation in both d
 * `Bundle`: `Bundle.translate(..., seed=0)` (input validation + a seeded numpy Generator +
   noise + run), what apps call; `Bundle, reused rng` passes one Generator for every call;
 * `keras eager`: the same computation (`mmali_tf.export.onnx_export.graph_plans`) called eagerly;
-* `tf.function`: the same computation traced once.
+* `tf.function`: the same computation traced once;
+* with `--int8`: `int8 ort run` and `int8 Bundle`, the same two on the int8 bundle
+  (`mmali_tf.export.quantize`, calibrated on uniform random inputs: only its speed matters here).
 TensorFlow engines receive the numpy inputs (converted per call), like an application would.
+`--json` writes the rows with the host's CPU flags and load average (`bench/host.py`).
 
 Prints a markdown table: median and p99 latency at batch 1, throughput at `--batch`.
 """
@@ -54,8 +57,18 @@ def timings(fn: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
     return out
 
 
-def bench_direction(model, bundle, src: str, dst: str, args) -> list[dict]:
-    """Rows of the table for one translation direction."""
+def quantized(tmp: str, specs, rng: np.random.Generator) -> str:
+    """The int8 version of the bundle in `tmp`/b, calibrated on 128 uniform random inputs."""
+    from mmali_tf.export import quantize
+
+    xs = {s.name: rng.uniform(0, 1, (128,) + tuple(s.shape)).astype(np.float32) for s in specs}
+    os.mkdir(os.path.join(tmp, "int8"))
+    quantize.quantize_bundle(os.path.join(tmp, "b"), os.path.join(tmp, "int8"), xs)
+    return os.path.join(tmp, "int8")
+
+
+def bench_direction(model, bundle, src: str, dst: str, args, int8=None) -> list[dict]:
+    """Rows of the table for one translation direction (with `int8`, that Bundle's too)."""
     import tensorflow as tf
 
     from mmali_tf.export.onnx_export import graph_plans
@@ -83,6 +96,11 @@ def bench_direction(model, bundle, src: str, dst: str, args) -> list[dict]:
         "tf.function": (lambda f: (lambda: traced(*[tf.constant(v) for v in f.values()])),
                         max(50, args.runs // 4)),
     }
+    if int8 is not None:
+        q_sess = int8.session(plan.name)
+        engines["int8 ort run"] = (lambda f: (lambda: q_sess.run(["x_out"], f)), args.runs)
+        engines["int8 Bundle"] = (lambda f: (lambda: int8.translate(src, dst, f["x"], seed=0)),
+                                  args.runs)
     for engine, (make, runs) in engines.items():
         t1 = timings(make(small), runs, warmup=max(5, runs // 20))
         tb = timings(make(big), max(10, runs // 100), warmup=2)
@@ -100,7 +118,12 @@ def main() -> None:
                         help="Bundle's threads (default: its default for --mode)")
     parser.add_argument("--mode", choices=("latency", "throughput"), default="latency",
                         help="Bundle's mode (throughput: batch split across workers)")
+    parser.add_argument("--int8", action="store_true", help="also time the int8 bundle")
+    parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args()
+    from bench import host
+
+    start = host.machine()
 
     import tensorflow as tf
 
@@ -114,18 +137,22 @@ def main() -> None:
             model = models.build("mmali", list(specs), CONFIG)
             model.build_from_specs()
             a, b = (s.name for s in specs)
-            path = os.path.join(tmp, name)
+            path = os.path.join(tmp, name, "b")
             export_bundle(model, path, weights="raw",
                           graphs=[f"translate_{a}_to_{b}", f"translate_{b}_to_{a}"])
             bundle = Bundle(path, threads=args.threads, mode=args.mode)
+            int8 = (Bundle(quantized(os.path.join(tmp, name), specs, np.random.default_rng(0)),
+                           threads=args.threads, mode=args.mode) if args.int8 else None)
             for src, dst in ((a, b), (b, a)):
                 rows += [{"model": name, **r} for r in bench_direction(model, bundle, src, dst,
-                                                                       args)]
+                                                                       args, int8)]
     eager = {(r["model"], r["direction"]): r["median_ms"] for r in rows
              if r["engine"] == "keras eager"}
     print(f"\nmmALI translate, random init, {os.cpu_count()} CPUs, onnxruntime "
           f"Bundle mode={bundle.mode} threads={bundle.threads}, TensorFlow {tf.__version__} "
-          f"default threads\n")
+          f"default threads; host {start['cpu']}, AVX2 {start['avx2']}, AVX-512 "
+          f"{start['avx512'] or 'none'}, load average {start['load_average'][0]:.1f}" +
+          (" (LOADED: shared machine)" if start["loaded"] else "") + "\n")
     print(f"| model | direction | engine | batch 1 median (ms) | batch 1 p99 (ms) | "
           f"speed-up vs eager | batch {args.batch} throughput (examples/s) |")
     print("|---|---|---|---:|---:|---:|---:|")
@@ -133,6 +160,13 @@ def main() -> None:
         speedup = eager[(r["model"], r["direction"])] / r["median_ms"]
         print(f"| {r['model']} | {r['direction']} | {r['engine']} | {r['median_ms']:.3f} | "
               f"{r['p99_ms']:.3f} | {speedup:.1f}x | {r['throughput']:.0f} |")
+    if args.json:
+        host.write_record(args.json, {
+            "command": " ".join(["python"] + sys.argv), "mode": bundle.mode,
+            "threads": bundle.threads, "batch": args.batch, "machine_start": start,
+            "machine_end": host.machine(), "rows": [{k: (float(v) if isinstance(v, np.floating)
+                                                       else v) for k, v in r.items()}
+                                                    for r in rows]})
 
 
 if __name__ == "__main__":

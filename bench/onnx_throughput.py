@@ -1,6 +1,7 @@
 """Batch throughput of translation: onnxruntime settings (levers) against `tf.function`.
 
-    python bench/onnx_throughput.py [--batch 256] [--rounds 3] [--calls 12]
+    python bench/onnx_throughput.py [--batch 256] [--rounds 3] [--calls 12] [--int8] \
+        [--json bench/results/onnx_throughput.json]
 
 Exports the digits-shaped mmALI translate graphs of `bench/onnx_latency.py` (random init) and
 times one batch in each direction with: `tf.function` (TensorFlow's default threads), `Bundle`
@@ -10,7 +11,10 @@ levers on one session call: intra-op threads = physical cores with and without s
 basic / extended instead of all graph optimisations. Engines alternate within each round
 (the machine may be shared); the table shows the median over rounds. It also reports the
 graph's arithmetic (GFLOP per example, from the ONNX shapes) and this machine's float32
-matrix-multiply rate through onnxruntime, which bounds any engine's throughput.
+matrix-multiply rate through onnxruntime, which bounds any engine's throughput. With `--int8`
+the int8 bundle (`mmali_tf.export.quantize`, calibrated on the same uniform random inputs: the
+weights are random, only the speed means anything) runs in both Bundle modes too. `--json`
+writes the table with the host's CPU flags (AVX2 / AVX-512) and load average (`bench/host.py`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnx import helper, shape_inference  # noqa: E402
 
-from bench.onnx_latency import CONFIG, MODELS  # noqa: E402
+from bench import host  # noqa: E402
+from bench.onnx_latency import CONFIG, MODELS, quantized  # noqa: E402
 from mmali_tf.export.runtime import Bundle, physical_cores, session_options  # noqa: E402
 
 LEVELS = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -81,8 +86,10 @@ def matmul_gflops(threads: int, n: int = 1024) -> float:
     return per_second(lambda: sess.run(None, {"a": a, "b": a}), 10, 1) * 2 * n ** 3 / 1e9
 
 
-def engines(model, bundle_dir: str, src: str, dst: str, feeds: dict) -> dict[str, Callable]:
-    """Name -> zero-argument call translating `feeds` once."""
+def engines(model, bundle_dir: str, src: str, dst: str, feeds: dict,
+            int8_dir: str | None = None) -> dict[str, Callable]:
+    """Name -> zero-argument call translating `feeds` once (with `int8_dir`, also the int8
+    bundle's Bundle modes)."""
     import tensorflow as tf
 
     from mmali_tf.export.onnx_export import graph_plans
@@ -92,10 +99,13 @@ def engines(model, bundle_dir: str, src: str, dst: str, feeds: dict) -> dict[str
     traced = next(p for p in graph_plans(model, "raw") if p.name == graph).function()
     cores = physical_cores()
     out = {"tf.function": lambda: traced(*[tf.constant(v) for v in feeds.values()])}
-    for label, bundle in (("Bundle latency (1 thread)", Bundle(bundle_dir)),
-                          (f"Bundle throughput ({cores} workers)",
-                           Bundle(bundle_dir, mode="throughput"))):
-        out[label] = lambda b=bundle: b.run(graph, feeds)
+    for prefix, path_ in (("", bundle_dir), ("int8 ", int8_dir)):
+        if path_ is None:
+            continue
+        for label, bundle in ((f"{prefix}Bundle latency (1 thread)", Bundle(path_)),
+                              (f"{prefix}Bundle throughput ({cores} workers)",
+                               Bundle(path_, mode="throughput"))):
+            out[label] = lambda b=bundle: b.run(graph, feeds)
     levers = {f"{cores} intra-op threads, spinning": (cores, "1", None),
               f"{cores} intra-op threads, no spinning": (cores, "0", None)}
     levers.update({f"1 thread, {k} optimisation only": (1, "0", v) for k, v in LEVELS.items()})
@@ -114,7 +124,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     parser.add_argument("--calls", type=int, default=12, help="timed batches per engine/round")
+    parser.add_argument("--int8", action="store_true", help="also time the int8 bundle")
+    parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
+    start = host.machine()
 
     from mmali_tf.export.onnx_export import export_bundle
     from mmali_tf import models
@@ -129,17 +142,22 @@ def main() -> None:
           f"alternating rounds")
     print("onnxruntime MatMul 1024^3 float32: " +
           ", ".join(f"{t} thread(s) {g:.0f} GFLOP/s" for t, g in peak.items()) + "\n")
+    print(f"host: {start['cpu']}, AVX2 {start['avx2']}, AVX-512 {start['avx512'] or 'none'}, "
+          f"load average {start['load_average'][0]:.1f}" +
+          (" (LOADED: shared machine)" if start["loaded"] else "") + "\n")
     print("| direction | engine | examples/s | vs tf.function | GFLOP/s |")
     print("|---|---|---:|---:|---:|")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         export_bundle(model, tmp + "/b", weights="raw", overwrite=True,
                       graphs=["translate_hand_to_print", "translate_print_to_hand"])
+        int8_dir = quantized(tmp, specs, rng) if args.int8 else None
         for src, dst in (("hand", "print"), ("print", "hand")):
             shape = next(s.shape for s in specs if s.name == src)
             feeds = {"x": rng.uniform(0, 1, (args.batch,) + tuple(shape)).astype(np.float32),
                      "noise": rng.standard_normal((args.batch, 20), dtype=np.float32),
                      "style_noise": rng.standard_normal((args.batch, 10), dtype=np.float32)}
-            calls = engines(model, tmp + "/b", src, dst, feeds)
+            calls = engines(model, tmp + "/b", src, dst, feeds, int8_dir)
             rates = {k: [] for k in calls}
             for _ in range(args.rounds):
                 for name, fn in calls.items():
@@ -150,7 +168,15 @@ def main() -> None:
                 rate = float(np.median(values))
                 print(f"| {src}->{dst} | {name} | {rate:.0f} | {rate / tf_rate:.2f}x | "
                       f"{rate * flops / 1e9:.0f} |")
+                rows.append({"direction": f"{src}->{dst}", "engine": name,
+                             "examples_per_s": rate, "vs_tf_function": rate / tf_rate,
+                             "rounds": [float(v) for v in values]})
             print(f"| {src}->{dst} | (arithmetic: {flops / 1e6:.2f} MFLOP/example) | | | |")
+    if args.json:
+        host.write_record(args.json, {
+            "command": " ".join(["python"] + sys.argv), "batch": args.batch,
+            "machine_start": start, "machine_end": host.machine(),
+            "matmul_gflops": {str(t): g for t, g in peak.items()}, "rows": rows})
 
 
 if __name__ == "__main__":

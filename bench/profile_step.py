@@ -40,6 +40,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import provenance  # noqa: E402
 from reference_step import machine, replace_block  # noqa: E402
 
 BEGIN, END = "<!-- profile_step:begin -->", "<!-- profile_step:end -->"
@@ -243,12 +244,11 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"error: unknown --levers {unknown} (expected {list(LEVERS)})")
     if args.render:
-        with open(args.render, encoding="utf-8") as f:
-            record = json.load(f)
+        record = provenance.load_record(args.render)
     else:
         import tensorflow as tf
 
-        record = {"command": " ".join(["python", "bench/profile_step.py", *sys.argv[1:]]),
+        record = {"command": provenance.command_line("bench/profile_step.py"),
                   "date": datetime.datetime.now(datetime.timezone.utc).strftime(
                       "%Y-%m-%d %H:%M UTC"),
                   "tensorflow": tf.__version__, "model": args.model, "threads": args.threads,

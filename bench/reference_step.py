@@ -41,6 +41,8 @@ from typing import Any, Callable
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import provenance  # noqa: E402
+
 BEGIN, END = "<!-- reference_step:begin -->", "<!-- reference_step:end -->"
 #: model -> (reference script next to this file, its source flag, regex of its ms figure)
 REFERENCE = {
@@ -110,7 +112,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     models = [m for m in args.models.split(",") if m]
     timers = {m: our_timers(m, jits, args.steps) for m in models}
     record: dict[str, Any] = {
-        "command": " ".join(["python", "bench/reference_step.py", *sys.argv[1:]]),
+        "command": provenance.command_line("bench/reference_step.py"),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "tensorflow": tf.__version__, "threads": args.threads or "default",
         "machine_start": machine(), "models": {}}
@@ -215,8 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.render:
         records = []
         for path in args.render.split(","):
-            with open(path, encoding="utf-8") as f:
-                records.append(json.load(f))
+            records.append(provenance.load_record(path))
     else:
         unknown = [m for m in args.models.split(",") if m not in REFERENCE]
         missing = [flag for m in args.models.split(",") if m in REFERENCE

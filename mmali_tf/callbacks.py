@@ -21,7 +21,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from mmali_tf.run_dir import RunDir, TrainingCheckpoint, atomic_write_text
+from mmali_tf.atomic import atomic_write_text
+from mmali_tf.run_dir import RunDir, TrainingCheckpoint
 
 
 class TrainClock:

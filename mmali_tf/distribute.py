@@ -5,15 +5,18 @@ splitting the CPU into logical devices for `--num_cpu_replicas` is impossible af
 Models are built, compiled (which builds every optimizer) and fitted inside
 `strategy.scope()`; the training pipeline is batched with the global batch size
 (`--batch_size` * the model's draws per step) and `fit()` splits it over the replicas.
+What a `train_step` needs to know about replicas lives with the models
+(`models.draws.replica_slice_draw`, `models.base.multi_worker_mode`): the models never import
+this driver module.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import tensorflow as tf
 
-from mmali_tf.flags import STRATEGIES, FlagUsageError
+from mmali_tf.config import STRATEGIES
+from mmali_tf.flags import FlagUsageError
+from mmali_tf.models.base import multi_worker_mode
 
 
 def split_cpu(num_devices: int) -> list[str]:
@@ -86,39 +89,7 @@ def worker_suffix(strategy: tf.distribute.Strategy) -> str | None:
     return f"{task_type}_{task_id}"
 
 
-def multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
-    """True for a MultiWorkerMirroredStrategy whose TF_CONFIG names more than one task (the
-    condition under which Keras reduces step outputs across workers with collectives)."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return False
-    return bool(strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
-
-
 def xla_supported(strategy: tf.distribute.Strategy) -> bool:
     """False for a multi-worker job without GPUs: XLA does not compile the cross-worker
     collectives of a training step for CPU devices (TensorFlow b/194942685)."""
     return not (multi_worker_mode(strategy) and not tf.config.list_logical_devices("GPU"))
-
-
-def replica_slice_draw(draw: Callable[[tf.Tensor], tf.Tensor], shape: Any,
-                       batch_axis: int = 0) -> tf.Tensor:
-    """`draw(shape)` made replica-aware: the global draw, this replica's slice of it.
-
-    `draw` must give the same values on every replica (a random op seeded from state that all
-    replicas share). With R replicas in sync, it is called with the batch axis R times
-    longer and replica r keeps rows [r*n, (r+1)*n) of that axis. So replicas get different
-    draws, and R replicas at batch n/R each see exactly the draws one replica at batch n sees
-    for the same rows (the data is split over replicas the same way). With one replica this
-    is `draw(shape)`.
-    """
-    context = tf.distribute.get_replica_context()
-    replicas = context.num_replicas_in_sync if context is not None else 1
-    if replicas == 1:
-        return draw(shape)
-    shape = tf.convert_to_tensor(shape, tf.int32)
-    local = shape[batch_axis]
-    axis_mask = tf.one_hot(batch_axis, tf.size(shape), dtype=tf.int32)
-    full = draw(shape + axis_mask * local * (replicas - 1))
-    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
-    # tf.reshape (not the slice) gives the result the static shape that `shape` implies
-    return tf.reshape(tf.slice(full, axis_mask * local * replica, shape), shape)

@@ -18,6 +18,7 @@ from absl import app, flags
 from mmali_tf import cli
 from mmali_tf.cli import quiet_tf
 from mmali_tf import flags as flags_lib
+from mmali_tf.config import DataSettings
 
 FLAGS = flags.FLAGS
 #: what each protocol trains when the epoch flags are left unset: `reference` follows the
@@ -158,8 +159,8 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
         notes.append(f"COLLAPSED generations (one class > {report.COLLAPSE_SHARE:.0%} of "
                      f"the samples): {', '.join(collapsed)}; their coherence measures that "
                      "class's share, not the model")
-    meta = {"protocol": opts.protocol, "dataset": ds.name, "model": model.config.get("model",
-            model.name), "step": step, "weights": view.weights, "seed": opts.seed,
+    meta = {"protocol": opts.protocol, "dataset": ds.name, "model": model.variant,
+            "step": step, "weights": view.weights, "seed": opts.seed,
             "split": opts.split, "num_pairs": int(len(rows)),
             "num_prior_samples": opts.num_samples, "probe_epochs": opts.probe_epochs,
             "probe_min_updates": opts.probe_min_updates,
@@ -222,12 +223,14 @@ def main(argv: Sequence[str]) -> None:
         trained = load_trained(FLAGS.run_dir, FLAGS.eval_step)
         ds = data.load(trained.dataset_name, trained.config)
         if not opts.cache_dir:
-            opts.cache_dir = str(trained.config.get("cache_dir", ""))
-    metrics, figures = evaluate_model(trained.model, ds, opts, step=trained.step)
-    from mmali_tf.metrics.report import eval_dir_name
+            opts.cache_dir = DataSettings.from_config(trained.config).cache_dir
+    with cli.disk_full_errors():  # classifier caches and the outputs
+        metrics, figures = evaluate_model(trained.model, ds, opts, step=trained.step)
+        from mmali_tf.metrics.report import eval_dir_name
 
-    out_dir = os.path.join(FLAGS.run_dir, "eval", eval_dir_name(opts.protocol, opts.latent_probe))
-    write_outputs(out_dir, metrics, figures)
+        out_dir = os.path.join(FLAGS.run_dir, "eval",
+                               eval_dir_name(opts.protocol, opts.latent_probe))
+        write_outputs(out_dir, metrics, figures)
     print(f"Wrote {out_dir}/metrics.json, report.md and figures "
           f"(protocol {opts.protocol}, step {trained.step})", flush=True)
 

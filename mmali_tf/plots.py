@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from typing import Any, Mapping
 
 import keras
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from mmali_tf.atomic import atomic_path
 
 MIN_CELL = 56
 GAP = 2
@@ -133,15 +134,5 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
                          f"{array.shape}")
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(os.fspath(path)) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")

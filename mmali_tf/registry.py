@@ -4,8 +4,8 @@ without importing TensorFlow.
 A module declares what it adds with one line next to the definition:
 
 ```python
-@register_model("mvae")                      # a MultimodalModel subclass
-@register_dataset("digits", reads=(...))     # a function config -> PairedDataset
+@register_model("mvae", settings=MVAESettings)  # a MultimodalModel subclass
+@register_dataset("digits", settings=DigitsSettings)  # a function config -> PairedDataset
 @register_fusion("poe")                      # a function (means, logvars, prior_expert)
 register_network_family("mnist_mlp")         # module level: this module is the family
 ```
@@ -19,13 +19,15 @@ imported the first time its object is needed (`load(kind, name)`), and the decor
 checks that it matches what was read. Declarations executed in a module that was never read
 (a notebook, a module imported by hand) register themselves when they run.
 
-Options of a declaration (literals only):
-* model: `flags` -- new flags the model reads (see `FlagSpec`).
-* dataset: `reads` -- dataset flags it reads besides the pairing flags; `pairing` (default
-  True) -- whether it reads `PAIRING_FLAGS`; `shape_flags` -- flags that change its data, so a
-  run directory cannot resume with other values; `flags` -- new flags.
-A flag declared in `flags` is a tuple `(name, default, help)` or `(name, default, help,
-{"lower_bound": ..., "upper_bound": ..., "enum_values": (...)})`; its type is the default's.
+Options of a declaration (literals, except `settings`):
+* model: `settings` -- its settings class (a `mmali_tf.config.Settings` subclass, named by
+  a name the module defines or imports with `from ... import`); default `ModelSettings`.
+* dataset: `settings` -- its settings class (a `DataSettings` subclass); its fields besides
+  `DataSettings`' are the dataset flags it reads (the pairing flags come with
+  `PairingSettings`); default `DataSettings` (no dataset flags). `shape_flags` -- flags
+  that change its data, so a run directory cannot resume with other values.
+The flags of every setting are defined from these classes (`mmali_tf.flags`); reading a
+package settings class imports neither TensorFlow nor absl.
 """
 
 from __future__ import annotations
@@ -43,11 +45,11 @@ KINDS = ("model", "dataset", "network", "fusion")
 DECLARATIONS = {"register_model": "model", "register_dataset": "dataset",
                 "register_network_family": "network", "register_fusion": "fusion"}
 #: options each kind of declaration accepts.
-OPTIONS = {"model": ("flags",), "dataset": ("reads", "pairing", "shape_flags", "flags"),
+OPTIONS = {"model": ("settings",), "dataset": ("settings", "shape_flags"),
            "network": (), "fusion": ()}
-#: the pairing flags a dataset with `pairing=True` (the default) reads.
-PAIRING_FLAGS = ("data_multiplication", "max_per_class", "percentage", "use_all",
-                 "pair_all_instances")
+#: settings class of a model or dataset declared without `settings`.
+DEFAULT_SETTINGS = {"model": "mmali_tf.models.settings:ModelSettings",
+                    "dataset": "mmali_tf.config:DataSettings"}
 _LABELS = {"model": "model", "dataset": "dataset", "network": "network family",
            "fusion": "fusion method"}
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -87,13 +89,9 @@ class Entry:
 
     def load(self) -> Any:
         """Import the declaring module; the declared class or function (or the module)."""
-        module = importlib.import_module(self.module)
         if not self.attr:
-            return module
-        obj = module
-        for part in self.attr.split("."):
-            obj = getattr(obj, part)
-        return obj
+            return importlib.import_module(self.module)
+        return import_object(f"{self.module}:{self.attr}")
 
 
 # ----------------------------------------------------------------------------- the tables
@@ -194,13 +192,39 @@ def _callee(node: ast.AST) -> str:
     return ""
 
 
-def _entry_from_call(call: ast.Call, module: str, attr: str, path: str) -> Entry:
+def _imported_names(tree: ast.Module, module: str) -> dict[str, str]:
+    """name -> "module:attr" of the top-level `from ... import` statements of a module."""
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = module.rsplit(".", node.level)[0]
+                base = f"{parent}.{base}" if base else parent
+            for alias in node.names:
+                out[alias.asname or alias.name] = f"{base}:{alias.name}"
+    return out
+
+
+def _settings_reference(node: ast.AST, module: str, imported: Mapping[str, str],
+                        where: str) -> str:
+    """`settings=Name`: "module:Name" of the class, found through the module's imports."""
+    if not isinstance(node, ast.Name):
+        raise RegistryError(f"{where}: settings= takes the name of a settings class the module "
+                            "defines or imports with `from ... import`")
+    return imported.get(node.id, f"{module}:{node.id}")
+
+
+def _entry_from_call(call: ast.Call, module: str, attr: str, path: str,
+                     imported: Mapping[str, str]) -> Entry:
     callee = _callee(call)
     kind = DECLARATIONS[callee]
     where = f"{path}:{call.lineno}"
     try:
         args = [ast.literal_eval(a) for a in call.args]
-        options = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        options = {k.arg: (_settings_reference(k.value, module, imported, where)
+                           if k.arg == "settings" else ast.literal_eval(k.value))
+                   for k in call.keywords}
     except ValueError:
         raise RegistryError(f"{where}: {callee}(...) needs literal arguments (declarations are "
                             "read without importing the module)") from None
@@ -220,13 +244,14 @@ def scan_source(source: str, module: str, path: str = "<source>") -> list[Entry]
     if not any(name in source for name in DECLARATIONS):
         return []
     tree = ast.parse(source, filename=path)
+    imported = _imported_names(tree, module)
     found = []
     for node in tree.body:
         if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
-            found += [_entry_from_call(d, module, node.name, path) for d in node.decorator_list
-                      if _callee(d) in DECLARATIONS]
+            found += [_entry_from_call(d, module, node.name, path, imported)
+                      for d in node.decorator_list if _callee(d) in DECLARATIONS]
         elif isinstance(node, ast.Expr) and _callee(node.value) in DECLARATIONS:
-            found.append(_entry_from_call(node.value, module, "", path))
+            found.append(_entry_from_call(node.value, module, "", path, imported))
     return found
 
 
@@ -247,22 +272,34 @@ def scan_directory(directory: str, package: str) -> list[Entry]:
 
 
 def check_options(kind: str, options: Mapping[str, Any], where: str) -> None:
-    """RegistryError for an option `kind` does not take or a flag tuple of the wrong form."""
+    """RegistryError for an option `kind` does not take or an option of the wrong form."""
     unknown = sorted(set(options) - set(OPTIONS[kind]))
     if unknown:
         raise RegistryError(f"{where}: {kind} declarations take no option {unknown[0]!r} "
                             f"(options: {', '.join(OPTIONS[kind]) or 'none'})")
-    for spec in options.get("flags", ()):
-        if not (isinstance(spec, tuple) and len(spec) in (3, 4) and isinstance(spec[0], str)
-                and isinstance(spec[2], str) and (len(spec) == 3 or isinstance(spec[3], dict))):
-            raise RegistryError(f"{where}: flag declaration {spec!r} is not (name, default, "
-                                "help[, {bounds or enum_values}])")
+    settings = options.get("settings")
+    if settings is not None and not (isinstance(settings, str) and ":" in settings):
+        raise RegistryError(f"{where}: settings= must name a settings class")
+    shape_flags = options.get("shape_flags", ())
+    if not (isinstance(shape_flags, tuple) and all(isinstance(f, str) for f in shape_flags)):
+        raise RegistryError(f"{where}: shape_flags= must be a tuple of flag names")
+
+
+def import_object(reference: str) -> Any:
+    """The object of a "module:qualname" reference (imports the module)."""
+    module, _, attr = reference.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 # ----------------------------------------------------------------------------- declarations
 def _bind(kind: str, name: str, module: str, attr: str, options: Mapping[str, Any]) -> None:
     """Runtime side of a declaration: check it against what was read, or register it."""
     where = f"{module}:{attr}" if attr else module
+    options = {k: (f"{v.__module__}:{v.__qualname__}" if k == "settings" and isinstance(v, type)
+                   else v) for k, v in options.items()}
     check_options(kind, options, where)
     table = entries(kind)
     old = table.get(name)
@@ -275,13 +312,16 @@ def _bind(kind: str, name: str, module: str, attr: str, options: Mapping[str, An
 def register_model(name: str, **options: Any) -> Callable[[T], T]:
     """Class decorator: declare a MultimodalModel subclass as model `name` (`--model=name`).
 
-    Sets the class's `registry_name` (unless it defines one) and registers it with Keras
-    serialization (package "mmali"), so `model.keras` files reload.
+    Sets the class's `registry_name` (unless it defines one) and `settings_class` (when
+    `settings` is given) and registers it with Keras serialization (package "mmali"), so
+    `model.keras` files reload.
     """
     def decorate(cls: T) -> T:
         _bind("model", name, cls.__module__, cls.__qualname__, options)
         if "registry_name" not in vars(cls):
             cls.registry_name = name
+        if "settings" in options:
+            cls.settings_class = options["settings"]
         import keras
 
         keras.saving.register_keras_serializable(package="mmali")(cls)
@@ -311,22 +351,18 @@ def register_network_family(name: str) -> None:
 
 
 # ----------------------------------------------------------------------------- derived views
+def settings_class(kind: str, name: str) -> type:
+    """The settings class of model or dataset `name` (imports its module on first use)."""
+    return import_object(get(kind, name).option("settings", DEFAULT_SETTINGS[kind]))
+
+
+def settings_classes() -> list[tuple[Entry, type]]:
+    """(entry, settings class) of every registered model, then every dataset."""
+    return [(entry, settings_class(kind, entry.name)) for kind in ("model", "dataset")
+            for entry in entries(kind).values()]
+
+
 def dataset_reads(name: str) -> tuple[str, ...]:
-    """Flags dataset `name` reads (its `reads`, plus the pairing flags unless pairing=False)."""
-    entry = get("dataset", name)
-    pairing = PAIRING_FLAGS if entry.option("pairing", True) else ()
-    return pairing + tuple(entry.option("reads", ()))
-
-
-def dataset_flags() -> tuple[str, ...]:
-    """Every flag some dataset reads (the pairing flags first)."""
-    out = list(PAIRING_FLAGS)
-    for entry in entries("dataset").values():
-        out += [f for f in entry.option("reads", ()) if f not in out]
-    return tuple(out)
-
-
-def declared_flags() -> list[tuple[Entry, tuple]]:
-    """(declaring entry, flag tuple) of every flag declared by a model or dataset."""
-    return [(entry, spec) for kind in ("model", "dataset") for entry in entries(kind).values()
-            for spec in entry.option("flags", ())]
+    """Dataset flags dataset `name` reads: the fields of its settings besides
+    `DataSettings`' (pairing flags first when it pairs by class)."""
+    return tuple(f.name for f in settings_class("dataset", name).dataset_fields())

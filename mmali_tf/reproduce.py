@@ -148,12 +148,13 @@ def main(argv: Sequence[str]) -> None:
     command = "python -m mmali_tf.reproduce " + " ".join(argv_flags())
     from mmali_tf.repro.suites import suite_runs
 
-    out = run_suite(FLAGS.suite, suite_runs(FLAGS.suite), budget, FLAGS.runs_root, FLAGS.jobs,
-                    command)
-    write_suite(out, FLAGS.out_dir)
-    if FLAGS.suite == "digits":   # the results page shows the main job's final sample grids
-        from mmali_tf.repro import runner
-        runner.copy_final_grids(FLAGS.runs_root, "digits_mmali", FLAGS.out_dir)
+    with cli.disk_full_errors():
+        out = run_suite(FLAGS.suite, suite_runs(FLAGS.suite), budget, FLAGS.runs_root,
+                        FLAGS.jobs, command)
+        write_suite(out, FLAGS.out_dir)
+        if FLAGS.suite == "digits":   # the results page shows the main job's final grids
+            from mmali_tf.repro import runner
+            runner.copy_final_grids(FLAGS.runs_root, "digits_mmali", FLAGS.out_dir)
     print(f"Wrote {FLAGS.out_dir}/{FLAGS.suite}.json, .md and .png "
           f"({out['wall_s'] / 60.0:.1f} min)", flush=True)
     if any(r["status"] != "ok" for r in out["runs"]):

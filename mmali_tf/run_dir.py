@@ -6,6 +6,8 @@ run_dir/
                             (`--flagfile=run_dir/flags.txt` replays the run)
   run.json                  typed copy of those flags + modality specs (used by load_trained)
   checkpoints/ckpt-<step>.* tf.train.CheckpointManager (model, EMA, critics, RNG, optimizers, step)
+  checkpoints/manifest.json size + sha256 of each kept checkpoint's files (`checkpoint_check`)
+  checkpoints/corrupt/      damaged checkpoints a resume set aside (never deleted)
   tensorboard/              scalars and sample images
   samples/step_<7-digit step>_<modality>.png
   train_log.csv             one row per --log_every steps
@@ -16,17 +18,20 @@ Every file is written to a temporary name in the same directory and moved into p
 `os.replace`, so a crash never leaves a half-written file under a final name. Checkpoints get
 the same guarantee from TensorFlow: the data is written to `<prefix>_temp/` and merged, and only
 afterwards does the manager atomically rewrite its `checkpoint` state file, so the state never
-names a partial checkpoint (tests/test_run_dir.py simulates both crash points).
+names a partial checkpoint (tests/test_run_dir.py simulates both crash points). A checkpoint
+damaged later (a cut copy, a failing disk) is found before use (`checkpoint_check`), and
+run.json / flags.txt are read through the checks of `run_record`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import glob
 import json
 import os
-import tempfile
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
+
+from mmali_tf.atomic import atomic_write_text, disk_full
 
 #: Flags that change the variables (or the data identity) of every run; a run directory
 #: trained with other values cannot be resumed. `shape_flags` adds the model's and the
@@ -34,32 +39,6 @@ from typing import Any, Iterator, Mapping, Sequence
 BASE_SHAPE_FLAGS = ("model", "dataset", "latent_dim", "style_dim", "amsgrad")
 #: Flags compared only by whether they are zero (EMA clones exist iff ema_decay > 0).
 _ON_OFF_FLAGS = ("ema_decay",)
-
-
-# ----------------------------------------------------------------------------- atomic writes
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path next to `path` (same suffix); on success move it onto `path`."""
-    directory, name = os.path.split(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    stem, suffix = os.path.splitext(name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=directory)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write `text` to `path` atomically (temporary file + rename)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 # ----------------------------------------------------------------------------- flags.txt
@@ -160,11 +139,12 @@ class RunDir:
         return os.path.join(self.samples, f"step_{step:07d}_{modality}.png")
 
     def read_flags(self) -> dict[str, str] | None:
-        """The recorded flags as strings, or None for a fresh directory."""
-        if not os.path.exists(self.flags_txt):
-            return None
-        with open(self.flags_txt, encoding="utf-8") as f:
-            return parse_flags_text(f.read())
+        """The recorded flags as strings, or None for a fresh directory (ValueError when
+        flags.txt or run.json is damaged: `run_record`)."""
+        from mmali_tf import run_record
+
+        run_record.read_record(self)
+        return run_record.read_flags(self)
 
 
 def check_compatible(root: str, config: Mapping[str, Any]) -> RunDir:
@@ -197,8 +177,10 @@ def prepare(root: str, config: Mapping[str, Any]) -> RunDir:
 
 def write_run_files(run: RunDir, config: Mapping[str, Any], specs: Sequence[Any]) -> None:
     """Write flags.txt and run.json (typed flags + modality specs), both atomically."""
+    from mmali_tf import run_record
+
     atomic_write_text(run.flags_txt, format_flags(config))
-    record = {"config": dict(config), "specs": [s.to_dict() for s in specs]}
+    record = run_record.record_of(dict(config), [s.to_dict() for s in specs])
     atomic_write_text(run.run_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
@@ -227,7 +209,7 @@ class TrainingCheckpoint:
                  optimizers: bool = True, restore_directory: str | None = None) -> None:
         import tensorflow as tf
 
-        self.directory = directory
+        self.directory, self.keep = directory, keep
         self.restore_directory = restore_directory or directory
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
         objects: dict[str, Any] = {"model_variables": list(model.variables)}
@@ -271,10 +253,83 @@ class TrainingCheckpoint:
                              "it written with other model flags?") from None
         return int(self.step.numpy())
 
+    def check(self, path: str) -> None:
+        """ValueError naming `path`, what is wrong with it and the newest intact older step
+        when checkpoint `path` is damaged (`checkpoint_check.problem`)."""
+        from mmali_tf import checkpoint_check as check
+
+        entry = check.read_manifest(self.restore_directory).get(os.path.basename(path))
+        why = check.problem(path, entry)
+        if why is None:
+            return
+        older = check.readable(self.restore_directory, newest=check.step_of(path) - 1).path
+        hint = (f"the newest intact one is step {check.step_of(older)}" if older else
+                "no older checkpoint is intact")
+        raise ValueError(f"checkpoint {path} is damaged: {why}; {hint} (select a step, or "
+                         "rerun training, which falls back to it)")
+
+    def resume(self) -> tuple[int, str]:
+        """Restore the newest intact checkpoint of `restore_directory` for training: (its step,
+        the one-line "Resuming from ..." message), or (0, "") when there is none.
+
+        Newer damaged checkpoints are named in the message and, in a directory this process
+        owns (not a non-chief worker's view of the chief's), moved to `corrupt/`.
+        ValueError when checkpoints exist but none is intact (nothing is moved then).
+        """
+        import tensorflow as tf
+
+        from mmali_tf import checkpoint_check as check
+
+        choice = check.readable(self.restore_directory)
+        if choice.path is None:
+            if choice.damaged:
+                raise ValueError(f"no intact checkpoint in {self.restore_directory} "
+                                 f"({choice.describe()}); the files are left in place: move "
+                                 "them away to start the run over")
+            return 0, ""
+        step = self.restore(choice.path)
+        message = f"Resuming from step {step} ({choice.path})"
+        if choice.damaged:
+            message += f": newer checkpoint damaged, {choice.describe()}"
+            if self.restore_directory == self.directory:
+                moved = check.set_aside(self.directory, choice)
+                self.manager = tf.train.CheckpointManager(
+                    self.checkpoint, self.directory, max_to_keep=self.keep,
+                    checkpoint_name="ckpt")
+                message += f"; moved to {', '.join(moved)}"
+        return step, message
+
     def save(self, step: int) -> str:
-        """Write checkpoint `ckpt-<step>` (data first, then the manager's state, atomically)."""
+        """Write checkpoint `ckpt-<step>` (data first, then the manager's state, atomically),
+        then its sizes and digests (`checkpoint_check.record`). A full disk raises
+        DiskFullError after removing this save's partial files; older checkpoints stay."""
+        from mmali_tf import checkpoint_check
+
         self.step.assign(int(step))
-        return self.manager.save(checkpoint_number=int(step))
+        prefix = os.path.join(self.directory, f"ckpt-{int(step)}")
+        try:
+            path = self.manager.save(checkpoint_number=int(step))
+        except Exception as error:
+            full = disk_full(error, prefix)
+            if full is None:
+                raise
+            self._remove_unrecorded(prefix)
+            raise full from None
+        checkpoint_check.record(self.directory, path, self.manager.checkpoints)
+        return path
+
+    def _remove_unrecorded(self, prefix: str) -> None:
+        """Delete what a failed save of `prefix` left (its `_temp` folder, and its files
+        unless the state file names it)."""
+        import shutil
+
+        import tensorflow as tf
+
+        for temp in glob.glob(glob.escape(prefix) + "_temp*"):
+            shutil.rmtree(temp, ignore_errors=True)
+        if tf.train.latest_checkpoint(self.directory) != prefix:
+            for path in glob.glob(glob.escape(prefix) + ".*"):
+                os.remove(path)
 
 
 # ----------------------------------------------------------------------------- reloading
@@ -297,23 +352,33 @@ def load_trained(run_dir: str, step: int | None = None) -> TrainedRun:
     """
     from mmali_tf import flags as flags_lib
     from mmali_tf import models
+    from mmali_tf.config import RunSettings
     from mmali_tf.data.specs import ModalitySpec
 
+    from mmali_tf import checkpoint_check, run_record
+
     run = RunDir(run_dir)
-    if not os.path.exists(run.run_json):
+    record = run_record.read_record(run)
+    if record is None:
         raise FileNotFoundError(f"--run_dir={run_dir}: no run.json; not a training run "
                                 "directory (train with python -m mmali_tf.train first)")
-    with open(run.run_json, encoding="utf-8") as f:
-        record = json.load(f)
     config = dict(record["config"])
-    flags_lib.load_plugins(config.get("plugins") or [])
-    specs = [ModalitySpec.from_dict(d) for d in record["specs"]]
+    flags_lib.load_plugins(RunSettings.from_config(config).plugins)
+    try:
+        specs = [ModalitySpec.from_dict(d) for d in record["specs"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{run.run_json} is damaged: a modality spec is unreadable "
+                         f"({type(error).__name__}: {error}); restore it") from None
     model = models.build(config["model"], specs, config)
     model.build_from_specs()
     ckpt = TrainingCheckpoint(run.checkpoints, model, optimizers=False)
-    path = ckpt.latest if step is None else ckpt.path_for_step(step)
+    if step is None:
+        path = next(iter(checkpoint_check.candidates(run.checkpoints)), None)
+    else:
+        path = ckpt.path_for_step(step)
     if path is None:
         raise FileNotFoundError(f"--run_dir={run_dir}: no checkpoint in {run.checkpoints}")
+    ckpt.check(path)
     restored = ckpt.restore(path)
     return TrainedRun(model=model, config=config, step=restored,
                       dataset_name=str(config["dataset"]), checkpoint_path=path)

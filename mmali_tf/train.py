@@ -1,8 +1,8 @@
 """Training entry point: `python -m mmali_tf.train --flagfile=configs/<exp>.cfg [--flag=value ...]`.
 
 flags -> strategy -> run directory check -> data.load -> models.build/compile (in the strategy
-scope) -> restore the latest checkpoint (resume) -> Model.fit in chunks of --log_every steps
-with the callbacks of `mmali_tf.callbacks` -> final checkpoint + model.keras.
+scope) -> restore the newest intact checkpoint (resume) -> Model.fit in chunks of --log_every
+steps with the callbacks of `mmali_tf.callbacks` -> final checkpoint + model.keras.
 
 Flag parsing imports absl only, so usage errors are reported in a fraction of a second as one
 line (`error: ...`, exit code 2). A NaN/Inf loss stops training with exit code 1, keeping the
@@ -28,6 +28,7 @@ from absl import logging as absl_logging
 from mmali_tf import cli
 from mmali_tf.cli import quiet_tf
 from mmali_tf import flags as flags_lib
+from mmali_tf.config import DataSettings, RunSettings
 
 DIVERGED_EXIT_CODE = 1
 FIXED_SAMPLES = 16
@@ -121,9 +122,10 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
     from mmali_tf.data import pipeline
 
     config = dict(config)
-    flags_lib.load_plugins(list(config.get("plugins") or []))
+    run_settings = RunSettings.from_config(config)
+    flags_lib.load_plugins(run_settings.plugins)
     strategy = strategy or tf.distribute.get_strategy()
-    if config.get("jit_compile") and not distribute.xla_supported(strategy):
+    if run_settings.jit_compile and not distribute.xla_supported(strategy):
         print("note: training without XLA (--jit_compile ignored): XLA cannot compile the "
               "cross-worker collectives of a multi-worker step on CPUs", flush=True)
         config["jit_compile"] = False
@@ -134,7 +136,7 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
         restore_dir = run_dir_lib.check_compatible(config["run_dir"], config).checkpoints
         run = run_dir_lib.prepare(tempfile.mkdtemp(prefix=f"mmali_{suffix}_"), config)
     dataset = data.load(config["dataset"], config)
-    pipeline.check_augment(dataset, tuple(config.get("augment") or ()))
+    pipeline.check_augment(dataset, DataSettings.from_config(config).augment)
     distribute.check_global_batch(strategy, int(config["batch_size"]))
     keras.utils.set_random_seed(int(config["seed"]))
     with strategy.scope():
@@ -144,10 +146,9 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
         checkpoint = run_dir_lib.TrainingCheckpoint(
             run.checkpoints, model, keep=1 if suffix else int(config["keep_checkpoints"]),
             restore_directory=restore_dir)
-        start = 0
-        if checkpoint.latest:
-            start = checkpoint.restore(checkpoint.latest)
-            print(f"Resuming from step {start} ({checkpoint.latest})", flush=True)
+        start, message = checkpoint.resume()
+        if message:
+            print(message, flush=True)
     if suffix is None:
         run_dir_lib.write_run_files(run, config, dataset.specs)
     return TrainSession(config, strategy, run, dataset, model, checkpoint, start,
@@ -206,7 +207,7 @@ def fit(session: TrainSession, verbose: str | int = "auto") -> TrainResult:
 
     from mmali_tf import callbacks as cb
     from mmali_tf.data import pipeline
-    from mmali_tf.run_dir import atomic_path
+    from mmali_tf.atomic import atomic_path
 
     cfg, run, model, ckpt = session.config, session.run, session.model, session.checkpoint
     max_steps, log_every = int(cfg["max_steps"]), int(cfg["log_every"])
@@ -282,7 +283,8 @@ def main(argv: Sequence[str]) -> None:
         print(f"Strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
               f"replica(s)", flush=True)
         session = prepare(config, strategy)
-    result = fit(session, verbose=1 if sys.stdout.isatty() else 2)
+    with cli.disk_full_errors():
+        result = fit(session, verbose=1 if sys.stdout.isatty() else 2)
     if result.diverged:
         cli.fail(result.diverged, code=DIVERGED_EXIT_CODE)
     print(summary(result), flush=True)

@@ -166,8 +166,8 @@ def raw_manifests(original: bytes):
                          b"}" * 50_000, b"[" * 900 + b"]" * 900, b"\"\\ud800\"",
                          b"5, \"checkpoint_step\": 6"]).map(
             lambda v: original.replace(marker, b'"checkpoint_step": ' + v)),
-        st.sampled_from([b'"format_version": 1, "format_version": 2', b'"format": "x"']).map(
-            lambda v: original.replace(b'"format_version": 1', v)),
+        st.sampled_from([b'"format_version": 2, "format_version": 1', b'"format": "x"']).map(
+            lambda v: original.replace(b'"format_version": 2', v)),
     )
 
 

@@ -108,8 +108,8 @@ def test_symbolic_links_are_refused(bundle_path, tmp_path):
 
 def test_files_the_manifest_does_not_list_are_refused(bundle_path, tmp_path):
     extra = copy_bundle(bundle_path, tmp_path / "extra")
-    (extra / "weights.bin").write_bytes(b"\0" * 16)
-    refused("holds 'weights.bin', which its manifest does not list", Bundle, extra)
+    (extra / "spare.bin").write_bytes(b"\0" * 16)
+    refused("holds 'spare.bin', which its manifest does not list", Bundle, extra)
     subdir = copy_bundle(bundle_path, tmp_path / "subdir")
     (subdir / "data").mkdir()
     refused("holds 'data'", Bundle, subdir)
@@ -120,18 +120,26 @@ def test_files_the_manifest_does_not_list_are_refused(bundle_path, tmp_path):
     refused("files lists 'spare.onnx', which no graph uses", Bundle, unused)
 
 
-def external_graph(source: Path, location: str) -> bytes:
-    """`source` with its largest initializer moved to an external file named `location`."""
+def external_graph(source: Path, location: str, offset: int | str = 0,
+                   length: int | str | None = None, extra: dict | None = None) -> bytes:
+    """`source` (its shared weights copied in) with its largest initializer turned into a
+    reference to `location` (offset, length, extra keys as given; length defaults to the
+    tensor's own size)."""
     model = onnx.load(str(source))
     tensor = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    size = len(tensor.raw_data)
     tensor.ClearField("raw_data")
     tensor.data_location = onnx.TensorProto.EXTERNAL
-    entry = tensor.external_data.add()
-    entry.key, entry.value = "location", location
+    keys = {"location": location, "offset": offset, "length": size if length is None else length,
+            **(extra or {})}
+    for key, value in keys.items():
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, str(value)
     return model.SerializeToString()
 
 
-@pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "weights.bin"])
+@pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "other.bin",
+                                      "manifest.json"])
 def test_graphs_with_external_data_are_refused_before_onnxruntime(bundle_path, tmp_path,
                                                                   monkeypatch, location):
     bundle = copy_bundle(bundle_path, tmp_path / "external")
@@ -139,7 +147,53 @@ def test_graphs_with_external_data_are_refused_before_onnxruntime(bundle_path, t
     loaded = Bundle(bundle)  # checksums match: the refusal comes when the graph is loaded
     no_onnxruntime(monkeypatch)
     message = refused("'decoder_hand' keeps tensor", loaded.session, "decoder_hand")
-    assert repr(location) in message and "embed all their data" in message
+    assert repr(location) in message and "refer to the manifest's external_data" in message
+
+
+def test_references_into_the_weights_file_are_bounded(bundle_path, tmp_path, monkeypatch):
+    """The shared weights file is the only external data, and only in range, exact sizes."""
+    size = (bundle_path / "weights.bin").stat().st_size
+    no_onnxruntime(monkeypatch)
+    for i, (kwargs, match) in enumerate([
+        ({"offset": size}, rf"expected \d+ bytes inside its {size}"),
+        ({"offset": -64}, "refers to bytes '-64'"),
+        ({"offset": "0x10"}, "refers to bytes '0x10'"),
+        ({"length": 4}, "expected \\d+ bytes"),
+        ({"extra": {"checksum": "0"}}, r"expected exactly \['location', 'offset', 'length'\]"),
+    ]):
+        bundle = copy_bundle(bundle_path, tmp_path / f"ref{i}")
+        put_graph(bundle, "decoder_hand",
+                  external_graph(bundle / "decoder_hand.onnx", "weights.bin", **kwargs))
+        refused(match, Bundle(bundle).session, "decoder_hand")
+    # a reference anywhere but a top-level initializer (here a Constant node) is refused
+    model = onnx.load(str(bundle_path / "decoder_hand.onnx"))
+    tensor = onnx.helper.make_tensor("c", onnx.TensorProto.FLOAT, [1], [0.0])
+    tensor.ClearField("float_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", "weights.bin"), ("offset", "0"), ("length", "4")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    model.graph.node.append(onnx.helper.make_node("Constant", [], ["c_out"], value=tensor))
+    bundle = copy_bundle(bundle_path, tmp_path / "constant")
+    put_graph(bundle, "decoder_hand", model.SerializeToString())
+    refused("only top-level initializers may refer", Bundle(bundle).session, "decoder_hand")
+
+
+def test_the_weights_file_is_checked_like_a_graph(bundle_path, tmp_path):
+    tampered = copy_bundle(bundle_path, tmp_path / "tampered")
+    data = bytearray((tampered / "weights.bin").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (tampered / "weights.bin").write_bytes(bytes(data))
+    refused("'weights.bin' does not match its manifest sha256", Bundle, tampered)
+    renamed = copy_bundle(bundle_path, tmp_path / "renamed")
+    manifest = read_manifest(renamed)
+    for bad, match in [("../weights.bin", r"external_data is '../weights.bin'; expected a name"),
+                       ("weights.onnx", "external_data is 'weights.onnx'")]:
+        write_manifest(renamed, {**manifest, "external_data": bad})
+        refused(match, Bundle, renamed)
+    version1 = copy_bundle(bundle_path, tmp_path / "version1")
+    write_manifest(version1, {**manifest, "format_version": 1})
+    refused("no 'external_data' in a format_version 1 bundle", Bundle, version1)
 
 
 def test_graphs_with_foreign_operators_or_garbage_are_refused(bundle_path, tmp_path, monkeypatch):

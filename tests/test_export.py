@@ -225,7 +225,19 @@ def test_manifest_metadata_and_batch_axes(mmali_bundle):
     assert man["weights"] == "ema" and man["opset"] == 17
     assert man["fusion_methods"] == list(latent_lib.FUSION_METHODS)
     assert {"poe", "moe_mean", "geometric"} <= set(man["fusion_methods"])
-    assert set(man["files"]) == {g["file"] for g in man["graphs"].values()}
+    assert set(man["files"]) == {g["file"] for g in man["graphs"].values()} | {"weights.bin"}
+    assert man["external_data"] == "weights.bin"
+    # each weight is stored once: the composite graphs refer to the bytes of the part graphs
+    refs = {}
+    for name, graph in man["graphs"].items():
+        proto = onnx.load(str(bundle.path / graph["file"]), load_external_data=False)
+        refs[name] = {tuple(e.value for e in t.external_data) for t in proto.graph.initializer
+                      if t.data_location == onnx.TensorProto.EXTERNAL}
+    parts = set().union(*(r for n, r in refs.items() if n.startswith(("encoder_", "decoder_"))))
+    assert refs["translate_hand_to_print"] and refs["translate_hand_to_print"] <= parts
+    assert refs["generate"] <= parts and refs["reconstruct_print"] <= parts
+    ends = [int(off) + int(length) for _, off, length in parts]
+    assert (bundle.path / "weights.bin").stat().st_size == max(ends)
     for name, graph in man["graphs"].items():
         proto = onnx.load(str(bundle.path / graph["file"]))
         onnx.checker.check_model(proto, full_check=True)

@@ -42,9 +42,10 @@ def test_component_selection_hand_values():
     sel = obj.component_selection(tf.constant(10), 3).numpy()
     np.testing.assert_array_equal(sel.argmax(0), [0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
     np.testing.assert_array_equal(sel.sum(0), np.ones(10))
-    # fewer rows than components: one row per component, in order
+    # fewer rows than components: every chunk floor(B/C) is empty, the last component takes
+    # the batch (the authors' mixture_component_selection)
     np.testing.assert_array_equal(obj.component_selection(tf.constant(2), 3).numpy().argmax(0),
-                                  [0, 1])
+                                  [2, 2])
 
 
 def test_subset_products_hand_values():

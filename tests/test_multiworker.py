@@ -220,3 +220,27 @@ def test_two_workers_train_mmali_with_identical_state_on_both(tmp_path):
         "step_0000002_left.png", "step_0000002_right.png"]
     names = open(run_dir.RunDir(root).train_log).readline().strip().split(",")
     assert {"d_loss", "g_loss", "d_joint", "ms_per_step"} <= set(names)
+
+
+def test_a_damaged_newest_chief_checkpoint_makes_every_worker_fall_back_alike(vae_job,
+                                                                             tmp_path):
+    """Cut the chief's newest checkpoint to half and restart the job: both workers resume
+    from the same older checkpoint (the chief sets the bad one aside), and the job ends with
+    the uninterrupted job's weights, bit for bit."""
+    root, baseline = vae_job
+    copy = str(tmp_path / "run")
+    shutil.copytree(root, copy)
+    checkpoints = run_dir.RunDir(copy).checkpoints
+    data = os.path.join(checkpoints, f"ckpt-{MAX_STEPS}.data-00000-of-00001")
+    os.truncate(data, os.path.getsize(data) // 2)
+    with Cluster(_job_flags(copy), str(tmp_path)) as job:
+        assert job.start().wait(JOB_TIMEOUT) == [0, 0], job.tail()
+        logs = [open(log, encoding="utf-8").read() for log in job.logs]
+    older = os.path.join(checkpoints, f"ckpt-{MAX_STEPS - 1}")
+    for log in logs:
+        assert f"Resuming from step {MAX_STEPS - 1} ({older}): newer checkpoint damaged, " \
+               f"ckpt-{MAX_STEPS}: " in log
+    assert f"moved to {os.path.join(checkpoints, 'corrupt', f'ckpt-{MAX_STEPS}')}" in logs[0]
+    assert _latest_step(checkpoints) == MAX_STEPS
+    _assert_same(load_dump(job.dump_dir, 1), load_dump(job.dump_dir, 0), rtol=0, atol=0)
+    _assert_same(load_dump(job.dump_dir, 0), load_dump(baseline.dump_dir, 0), rtol=0, atol=0)

@@ -102,12 +102,13 @@ def test_every_suite_run_is_a_valid_training_config(suite, monkeypatch):
 
 
 def test_tables_mark_budget_and_collapse_and_readme_blocks_round_trip():
+    evaluated = {**_record("digits_mmali", _metrics("mmali", 0.5), 1000), "eval_wall_s": 42.0}
     suite = _suite("digits", [_record("digits_mvae", _metrics("mvae", 0.095, top_share=0.9)),
-                              _record("digits_mmali", _metrics("mmali", 0.5), 1000)])
+                              evaluated])
     block = tables.readme_block(suite)
     assert "| `digits_mvae` | mvae | 500/1,000 x 64 (50 %), 1.5 min | 150 |" in block
     assert "9.50 (collapsed)" in block and "50.00 (collapsed)" not in block
-    assert "| `digits_mmali` | mmali | 1,000/1,000 x 64, 1.5 min |" in block
+    assert "| `digits_mmali` | mmali | 1,000/1,000 x 64, 1.5 min + eval 0.7 min |" in block
     assert "budget: step scale 1, at most 500 steps" in block
     readme = ("intro\n" + tables.BEGIN.format("digits") + "\nold\n" + tables.END.format("digits")
               + "\ntail\n")

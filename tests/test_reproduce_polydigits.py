@@ -59,7 +59,7 @@ def test_five_modality_table_from_fake_metrics(tmp_path):
     block = tables.readme_block(suite)
     lines = block.splitlines()
     header = next(ln for ln in lines if ln.startswith("| run (config)"))
-    assert header == ("| run (config) | model | steps x batch, train time | ms/step | "
+    assert header == ("| run (config) | model | steps x batch, train + eval time | ms/step | "
                       "latent mean (min-max) | subset coherence 1 | subset coherence 2 | "
                       "subset coherence 3 | subset coherence 4 | joint coherence |")
     assert "cross m0->m1" not in block and "synergy" not in block  # no M^2 wall of columns

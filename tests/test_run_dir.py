@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorflow.python.checkpoint import checkpoint_management
 
 import mmali_tf.data
-from mmali_tf import registry, run_dir, train
+from mmali_tf import atomic, registry, run_dir, train
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models.base import MultimodalModel
 from mmali_tf.models.optimizers import attach_optimizers
@@ -50,7 +50,7 @@ class ToyModel(MultimodalModel):
         return [self.loss_tracker]
 
     def compile(self, jit_compile: bool = False, **kwargs) -> None:
-        attach_optimizers(self, self.config, {"g_optimizer": lambda: self.generator_variables},
+        attach_optimizers(self, self.settings, {"g_optimizer": lambda: self.generator_variables},
                           {"g_optimizer": None})
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
 
@@ -125,10 +125,10 @@ def build_toy(cfg) -> ToyModel:
 # ----------------------------------------------------------------------------- atomic files
 def test_atomic_write_replaces_and_failure_keeps_old(tmp_path):
     path = str(tmp_path / "a" / "flags.txt")
-    run_dir.atomic_write_text(path, "one\n")
-    run_dir.atomic_write_text(path, "two\n")
+    atomic.atomic_write_text(path, "one\n")
+    atomic.atomic_write_text(path, "two\n")
     with pytest.raises(RuntimeError):
-        with run_dir.atomic_path(path) as tmp:
+        with atomic.atomic_path(path) as tmp:
             with open(tmp, "w") as f:
                 f.write("half")
             raise RuntimeError("crash while writing")
@@ -238,7 +238,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, toys, capsys):
     assert (first.start_step, first.final_step, first.diverged) == (0, 6, "")
     run = run_dir.RunDir(cfg["run_dir"])
     assert sorted(os.listdir(run.checkpoints)) == sorted(
-        ["checkpoint"] + [f"ckpt-{s}.{e}" for s in (3, 6) for e in
+        ["checkpoint", "manifest.json"] + [f"ckpt-{s}.{e}" for s in (3, 6) for e in
                           ("index", "data-00000-of-00001")])
     assert os.path.exists(run.model_keras) and os.path.exists(run.run_json)
     lines = open(run.flags_txt).read().splitlines()

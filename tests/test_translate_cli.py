@@ -189,7 +189,7 @@ def test_bad_translate_input_is_one_line_and_exit_2(exported, tmp_path):
           f"--output={tmp_path / 'y.npy'}"], "unknown target modality 'svhn'"),
         ([f"--bundle={tmp_path}", "--from=hand", "--to=print", f"--input={tmp_path / 'ok.npy'}",
           f"--output={tmp_path / 'y.npy'}"], "has no manifest.json"),
-        (["--from=hand", "--to=print"], "missing required flag(s) --bundle --input --output"),
+        (["--from=hand", "--to=print"], "missing required flag(s) --input --output"),
         (base + ["--input=a.npy", "--output=b.npy", "--seed=-1"], "--seed=-1"),
         (base + ["--bogus=1"], "unknown flag --bogus"),
     ]

@@ -38,13 +38,14 @@ def test_build_refuses_missing_runtime_files_and_existing_output(translate_bundl
     with pytest.raises(FileExistsError, match="exists and is not empty"):
         web_demo.build(translate_bundle, page)
     assert sorted(p.name for p in (page / "bundle").iterdir()) == [
-        "manifest.json", "translate_hand_to_print.onnx", "translate_print_to_hand.onnx"]
+        "manifest.json", "translate_hand_to_print.onnx", "translate_print_to_hand.onnx",
+        "weights.bin"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["--bundle=/nonexistent", "--out=OUT"], "bundle directory '/nonexistent' does not exist"),
-    (["--serve", "--out=OUT"], "--serve needs --out=<a directory built by this tool>"),
-    (["--out=OUT"], "give --bundle and --out (build)"),
+    (["--serve", "--bundle=/nonexistent"], "bundle directory '/nonexistent' does not exist"),
+    ([], "give --serve (the shipped bundle's page), --bundle and --out (build)"),
     (["--bundle=BUNDLE", "--out=OUT", "--ort_dir=OUT"], "onnxruntime-web files"),
 ])
 def test_cli_mistakes_are_one_line_and_exit_2(translate_bundle, tmp_path, args, message):

@@ -19,3 +19,6 @@ bin="$(dirname "$py")"
 "$py" -c 'import numpy as np; from PIL import Image; Image.fromarray((np.random.default_rng(0).random((28, 28)) * 255).astype(np.uint8)).save("digit.png")'
 "$bin/mmali-translate" --bundle=bundle --from=hand --to=print --input=digit.png --output=out.png --seed=0
 "$py" -c 'from PIL import Image; im = Image.open("out.png"); assert min(im.size) >= 32, im.size; print("smoke ok: translated PNG", im.size)'
+# the bundle shipped in the package, without --bundle
+"$bin/mmali-translate" --from=hand --to=print --input=digit.png --output=shipped.png --seed=0
+"$py" -c 'from PIL import Image; im = Image.open("shipped.png"); assert min(im.size) >= 32, im.size; print("smoke ok: shipped bundle", im.size)'

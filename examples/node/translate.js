@@ -12,7 +12,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import ort from "onnxruntime-node";
-import * as mm from "../js/mmali_bundle.mjs";
+import * as mm from "../../mmali_tf/web/mmali_bundle.mjs";
 import { readNpy, readPng, writeNpy, writePng } from "./files.js";
 
 const USAGE = "usage: node translate.js --bundle=DIR --from=SRC --to=DST --input=FILE " +

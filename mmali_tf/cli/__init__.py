@@ -4,7 +4,7 @@ absl's default reaction to a bad flag is a multi-line `FATAL Flags parsing error
 and exit code 1. Entry points pass `parse_flags` to `absl.app.run(main, flags_parser=...)` and
 wrap the user-facing stages of `main` in `user_errors()`, so every mistake a user can make
 (bad enum, out-of-range value, failed cross-flag rule, unknown flag, missing flagfile, missing
-data file, incompatible run directory) prints exactly one line such as
+data file, incompatible or damaged run directory, full disk) prints exactly one line such as
 `error: --batch_size=-3: must be integer >= 2` and exits with code 2. This module imports absl
 only, so flag errors are reported before TensorFlow is imported.
 """
@@ -19,6 +19,7 @@ from typing import Iterator, NoReturn, Sequence
 from absl import flags
 
 from mmali_tf import flags as flags_lib
+from mmali_tf.atomic import disk_full
 from mmali_tf.flags import FlagUsageError
 
 USAGE_EXIT_CODE = 2
@@ -76,6 +77,14 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
         fail(flag_error_message(error))
 
 
+def usage_from(doc: str | None) -> None:
+    """Make `doc` the `--help` text when the program's main module has none (console-script
+    wrappers), as it is under `python -m` and tools/*.py."""
+    main = sys.modules.get("__main__")
+    if main is not None and not getattr(main, "__doc__", None):
+        main.__doc__ = doc
+
+
 def reject_positional(argv: Sequence[str]) -> None:
     """Exit 2 if argv (as passed to `main`) holds positional arguments besides the program."""
     extra = list(argv[1:])
@@ -85,12 +94,28 @@ def reject_positional(argv: Sequence[str]) -> None:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn FileNotFoundError / ValueError / FlagUsageError raised inside into `fail(...)`.
+    """Turn FileNotFoundError / ValueError / FlagUsageError raised inside into `fail(...)`,
+    and a full disk as `disk_full_errors` does.
 
     Wrap only the stages whose errors are the user's (flag interpretation, data loading,
     run-directory checks), never the training loop, so programming errors keep tracebacks.
     """
+    with disk_full_errors():
+        try:
+            yield
+        except (FileNotFoundError, FlagUsageError, ValueError) as error:
+            fail(str(error))
+
+
+@contextlib.contextmanager
+def disk_full_errors(path: str | None = None) -> Iterator[None]:
+    """Turn a write refused for lack of space inside (ours or TensorFlow's: checkpoints,
+    TensorBoard events) into `fail(...)` naming the file (`path` when given); other errors
+    pass unchanged. Wrap whole stages that write, the training loop included."""
     try:
         yield
-    except (FileNotFoundError, FlagUsageError, ValueError) as error:
-        fail(str(error))
+    except Exception as error:  # noqa: BLE001 - only disk-full errors are handled
+        full = disk_full(error, path)
+        if full is None:
+            raise
+        fail(str(full))

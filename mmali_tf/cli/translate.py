@@ -1,8 +1,11 @@
 """Translate between modalities with an exported bundle: file in, file out, no TensorFlow.
 
-    python tools/translate.py --bundle=bundles/digits_mmali --from=hand --to=print \
-        --input=digit.png --output=out.png [--seed=0] [--use_mean] \
+    mmali-translate --from=hand --to=print --input=digit.png --output=out.png \
+        [--bundle=bundles/digits_mmali] [--seed=0] [--use_mean] \
         [--mode=latency|throughput] [--threads=N]
+
+Without --bundle it uses the trained digits mmALI bundle shipped with the package
+(`mmali_tf.export.shipped`), pinned to its recorded digest.
 
 Input: a `.npy` array (one example or a batch; float32 in the source modality's value range,
 or uint8 0..255) or an image file (`.png`, `.jpg`, `.bmp`; converted to grey or RGB and resized
@@ -33,7 +36,7 @@ FLAGS = flags.FLAGS
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 #: largest input image (width x height) decoded; larger files are refused before decoding.
 MAX_IMAGE_PIXELS = 1 << 24
-REQUIRED = ("bundle", "from", "to", "input", "output")
+REQUIRED = ("from", "to", "input", "output")
 
 
 def _extension(path: str, allowed: tuple[str, ...], what: str) -> str:
@@ -133,6 +136,16 @@ def write_output(path: str, y: np.ndarray, spec: dict[str, Any]) -> None:
     Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
 
 
+def bundle_and_digest(bundle: str | None, digest: str | None) -> tuple[str, str | None]:
+    """(bundle directory, pinned digest): the shipped digits bundle, pinned to its recorded
+    digest, when `bundle` is None."""
+    if bundle is not None:
+        return bundle, digest
+    from mmali_tf.export import shipped
+
+    return str(shipped.DIGITS), digest or shipped.digest()
+
+
 def main(argv: list[str]) -> None:
     cli.reject_positional(argv)
     missing = [f"--{name}" for name in REQUIRED if not FLAGS[name].value]
@@ -146,8 +159,8 @@ def main(argv: list[str]) -> None:
         out_dir = os.path.dirname(os.path.abspath(FLAGS.output))
         if not os.path.isdir(out_dir):
             raise FileNotFoundError(f"--output={FLAGS.output}: directory {out_dir} does not exist")
-        bundle = Bundle(FLAGS.bundle, threads=FLAGS.threads, mode=FLAGS.mode,
-                        digest=FLAGS.bundle_digest)
+        path, digest = bundle_and_digest(FLAGS.bundle, FLAGS.bundle_digest)
+        bundle = Bundle(path, threads=FLAGS.threads, mode=FLAGS.mode, digest=digest)
         src_spec = bundle.spec(src, "source modality")
         dst_spec = bundle.spec(dst, "target modality")
         if out_ext == ".png" and dst_spec["kind"] != "image":
@@ -162,6 +175,7 @@ def main(argv: list[str]) -> None:
 def run() -> None:
     """Console-script entry point (`mmali-translate`)."""
     mmali_flags.define_translate_flags()
+    cli.usage_from(__doc__)
     app.run(main, flags_parser=cli.parse_flags)
 
 

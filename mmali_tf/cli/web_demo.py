@@ -1,15 +1,20 @@
 """A static web page that translates between modalities in the browser (onnxruntime-web, wasm).
 
-    python tools/web_demo.py --bundle=bundles/digits_mmali --out=web/      # build the page
-    python tools/web_demo.py --serve --out=web/ [--port=8000]              # serve it locally
-    python tools/web_demo.py --bundle=bundles/digits_mmali --screenshot=docs/web_demo.png
+    mmali-web --fetch_runtime                  # once: onnxruntime-web from the npm registry
+    mmali-web --serve [--port=8000]            # the shipped digits bundle's page, served locally
+    mmali-web --bundle=bundles/digits_mmali --out=web/      # build a bundle's page
+    mmali-web --serve --out=web/                            # serve a built page
+    mmali-web --bundle=bundles/digits_mmali --screenshot=docs/web_demo.png
 
-The page (examples/web: HTML + one JS module, no build step) loads the bundle's manifest and
-its translate graphs; the user draws on a canvas, opens an image file or clicks a test example,
-picks source and target and sees several samples, with the style/content controls the graphs
-expose. The onnxruntime-web files come from `npm ci --prefix examples/web` (or --ort_dir);
-nothing is fetched from outside the page's origin. `--serve` adds the cross-origin isolation
-headers onnxruntime-web needs for wasm threads; any static server that sends them works.
+The page (mmali_tf/web, package data: HTML + JS modules, no build step) loads the bundle's
+manifest, its translate graphs and shared weights; the user draws on a canvas, opens an image
+file or clicks a test example, picks source and target and sees several samples, with the
+style/content controls the graphs expose. Without --bundle the page uses the bundle shipped
+with the package (`mmali_tf.export.shipped`). The onnxruntime-web files come from
+`--fetch_runtime` (`mmali_tf.cli.web_runtime`), from `npm ci --prefix examples/web` in a
+checkout, or from --ort_dir; the page fetches nothing outside its own origin. `--serve` adds
+the cross-origin isolation headers onnxruntime-web needs for wasm threads; any static server
+that sends them works.
 `--screenshot` builds into a temporary directory, opens it in headless Chromium and writes a
 PNG; `--timings` prints page-load time and per-translation latency with 1 and N threads.
 """
@@ -33,22 +38,24 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 from absl import app, flags
 
+from mmali_tf.cli import web_runtime
 from mmali_tf.export import bundle_files
 from mmali_tf.export import manifest as manifest_lib
+from mmali_tf.export.errors import first_line
 from mmali_tf import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE_DIR = ROOT / "examples" / "web"
-PAGE_FILES = (PAGE_DIR / "index.html", PAGE_DIR / "app.mjs", PAGE_DIR / "style.css",
-              ROOT / "examples" / "js" / "mmali_bundle.mjs")
-ORT_DIR = PAGE_DIR / "node_modules" / "onnxruntime-web" / "dist"
-ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+PAGE_DIR = Path(__file__).resolve().parents[1] / "web"
+PAGE_FILES = tuple(PAGE_DIR / name for name in ("index.html", "app.mjs", "style.css",
+                                                 "mmali_bundle.mjs"))
+ORT_FILES = web_runtime.ORT_FILES
 #: headers that make the page cross-origin isolated (SharedArrayBuffer, hence wasm threads).
 ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin",
                      "Cross-Origin-Embedder-Policy": "require-corp",
                      "Cross-Origin-Resource-Policy": "same-origin"}
 MIME_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
-              ".onnx": "application/octet-stream", ".json": "application/json"}
+              ".onnx": "application/octet-stream", ".bin": "application/octet-stream",
+              ".json": "application/json"}
 
 
 def translate_graphs(manifest: Mapping[str, Any]) -> list[str]:
@@ -92,17 +99,8 @@ def dataset_examples(manifest: Mapping[str, Any], per_modality: int
     return out
 
 
-def check_ort_dir(ort_dir: str | os.PathLike) -> None:
-    """FileNotFoundError naming the npm command if `ort_dir` lacks the onnxruntime-web files."""
-    missing = [f for f in ORT_FILES if not (Path(ort_dir) / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"onnxruntime-web files {missing} not found in {str(ort_dir)!r}; "
-                                f"run `npm ci --ignore-scripts --prefix examples/web` or pass "
-                                f"--ort_dir=<onnxruntime-web>/dist")
-
-
 def build(bundle: str | os.PathLike, out: str | os.PathLike,
-          ort_dir: str | os.PathLike = ORT_DIR,
+          ort_dir: str | os.PathLike | None = None,
           examples: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
           overwrite: bool = False) -> Path:
     """Write the static page for `bundle` into `out` (atomically: a temporary sibling, renamed).
@@ -111,12 +109,13 @@ def build(bundle: str | os.PathLike, out: str | os.PathLike,
       examples: modality -> (images, labels) offered as test examples on the page.
       overwrite: replace an existing `out` (otherwise an existing non-empty `out` is an error).
     """
-    bundle, out, ort_dir = Path(bundle), Path(out), Path(ort_dir)
+    bundle, out = Path(bundle), Path(out)
+    ort_dir = web_runtime.default_dir() if ort_dir is None else Path(ort_dir)
     _, manifest = bundle_files.open_bundle(bundle)
     graphs = translate_graphs(manifest)
     if not graphs:
         raise ValueError(f"bundle {str(bundle)!r} has no translate graphs; export it with them")
-    check_ort_dir(ort_dir)
+    web_runtime.check_dir(ort_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"--out={out} exists and is not empty; pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +130,8 @@ def build(bundle: str | os.PathLike, out: str | os.PathLike,
         shutil.copy2(bundle / manifest_lib.MANIFEST_NAME, tmp / "bundle")
         for graph in graphs:
             shutil.copy2(bundle / manifest["graphs"][graph]["file"], tmp / "bundle")
+        if manifest.get("external_data"):
+            shutil.copy2(bundle / manifest["external_data"], tmp / "bundle")
         if examples:
             (tmp / "examples.json").write_text(json.dumps(examples_json(examples, manifest)))
         os.chmod(tmp, 0o755)
@@ -222,11 +223,17 @@ def measure(page_dir: str | os.PathLike, profile_dir: str | os.PathLike,
 
 def define_flags() -> None:
     """Flags of this tool."""
-    flags.DEFINE_string("bundle", None, "Bundle directory written by tools/export_onnx.py.")
+    flags.DEFINE_string("bundle", None, "Bundle directory written by tools/export_onnx.py "
+                        "(default: the trained digits mmALI bundle shipped with the package).")
     flags.DEFINE_string("out", None, "Directory of the page (written by a build, served by "
-                        "--serve).")
-    flags.DEFINE_string("ort_dir", str(ORT_DIR), "Directory holding the onnxruntime-web files "
-                        f"{', '.join(ORT_FILES)}.")
+                        "--serve; --serve without a built page builds into a temporary "
+                        "directory).")
+    flags.DEFINE_string("ort_dir", None, "Directory holding the onnxruntime-web files "
+                        f"{', '.join(ORT_FILES)} (default: examples/web/node_modules in a "
+                        f"checkout, else the --fetch_runtime cache).")
+    flags.DEFINE_boolean("fetch_runtime", False, "Download onnxruntime-web "
+                         f"{web_runtime.ORT_VERSION} (MIT, a 33 MB npm tarball, sha512-pinned) "
+                         "from the npm registry into the per-user cache and exit.")
     flags.DEFINE_integer("examples", 8, "Test examples per modality shown on the page (from the "
                          "bundle's dataset, when it loads offline; 0: none).", lower_bound=0)
     flags.DEFINE_boolean("overwrite", False, "Replace an existing --out directory.")
@@ -249,31 +256,57 @@ def _examples(manifest: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.nda
         return {}
 
 
+def _serve(directory: str) -> None:
+    try:
+        server = make_server(directory, flags.FLAGS.port)
+    except OSError as error:
+        cli.fail(f"--port={flags.FLAGS.port}: cannot listen on 127.0.0.1 ({error.strerror})")
+    print(f"serving {directory} at http://127.0.0.1:{server.server_address[1]}/ "
+          f"(Ctrl-C stops)", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+def _bundle() -> str:
+    """--bundle, or the shipped bundle after checking it against its pinned digest."""
+    if flags.FLAGS.bundle:
+        return flags.FLAGS.bundle
+    from mmali_tf.export import shipped
+
+    bundle_files.open_bundle(shipped.DIGITS, shipped.digest())
+    return str(shipped.DIGITS)
+
+
 def main(argv: list[str]) -> None:
     cli.reject_positional(argv)
     FLAGS = flags.FLAGS
-    if FLAGS.serve:
-        if not FLAGS.out or not (Path(FLAGS.out) / "index.html").is_file():
-            cli.fail(f"--serve needs --out=<a directory built by this tool>, got {FLAGS.out!r}")
-        try:
-            server = make_server(FLAGS.out, FLAGS.port)
-        except OSError as error:
-            cli.fail(f"--port={FLAGS.port}: cannot listen on 127.0.0.1 ({error.strerror})")
-        print(f"serving {FLAGS.out} at http://127.0.0.1:{server.server_address[1]}/ "
-              f"(Ctrl-C stops)", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            server.serve_forever()
+    if FLAGS.fetch_runtime:
+        with cli.user_errors():
+            try:
+                print(f"fetched onnxruntime-web {web_runtime.ORT_VERSION} into "
+                      f"{web_runtime.fetch()}")
+            except OSError as error:  # urllib's URLError is an OSError
+                raise ValueError(f"cannot download {web_runtime.ORT_TARBALL} "
+                                 f"({first_line(error)})") from None
         return
-    if not FLAGS.bundle or not (FLAGS.out or FLAGS.screenshot):
-        cli.fail("give --bundle and --out (build), --serve --out (serve) or --bundle "
-                 "--screenshot")
+    built = FLAGS.out and (Path(FLAGS.out) / "index.html").is_file()
+    if FLAGS.serve and built and not FLAGS.bundle:
+        _serve(FLAGS.out)
+        return
+    if not (FLAGS.out or FLAGS.screenshot or FLAGS.serve):
+        cli.fail("give --serve (the shipped bundle's page), --bundle and --out (build), "
+                 "--serve --out (serve a built page) or --screenshot")
     with cli.user_errors(), tempfile.TemporaryDirectory() as tmp:
-        _, manifest = bundle_files.open_bundle(FLAGS.bundle)
-        check_ort_dir(FLAGS.ort_dir)
+        bundle = _bundle()
+        _, manifest = bundle_files.open_bundle(bundle)
+        ort_dir = FLAGS.ort_dir or web_runtime.default_dir()
+        web_runtime.check_dir(ort_dir)
         out = FLAGS.out or os.path.join(tmp, "page")
-        build(FLAGS.bundle, out, FLAGS.ort_dir, _examples(manifest), FLAGS.overwrite)
+        build(bundle, out, ort_dir, _examples(manifest), FLAGS.overwrite)
         print(f"wrote the page to {out}")
-        if FLAGS.screenshot:
+        if FLAGS.serve:
+            _serve(out)
+        elif FLAGS.screenshot:
             shot = Path(FLAGS.screenshot)
             partial = shot.with_name(f".{shot.name}.partial")
             rows = measure(out, os.path.join(tmp, "chromium"),
@@ -292,6 +325,7 @@ def main(argv: list[str]) -> None:
 def run() -> None:
     """Console-script entry point (`mmali-web`)."""
     define_flags()
+    cli.usage_from(__doc__)
     app.run(main, flags_parser=cli.parse_flags)
 
 

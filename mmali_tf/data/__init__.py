@@ -1,10 +1,9 @@
 """Paired multimodal datasets: `load(name, config) -> PairedDataset`.
 
-`config` is the dict of flag values (data_dir, cache_dir, use_tfds, data_multiplication,
-max_per_class, percentage, use_all, num_views, base_set, features_file,
-digits_print_per_class, seed); missing keys take the flags' defaults. Datasets are declared
-where they are defined (`@mmali_tf.registry.register_dataset`) and imported lazily, so
-`import mmali_tf.data` stays light (no TensorFlow).
+`config` is the dict of flag values; each dataset reads the fields of its settings class
+(`data/settings.py`), and missing keys take their defaults. Datasets are declared where they
+are defined (`@mmali_tf.registry.register_dataset`) and imported lazily, so `import
+mmali_tf.data` stays light (no TensorFlow, no absl).
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from typing import Any, Mapping
 from mmali_tf import registry
 from mmali_tf.data.specs import ModalitySpec, PairedDataset, PairedSplit
 
-__all__ = ["ModalitySpec", "PairedDataset", "PairedSplit", "dataset_names", "load"]
+__all__ = ["ModalitySpec", "PairedDataset", "PairedSplit", "check_dataset_flags",
+           "dataset_names", "load"]
 
 
 def dataset_names() -> tuple[str, ...]:
@@ -27,8 +27,24 @@ def load(name: str, config: Mapping[str, Any]) -> PairedDataset:
 
     Raises ValueError for an unknown name or a dataset flag that `name` does not read.
     """
-    from mmali_tf import flags as flags_lib
-
-    flags_lib.define_train_flags()
-    flags_lib.check_dataset_flags({**dict(config), "dataset": name})
+    check_dataset_flags({**dict(config), "dataset": name})
     return registry.load("dataset", name)(config)
+
+
+def check_dataset_flags(config: Mapping[str, Any]) -> None:
+    """ValueError when a dataset flag that the chosen dataset does not read is set.
+
+    "Set" means different from its default (`data/settings.py`), so this works for parsed
+    flags and for dict configs alike.
+    """
+    from mmali_tf.config import DataSettings
+
+    dataset = DataSettings.from_config(config).dataset
+    reads = registry.dataset_reads(dataset)
+    defaults = {f.name: f.default for other in registry.names("dataset")
+                for f in registry.settings_class("dataset", other).dataset_fields()}
+    for name, default in defaults.items():
+        if name not in reads and name in config and config[name] != default:
+            listed = " ".join(f"--{f}" for f in reads) or "none"
+            raise ValueError(f"--{name}={config[name]}: --dataset={dataset} does not read it "
+                             f"(dataset flags it reads: {listed})")

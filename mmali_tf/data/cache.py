@@ -12,18 +12,20 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from mmali_tf.atomic import atomic_write_bytes
+from mmali_tf.config import DataSettings
 
 ENV_VAR = "MMALI_CACHE"
 
 
 def cache_root(config: Mapping[str, Any]) -> str:
     """Cache directory: flag `cache_dir`, else $MMALI_CACHE, else ~/.cache/mmali_tf."""
-    path = config.get("cache_dir", "") or os.environ.get(ENV_VAR, "") or os.path.join(
+    path = DataSettings.from_config(config).cache_dir or os.environ.get(ENV_VAR, "") or os.path.join(
         os.path.expanduser("~"), ".cache", "mmali_tf")
     return os.path.abspath(os.path.expanduser(path))
 
@@ -32,23 +34,6 @@ def params_key(params: Mapping[str, Any]) -> str:
     """Short stable hash of JSON-serialisable parameters."""
     blob = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory + os.replace."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _read_verified(npz_path: str, meta_path: str) -> dict[str, np.ndarray]:

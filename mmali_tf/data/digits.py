@@ -17,6 +17,7 @@ import numpy as np
 
 from mmali_tf.data import cache, fonts
 from mmali_tf.data.pairing import PairingRule, build_split, pairing_rng, stratified_split
+from mmali_tf.data.settings import DigitsSettings
 from mmali_tf.data.specs import ModalitySpec, PairedDataset
 from mmali_tf.registry import register_dataset
 
@@ -51,11 +52,11 @@ def _build(per_class: int, colours: str, distractor_prob: float) -> dict[str, np
 
 def instances(config: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """All instances and labels (`hand`, `hand_label`, `print`, `print_label`), cached."""
-    per_class = int(config.get("digits_print_per_class", 400))
+    settings = DigitsSettings.from_config(config)
+    per_class = settings.digits_print_per_class
     if per_class < 2:
         raise ValueError(f"digits_print_per_class must be >= 2, got {per_class}")
-    colours = str(config.get("digits_print_colours", "svhn"))
-    distractor_prob = float(config.get("digits_distractor_prob", 0.6))
+    colours, distractor_prob = settings.digits_print_colours, settings.digits_distractor_prob
     import PIL
     params = {"version": VERSION, "print_per_class": per_class, "render_seed": RENDER_SEED,
               "colours": colours, "distractor_prob": distractor_prob,
@@ -84,12 +85,10 @@ def splits(config: Mapping[str, Any]) -> dict[str, dict[str, tuple[np.ndarray, n
     return out
 
 
-@register_dataset("digits", reads=("digits_print_per_class", "digits_print_colours",
-                                   "digits_distractor_prob"))
+@register_dataset("digits", settings=DigitsSettings)
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `digits` PairedDataset (modalities `hand`, `print`)."""
-    rule = PairingRule.from_config(config)
-    seed = int(config.get("seed", 0))
+    rule, seed = PairingRule.from_config(config), DigitsSettings.from_config(config).seed
     built = {
         name: build_split({m: v[0] for m, v in p.items()}, {m: v[1] for m, v in p.items()},
                           rule if name == "train" else rule.for_test(), pairing_rng(seed, name))

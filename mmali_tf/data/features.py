@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from mmali_tf.data.pairing import full_pool
+from mmali_tf.data.settings import FeaturesSettings
 from mmali_tf.data.specs import ModalitySpec, PairedDataset, PairedSplit
 from mmali_tf.registry import register_dataset
 
@@ -65,11 +66,11 @@ def _pairs(z: Mapping[str, np.ndarray], split: str, sizes: list[int], path: str)
     return pairs.astype(np.int32)
 
 
-@register_dataset("features", pairing=False, reads=("features_file",),
+@register_dataset("features", settings=FeaturesSettings,
                   shape_flags=("features_file",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `features` PairedDataset read from `features_file`."""
-    path = str(config.get("features_file", ""))
+    path = FeaturesSettings.from_config(config).features_file
     if not path:
         raise ValueError("dataset 'features' needs --features_file=<path to .npz>")
     if not os.path.isfile(path):

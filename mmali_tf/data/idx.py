@@ -9,6 +9,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mmali_tf.data.settings import DataDirSettings, TfdsSettings
+
 Arrays = tuple[np.ndarray, np.ndarray]
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -89,14 +91,14 @@ def fashion_dirs(data_dir: str) -> list[str]:
 
 def load_mnist(config: Mapping[str, Any]) -> dict[str, Arrays]:
     """MNIST train/test from IDX files under data_dir, or from TFDS with `use_tfds`."""
-    if config.get("use_tfds", False):
+    if TfdsSettings.from_config(config).use_tfds:
         from mmali_tf.data import tfds
         return {s: tfds.load_images("mnist", s) for s in ("train", "test")}
-    dirs = mnist_dirs(str(config.get("data_dir", "data")))
+    dirs = mnist_dirs(DataDirSettings.from_config(config).data_dir)
     return {s: read_split(dirs, s, "MNIST", MNIST_HOWTO) for s in ("train", "test")}
 
 
 def load_fashion(config: Mapping[str, Any]) -> dict[str, Arrays]:
     """Fashion-MNIST train/test (70k real images) from IDX files."""
-    dirs = fashion_dirs(str(config.get("data_dir", "data")))
+    dirs = fashion_dirs(DataDirSettings.from_config(config).data_dir)
     return {s: read_split(dirs, s, "Fashion-MNIST", FASHION_HOWTO) for s in ("train", "test")}

@@ -15,6 +15,7 @@ import numpy as np
 
 from mmali_tf.data import idx
 from mmali_tf.data.pairing import full_pool
+from mmali_tf.data.settings import MNISTLabelSettings
 from mmali_tf.data.specs import ModalitySpec, PairedDataset, PairedSplit
 from mmali_tf.registry import register_dataset
 
@@ -34,7 +35,7 @@ def labelled_split(images: np.ndarray, labels: np.ndarray) -> PairedSplit:
                        pairs=pairs, unpaired=full_pool(instances))
 
 
-@register_dataset("mnist_label", reads=("data_dir", "use_tfds"), pairing=False)
+@register_dataset("mnist_label", settings=MNISTLabelSettings)
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `mnist_label` PairedDataset (modalities `image`, `digit`)."""
     mnist = idx.load_mnist(config)

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mmali_tf.data.specs import PairedSplit
+from mmali_tf.data.settings import PairingSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +52,10 @@ class PairingRule:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "PairingRule":
         """Training-split rule from the flag values."""
-        return cls(dm=int(config.get("data_multiplication", 30)),
-                   max_per_class=int(config.get("max_per_class", 10000)),
-                   percentage=float(config.get("percentage", 1.0)),
-                   use_all=bool(config.get("use_all", False)),
-                   cover_all=bool(config.get("pair_all_instances", False)))
+        settings = PairingSettings.from_config(config)
+        return cls(dm=settings.data_multiplication, max_per_class=settings.max_per_class,
+                   percentage=settings.percentage, use_all=settings.use_all,
+                   cover_all=settings.pair_all_instances)
 
     def for_test(self) -> "PairingRule":
         """Test-split rule: every instance (use_all at p = 1) with the same dm."""

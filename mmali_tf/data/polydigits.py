@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from mmali_tf.data import cache, digits
 from mmali_tf.data.pairing import PairingRule, build_split, pairing_rng
+from mmali_tf.data.settings import PolydigitsSettings
 from mmali_tf.data.specs import ModalitySpec, PairedDataset
 from mmali_tf.registry import register_dataset
 
@@ -136,18 +137,18 @@ def instances(config: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return cache.cached_arrays(cache.cache_root(config), "polydigits", params, _build)
 
 
-@register_dataset("polydigits", reads=("poly_network",), shape_flags=("poly_network",))
+@register_dataset("polydigits", settings=PolydigitsSettings,
+                  shape_flags=("poly_network",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `polydigits` PairedDataset (modalities m0..m4), paired by class per split."""
     arrays = instances(config)
     labels = arrays["label"].astype(np.int32)
     names = modality_names()
-    rule = PairingRule.from_config(config)
-    seed = int(config.get("seed", 0))
+    settings = PolydigitsSettings.from_config(config)
+    rule, seed = PairingRule.from_config(config), settings.seed
     split_idx = dict(zip(("train", "test"), digits.split_indices(labels, "hand")))
     built = {s: build_split({m: arrays[m][idx] for m in names}, {m: labels[idx] for m in names},
                             rule if s == "train" else rule.for_test(), pairing_rng(seed, s))
              for s, idx in split_idx.items()}
-    network = str(config.get("poly_network", "mnist_mlp"))
-    return PairedDataset(name="polydigits", specs=specs(network=network), train=built["train"],
+    return PairedDataset(name="polydigits", specs=specs(network=settings.poly_network), train=built["train"],
                          test=built["test"])

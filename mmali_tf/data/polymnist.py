@@ -18,6 +18,7 @@ import numpy as np
 
 from mmali_tf.data import cache
 from mmali_tf.data.pairing import full_pool
+from mmali_tf.data.settings import PolymnistSettings
 from mmali_tf.data.specs import ModalitySpec, PairedDataset, PairedSplit
 from mmali_tf.registry import register_dataset
 
@@ -29,7 +30,7 @@ _MODALITY = re.compile(r"^m\d+$")
 
 def root_dir(config: Mapping[str, Any]) -> str:
     """`<data_dir>/MMNIST`."""
-    return os.path.join(str(config.get("data_dir", "data")), "MMNIST")
+    return os.path.join(PolymnistSettings.from_config(config).data_dir, "MMNIST")
 
 
 def modality_dirs(split_dir: str) -> list[str]:
@@ -101,7 +102,7 @@ def load_split(config: Mapping[str, Any], split: str) -> tuple[list[str], dict[s
     return modalities, arrays
 
 
-@register_dataset("polymnist", pairing=False, reads=("data_dir", "poly_network"),
+@register_dataset("polymnist", settings=PolymnistSettings,
                   shape_flags=("poly_network",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `polymnist` PairedDataset: modalities m0..m<M-1>, the published tuples as pairs."""
@@ -118,7 +119,7 @@ def load(config: Mapping[str, Any]) -> PairedDataset:
                                 pairs=np.repeat(np.arange(n, dtype=np.int32)[:, None],
                                                 len(mods), axis=1),
                                 unpaired=full_pool(instances))
-    network = str(config.get("poly_network", "mnist_mlp"))
+    network = PolymnistSettings.from_config(config).poly_network
     specs = tuple(ModalitySpec(m, SHAPE, "image", network) for m in modalities)
     return PairedDataset(name="polymnist", specs=specs, train=splits["train"],
                          test=splits["test"])

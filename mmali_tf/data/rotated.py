@@ -13,10 +13,10 @@ import numpy as np
 
 from mmali_tf.data import digits, idx
 from mmali_tf.data.pairing import PairingRule, build_split, pairing_rng
+from mmali_tf.data.settings import (BASE_SETS, FashionRotatedSettings, MultiMNISTSettings,
+                                     PairingSettings, ViewsSettings)
 from mmali_tf.data.specs import ModalitySpec, PairedDataset
 from mmali_tf.registry import register_dataset
-
-BASE_SETS = ("mnist", "fashion", "digits")
 
 
 def view_names(num_views: int) -> tuple[str, ...]:
@@ -45,9 +45,9 @@ def _base_images(base_set: str, config: Mapping[str, Any]) -> dict[str, tuple[np
 def build(name: str, base: Mapping[str, tuple[np.ndarray, np.ndarray]],
           config: Mapping[str, Any]) -> PairedDataset:
     """A rotated-views PairedDataset from base (images, labels) per split."""
-    names = view_names(int(config.get("num_views", 2)))
-    rule = PairingRule.from_config(config)
-    seed = int(config.get("seed", 0))
+    settings = ViewsSettings.from_config(config)
+    names = view_names(settings.num_views)
+    rule, seed = PairingRule.from_config(config), PairingSettings.from_config(config).seed
     splits = {}
     for s in ("train", "test"):
         images, labels = base[s]
@@ -62,16 +62,16 @@ def build(name: str, base: Mapping[str, tuple[np.ndarray, np.ndarray]],
     return PairedDataset(name=name, specs=specs, train=splits["train"], test=splits["test"])
 
 
-@register_dataset("multimnist", reads=("num_views", "base_set", "data_dir", "use_tfds",
-                                        "digits_print_per_class"),
+@register_dataset("multimnist", settings=MultiMNISTSettings,
                   shape_flags=("base_set", "num_views"))
 def load_multimnist(config: Mapping[str, Any]) -> PairedDataset:
     """`multimnist`: `num_views` rotated views of base set `base_set` (mnist, fashion, digits)."""
-    base_set = str(config.get("base_set", "digits"))
+    base_set = MultiMNISTSettings.from_config(config).base_set
     return build("multimnist", _base_images(base_set, config), config)
 
 
-@register_dataset("fashion_rotated", reads=("num_views", "data_dir"), shape_flags=("num_views",))
+@register_dataset("fashion_rotated", settings=FashionRotatedSettings,
+                  shape_flags=("num_views",))
 def load_fashion_rotated(config: Mapping[str, Any]) -> PairedDataset:
     """`fashion_rotated`: `num_views` rotated views of the real 70k Fashion-MNIST images."""
     return build("fashion_rotated", idx.load_fashion(config), config)

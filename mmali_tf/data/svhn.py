@@ -9,6 +9,7 @@ import numpy as np
 
 from mmali_tf.data import idx
 from mmali_tf.data.pairing import PairingRule, build_split, pairing_rng
+from mmali_tf.data.settings import MNISTSVHNSettings
 from mmali_tf.data.specs import ModalitySpec, PairedDataset
 from mmali_tf.registry import register_dataset
 
@@ -45,10 +46,11 @@ def read_svhn_mat(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 def load_svhn(config: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """SVHN train/test (the `extra` split is not used) from .mat files or TFDS."""
-    if config.get("use_tfds", False):
+    settings = MNISTSVHNSettings.from_config(config)
+    if settings.use_tfds:
         from mmali_tf.data import tfds
         return {s: tfds.load_images("svhn_cropped", s) for s in ("train", "test")}
-    data_dir = str(config.get("data_dir", "data"))
+    data_dir = settings.data_dir
     dirs = [data_dir, os.path.join(data_dir, "svhn")]
     out = {}
     for split, name in SVHN_FILES.items():
@@ -61,12 +63,11 @@ def load_svhn(config: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarr
     return out
 
 
-@register_dataset("mnist_svhn", reads=("data_dir", "use_tfds"))
+@register_dataset("mnist_svhn", settings=MNISTSVHNSettings)
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `mnist_svhn` PairedDataset (modalities `mnist`, `svhn`), paired as 6b5d/mmali datasets.py `PairedMNISTSVHN` does."""
     mnist, svhn = idx.load_mnist(config), load_svhn(config)
-    rule = PairingRule.from_config(config)
-    seed = int(config.get("seed", 0))
+    rule, seed = PairingRule.from_config(config), MNISTSVHNSettings.from_config(config).seed
     splits = {
         s: build_split({"mnist": mnist[s][0], "svhn": svhn[s][0]},
                        {"mnist": mnist[s][1], "svhn": svhn[s][1]},

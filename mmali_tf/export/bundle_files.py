@@ -4,9 +4,11 @@
 directory entry the manifest does not list, symbolic links and non-regular files, bounds every
 size and checks every graph's sha256. `load_session` re-reads one graph, checks its sha256 on
 the very bytes it will use, refuses graphs that reference data outside themselves (external
-tensors, operator domains other than standard ONNX, local functions), creates the onnxruntime
-session from those bytes (so onnxruntime never resolves a path) and checks the graph's real
-inputs and outputs against the manifest. Every refusal is a one-line `BundleError`.
+tensors other than checked references into the manifest's `external_data` file, operator
+domains other than standard ONNX, local functions), copies the shared weights into the graph
+(`mmali_tf.export.shared_weights`), creates the onnxruntime session from those bytes (so
+onnxruntime never resolves a path) and checks the graph's real inputs and outputs against the
+manifest. Every refusal is a one-line `BundleError`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from google.protobuf.message import DecodeError
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from mmali_tf.export import manifest as manifest_lib
+from mmali_tf.export import shared_weights
 from mmali_tf.export.errors import BundleError, first_line, show
 from mmali_tf.export.limits import DEFAULT_LIMITS, Limits
 
@@ -130,8 +133,11 @@ def read_file(directory: Path, name: str, max_bytes: int, limit: str) -> bytes:
     return data
 
 
-def check_graph(graph: str, data: bytes) -> None:
-    """Parse ONNX bytes without resolving anything; refuse references outside the graph."""
+def check_graph(graph: str, data: bytes, data_file: str | None = None,
+                data_size: int = 0) -> onnx.ModelProto:
+    """Parse ONNX bytes without resolving anything; refuse references outside the graph
+    except top-level initializers referring to `data_file` (of `data_size` bytes) within
+    range. Returns the parsed model."""
     try:
         model = onnx.ModelProto.FromString(data)
     except DecodeError:
@@ -139,11 +145,19 @@ def check_graph(graph: str, data: bytes) -> None:
     if len(model.functions):
         raise BundleError(f"bundle graph {graph!r} defines local functions; bundle graphs use "
                           f"standard ONNX operators only")
-    _check_subgraph(graph, model.graph)
+    for t in model.graph.initializer:
+        if _external(t):
+            shared_weights.check_reference(graph, t, data_file, data_size)
+    _check_subgraph(graph, model.graph, top=True)
+    return model
 
 
-def _check_subgraph(graph: str, g: onnx.GraphProto) -> None:
-    tensors = list(g.initializer)
+def _external(t: onnx.TensorProto) -> bool:
+    return t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data) > 0
+
+
+def _check_subgraph(graph: str, g: onnx.GraphProto, top: bool = False) -> None:
+    tensors = [] if top else list(g.initializer)  # top-level ones are checked by the caller
     tensors += [t for s in g.sparse_initializer for t in (s.values, s.indices)]
     for node in g.node:
         if node.domain not in ALLOWED_DOMAINS:
@@ -156,21 +170,45 @@ def _check_subgraph(graph: str, g: onnx.GraphProto) -> None:
             for sub in (attr.g, *attr.graphs):
                 _check_subgraph(graph, sub)
     for t in tensors:
-        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+        if _external(t):
             location = {e.key: e.value for e in t.external_data}.get("location", "")
             raise BundleError(f"bundle graph {graph!r} keeps tensor {show(t.name)} in external "
-                              f"file {show(location)}; bundle graphs must embed all their data")
+                              f"file {show(location)}; bundle graphs must embed all their data "
+                              f"(only top-level initializers may refer to the external_data "
+                              f"file)")
+
+
+def read_external_data(directory: Path, manifest: Mapping[str, Any],
+                       limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """The bytes of the manifest's `external_data` file, sha256-checked (b"" if none)."""
+    name = manifest.get("external_data")
+    if name is None:
+        return b""
+    data = read_file(directory, name, limits.graph_bytes, "Limits.graph_bytes")
+    _check_sha(name, hashlib.sha256(data).hexdigest(), manifest["files"][name])
+    return data
 
 
 def load_session(directory: Path, graph: str, manifest: Mapping[str, Any],
-                 options: ort.SessionOptions, limits: Limits = DEFAULT_LIMITS
-                 ) -> ort.InferenceSession:
-    """A CPU session of manifest graph `graph`, checked as described in the module docstring."""
+                 options: ort.SessionOptions, limits: Limits = DEFAULT_LIMITS,
+                 external: bytes | None = None) -> ort.InferenceSession:
+    """A CPU session of manifest graph `graph`, checked as described in the module docstring.
+
+    `external`: the bytes of the manifest's `external_data` file, already checked (read by
+    `read_external_data` when None).
+    """
     entry = manifest["graphs"][graph]
     file = entry["file"]
     data = read_file(directory, file, limits.graph_bytes, "Limits.graph_bytes")
     _check_sha(file, hashlib.sha256(data).hexdigest(), manifest["files"][file])
-    check_graph(graph, data)
+    data_file = manifest.get("external_data")
+    model = check_graph(graph, data, data_file,
+                        len(external) if external is not None else _size(directory, data_file))
+    if any(_external(t) for t in model.graph.initializer):
+        if external is None:
+            external = read_external_data(directory, manifest, limits)
+        shared_weights.inline(model, external, data_file, graph)
+        data = model.SerializeToString()
     options.add_session_config_entry("session.load_model_format", "ONNX")
     try:
         session = ort.InferenceSession(data, sess_options=options,
@@ -181,6 +219,14 @@ def load_session(directory: Path, graph: str, manifest: Mapping[str, Any],
     _check_io(graph, "inputs", session.get_inputs(), entry["inputs"])
     _check_io(graph, "outputs", session.get_outputs(), entry["outputs"])
     return session
+
+
+def _size(directory: Path, name: str | None) -> int:
+    """Size of bundle file `name` (0 when None or unreadable: every reference is then refused)."""
+    try:
+        return os.lstat(directory / name).st_size if name else 0
+    except OSError:
+        return 0
 
 
 def _check_io(graph: str, field: str, values: list, declared: list[dict[str, Any]]) -> None:

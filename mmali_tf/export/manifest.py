@@ -1,10 +1,12 @@
 """Bundle manifest: reading, writing, sha256 checksums and digest pinning (json + hashlib only).
 
-A bundle is a directory holding `manifest.json` and the ONNX graphs it lists. The manifest
+A bundle is a directory holding `manifest.json`, the ONNX graphs it lists and (format
+version 2) `weights.bin`, the initializers the graphs share (`external_data`). The manifest
 records everything an application needs to run the graphs without TensorFlow: the modalities
 (shape, dtype, value range), the latent layout, the posterior family and the distribution of the
 explicit noise inputs, the fusion methods, the ONNX opset, every graph's inputs and outputs, the
-training flags and checkpoint step, and the sha256 of every graph file. Readers refuse a bundle
+training flags and checkpoint step, an int8 quantization record with its fidelity report
+(if quantized), and the sha256 of every file. Readers refuse a bundle
 whose format version they do not know or whose files are missing or altered; the structure
 rules live in `mmali_tf.export.schema`, the file and graph checks in `mmali_tf.export.bundle_files`.
 
@@ -61,8 +63,9 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def core_fields(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The manifest without its per-file parts (`graphs`, `files`): what every graph embeds."""
-    return {k: v for k, v in manifest.items() if k not in ("graphs", "files")}
+    """The manifest without its per-file parts (`graphs`, `files`) and the quantization
+    record (written after the graphs, with their measured fidelity): what every graph embeds."""
+    return {k: v for k, v in manifest.items() if k not in ("graphs", "files", "quantization")}
 
 
 def metadata_props(manifest: Mapping[str, Any], graph: Mapping[str, Any]) -> dict[str, str]:
@@ -73,15 +76,18 @@ def metadata_props(manifest: Mapping[str, Any], graph: Mapping[str, Any]) -> dic
 
 
 def write_manifest(directory: str | os.PathLike, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Checksum every graph file listed in `manifest["graphs"]` and write `manifest.json`.
+    """Checksum every graph file listed in `manifest["graphs"]` (and the `external_data`
+    file, if any) and write `manifest.json`.
 
     The manifest is validated with the same rules the runtime applies. Returns the manifest as
     written (with `files` filled in).
     """
     directory = Path(directory)
     out = dict(manifest)
-    out["files"] = {g["file"]: sha256_file(directory / g["file"])
-                    for g in manifest["graphs"].values()}
+    names = [g["file"] for g in manifest["graphs"].values()]
+    if manifest.get("external_data") is not None:
+        names.append(manifest["external_data"])
+    out["files"] = {name: sha256_file(directory / name) for name in names}
     schema.validate(out)
     with open(directory / MANIFEST_NAME, "w", encoding="utf-8") as f:
         json.dump(out, f, indent=2, allow_nan=False)  # the reader refuses NaN

@@ -5,7 +5,10 @@ inference interface only (`encode`, `decode`, `fuse`, `prior_params`, `layout`, 
 it with `tf2onnx.convert.from_function`, names the dynamic axis `batch`, embeds the manifest in
 `metadata_props`, runs `onnx.checker.check_model(full_check=True)` and writes the bundle
 atomically (a temporary directory beside the target, renamed at the end), then
-`<out_dir>.sha256`: the manifest's sha256 in `sha256sum` format, for apps to pin.
+`<out_dir>.sha256`: the manifest's sha256 in `sha256sum` format, for apps to pin. Every
+initializer of at least 1 KB is stored once, in `weights.bin`, which the graphs refer to as
+ONNX external data (`mmali_tf.export.shared_weights`): a digits mmALI bundle holds each
+network's weights once instead of in up to four graphs.
 
 Graphs (every input/output has the dynamic leading axis `batch`):
   encoder_<m>      x -> mean, logvar (logvar absent for deterministic encoders)
@@ -20,7 +23,8 @@ Graphs (every input/output has the dynamic leading axis `batch`):
   generate         content_noise, style_noise_<m> -> x_<m> for every m
 Noise inputs exist only where needed (no `noise` for deterministic encoders, no style noise
 when style_dim = 0). tf2onnx 1.17 runs on numpy 2 without Keras's `patch_tf2onnx` for these
-graphs: its numpy-1-only code (`np.product`) lies on the external-tensor path we never use.
+graphs: its numpy-1-only code (`np.product`) lies on its external-tensor path, which we never
+use (the weights are shared after conversion).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import tf2onnx
 
 import mmali_tf
 from mmali_tf.export import manifest as manifest_lib
+from mmali_tf.export import shared_weights
 from mmali_tf import latent as latent_lib
 
 MIN_OPSET, MAX_OPSET = 14, 18
@@ -267,7 +272,7 @@ def _core_manifest(model: Any, opset: int, weights: str, training_flags: Mapping
     return {
         "format": manifest_lib.FORMAT,
         "format_version": manifest_lib.FORMAT_VERSION,
-        "model": {"name": model.config.get("model") or model.registry_name or type(model).__name__,
+        "model": {"name": model.variant or type(model).__name__,
                   "class": type(model).__name__, "deterministic": deterministic,
                   "posterior_family": model.posterior_family,
                   "default_fusion": model.default_fusion, "prior_expert": bool(model.prior_expert)},
@@ -276,6 +281,7 @@ def _core_manifest(model: Any, opset: int, weights: str, training_flags: Mapping
         "latent": model.layout.to_dict(),
         "noise": {"distribution": model.posterior_family, "loc": 0.0, "scale": 1.0},
         "fusion_methods": [] if deterministic else list(latent_lib.FUSION_METHODS),
+        "external_data": shared_weights.WEIGHTS_FILE,
         "opset": opset,
         "weights": weights,
         "checkpoint_step": None if checkpoint_step is None else int(checkpoint_step),
@@ -332,21 +338,35 @@ def export_bundle(model: Any, out_dir: str | os.PathLike, opset: int = 17, weigh
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     tmp_digest = out.parent / f".{out.name}{manifest_lib.DIGEST_SUFFIX}.{uuid.uuid4().hex[:8]}"
     try:
-        entries = {}
+        protos, entries = {}, {}
         for plan in plans:
-            proto = _convert(plan, int(opset))
-            entries[plan.name] = _finalize(proto, plan, core)
-            onnx.save(proto, str(tmp / entries[plan.name]["file"]))
+            protos[plan.name] = _convert(plan, int(opset))
+            entries[plan.name] = _finalize(protos[plan.name], plan, core)
+        write_graphs(tmp, protos, entries)
         manifest = manifest_lib.write_manifest(tmp, {**core, "graphs": entries})
-        tmp_digest.write_text(manifest_lib.digest_line(tmp, out.name))
-        os.chmod(tmp, 0o755)
-        _replace_dir(tmp, out)
-        os.replace(tmp_digest, manifest_lib.digest_path(out))
+        publish(tmp, out, tmp_digest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp_digest.unlink(missing_ok=True)
         raise
     return manifest
+
+
+def write_graphs(directory: Path, protos: Mapping[str, onnx.ModelProto],
+                 entries: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write each graph to its manifest file with the shared initializers in `weights.bin`."""
+    weights = shared_weights.share_initializers(protos.values())
+    (directory / shared_weights.WEIGHTS_FILE).write_bytes(weights)
+    for name, proto in protos.items():
+        onnx.save(proto, str(directory / entries[name]["file"]))
+
+
+def publish(tmp: Path, out: Path, tmp_digest: Path) -> None:
+    """Move a complete bundle `tmp` to `out` and its digest file beside it."""
+    tmp_digest.write_text(manifest_lib.digest_line(tmp, out.name))
+    os.chmod(tmp, 0o755)
+    _replace_dir(tmp, out)
+    os.replace(tmp_digest, manifest_lib.digest_path(out))
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

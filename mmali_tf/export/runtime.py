@@ -7,7 +7,8 @@
 
 `Bundle` treats the bundle as untrusted input: on open it checks the manifest (optionally
 pinned with `digest=`), the directory listing and every file's sha256 (`mmali_tf.export.bundle_files`);
-it creates one onnxruntime session per graph lazily (thread-safe) from checked bytes, compares
+it creates one onnxruntime session per graph lazily (thread-safe) from checked bytes (the
+graph with the shared weights it refers to copied in), compares
 each graph's real inputs and outputs with the manifest, bounds every size (`mmali_tf.export.limits`),
 validates inputs, and draws the explicit noise inputs with numpy from the manifest's noise
 distribution. Every refusal is a one-line `BundleError` (a ValueError). All the math runs
@@ -122,6 +123,7 @@ class Bundle:
         self._inputs = {g: {i["name"]: tuple(i["shape"][1:]) for i in entry["inputs"]}
                         for g, entry in self.manifest["graphs"].items()}
         self._lock = threading.Lock()
+        self._shared: bytes | None = None  # the checked external_data file, read on first use
 
     def __repr__(self) -> str:
         return (f"Bundle({str(self.path)!r}, model={self.manifest['model']['name']!r}, "
@@ -143,8 +145,11 @@ class Bundle:
             entry = self._sessions.get(graph)
             if entry is None:
                 opts = session_options(1 if self._workers else self.threads)
+                if self._shared is None:
+                    self._shared = bundle_files.read_external_data(self.path, self.manifest,
+                                                                   self.limits)
                 sess = bundle_files.load_session(self.path, graph, self.manifest, opts,
-                                                 self.limits)
+                                                 self.limits, external=self._shared)
                 entry = (sess, [o.name for o in sess.get_outputs()])
                 self._sessions[graph] = entry
         return entry

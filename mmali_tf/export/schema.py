@@ -4,8 +4,10 @@
 can be used without a KeyError, TypeError or unbounded allocation: modalities with bounded
 integer shapes and finite value ranges, a consistent latent layout, graphs named after the
 modalities (`encoder_<m>`, `translate_<a>_to_<b>`, ...) whose declared inputs and outputs are
-exactly what their role implies, plain graph file names inside the bundle directory, and a
-sha256 for every graph file and nothing else. Violations raise a one-line `BundleError`.
+exactly what their role implies, plain graph file names inside the bundle directory, an
+optional shared weights file (`external_data`, format version 2), an optional `quantization`
+record, and a sha256 for every graph file and the weights file and nothing else. Violations
+raise a one-line `BundleError`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from mmali_tf.export.errors import BundleError, show
 from mmali_tf.export.limits import DEFAULT_LIMITS, Limits
 
 FORMAT = "mmali_tf.bundle"
-#: bumped whenever a reader of the previous version would misinterpret a bundle.
-FORMAT_VERSION = 1
+#: bumped whenever a reader of the previous version would misinterpret a bundle
+#: (2: graphs may refer to one shared weights file, `external_data`; optional `quantization`).
+FORMAT_VERSION = 2
+#: versions this reader loads (a version-1 bundle has every weight inside its graphs).
+READABLE_VERSIONS = (1, 2)
 NOISE_DISTRIBUTIONS = ("normal", "laplace")
 KINDS = ("image", "vector")
 #: top-level keys every manifest has (in writing order).
@@ -31,6 +36,10 @@ REQUIRED_KEYS = ("format", "format_version", "model", "modalities", "latent", "n
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 #: graph files: a plain name in the bundle directory (no separators, no leading dot).
 FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.onnx")
+#: the shared weights file: a plain name in the bundle directory.
+DATA_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.bin")
+#: int8 quantization methods an export may record (`quantization.method`).
+QUANTIZATION_METHODS = ("dynamic_int8", "static_int8")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 #: name -> per-example shape (batch axis excluded) of one graph input or output.
 Signature = dict[str, tuple[int, ...]]
@@ -78,11 +87,11 @@ def validate(manifest: Any, limits: Limits = DEFAULT_LIMITS) -> None:
     version = manifest.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise BundleError(f"bundle format_version must be an integer, got {show(version)}")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         newer = "newer than" if version > FORMAT_VERSION else "older than"
-        raise BundleError(f"bundle format_version {show(version)} is {newer} the version this "
-                          f"runtime reads ({FORMAT_VERSION}); re-export the bundle or upgrade "
-                          f"mmali_tf")
+        raise BundleError(f"bundle format_version {show(version)} is {newer} the versions this "
+                          f"runtime reads ({', '.join(map(str, READABLE_VERSIONS))}); re-export "
+                          f"the bundle or upgrade mmali_tf")
     _object("", manifest, REQUIRED_KEYS)
     model = _object("model", manifest["model"], ("name", "deterministic", "default_fusion"))
     if not isinstance(model["name"], str) or len(model["name"]) > limits.text:
@@ -104,7 +113,26 @@ def validate(manifest: Any, limits: Limits = DEFAULT_LIMITS) -> None:
     if manifest["checkpoint_step"] is not None:
         _int("checkpoint_step", manifest["checkpoint_step"], 0, 2 ** 63 - 1)
     _object("training_flags", manifest["training_flags"])
+    _version_2_fields(manifest, version, limits)
     _graphs(manifest, limits)
+
+
+def _version_2_fields(manifest: Mapping[str, Any], version: int, limits: Limits) -> None:
+    """`external_data` (null or a plain `.bin` name) and `quantization` (null or a record of
+    the method and its fidelity report), both absent from version-1 bundles."""
+    if version < 2:
+        for key in ("external_data", "quantization"):
+            if key in manifest:
+                _fail(key, manifest[key], f"no {key!r} in a format_version {version} bundle")
+        return
+    data = manifest.get("external_data")
+    if data is not None:
+        _name("external_data", data, limits, DATA_FILE_NAME)
+    quant = manifest.get("quantization")
+    if quant is not None:
+        quant = _object("quantization", quant, ("method",))
+        if quant["method"] not in QUANTIZATION_METHODS:
+            _fail("quantization.method", quant["method"], f"one of {QUANTIZATION_METHODS}")
 
 
 def _modalities(modalities: Any, limits: Limits) -> None:
@@ -206,12 +234,14 @@ def _graphs(manifest: Mapping[str, Any], limits: Limits) -> None:
         _signature(name, "outputs", graph["outputs"], outputs)
     files = _object("files", manifest["files"])
     used = {g["file"] for g in graphs.values()}
+    if manifest.get("external_data") is not None:
+        used.add(manifest["external_data"])
     unlisted, unused = sorted(used - set(files)), sorted(set(files) - used)
     if unlisted:
-        raise BundleError(f"bundle graph file {unlisted[0]!r} has no sha256 in the manifest's "
-                          f"files")
+        raise BundleError(f"bundle file {unlisted[0]!r} has no sha256 in the manifest's files")
     if unused:
-        raise BundleError(f"bundle manifest files lists {show(unused[0])}, which no graph uses")
+        raise BundleError(f"bundle manifest files lists {show(unused[0])}, which no graph uses "
+                          f"and external_data does not name")
     for file, digest in files.items():
         if not isinstance(digest, str) or not SHA256.fullmatch(digest):
             _fail(f"files[{file!r}]", digest, "a sha256 of 64 lowercase hexadecimal digits")

@@ -31,6 +31,7 @@ import math
 from typing import Callable
 
 import numpy as np
+import tensorflow as tf
 
 from mmali_tf.data.specs import PairedDataset
 from mmali_tf.metrics import report
@@ -225,9 +226,13 @@ def latent_accuracy(view: InferenceView, ds: PairedDataset, split: str = "test",
     if probe not in PROBES:
         raise ValueError(f"unknown latent probe {probe!r}; expected one of {PROBES}")
     gen = seed_stream(seed, 1)
+    # The probe draws fresh codes every epoch (thousands of draws on small sets): one traced
+    # function instead of eager ops, the same seed sequence and bitwise the same codes.
+    draw = tf.function(lambda mean, logvar: view.sample(mean, logvar, gen),
+                       reduce_retracing=True, autograph=False)
 
     def sampler(mean: np.ndarray, logvar: np.ndarray | None) -> np.ndarray:
-        return np.asarray(view.sample(mean, logvar, gen))
+        return np.asarray(draw(mean, logvar))
 
     def fit(train: CodeSet, test: CodeSet) -> float:
         if probe == "sutter":

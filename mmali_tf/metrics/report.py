@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mmali_tf.data.cache import atomic_write_bytes  # noqa: E402
+from mmali_tf.atomic import atomic_write_bytes  # noqa: E402
 
 FRACTION_KEYS = ("latent_accuracy", "joint_coherence", "cross_coherence", "synergy_coherence",
                  "classifier_accuracy")

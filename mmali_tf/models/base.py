@@ -28,11 +28,19 @@ import tensorflow as tf
 
 from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
-from mmali_tf.distribute import multi_worker_mode, replica_slice_draw
 from mmali_tf.ema import WeightEMA
-from mmali_tf.models.draws import RandomDraws, standard_noise
+from mmali_tf.models.draws import RandomDraws, replica_slice_draw, standard_noise
+from mmali_tf.models.settings import ModelSettings
 
 Params = tuple[tf.Tensor, "tf.Tensor | None"]
+
+
+def multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
+    """True for a MultiWorkerMirroredStrategy whose TF_CONFIG names more than one task (the
+    condition under which Keras reduces step outputs across workers with collectives)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    return bool(strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
 
 
 def _as_specs(specs: Sequence[ModalitySpec | Mapping[str, Any]]) -> tuple[ModalitySpec, ...]:
@@ -46,7 +54,9 @@ class MultimodalModel(keras.Model):
     Args:
       specs: modality specs in model order.
       config: flat dict of hyper-parameters (the resolved training flags); kept verbatim so the
-        model can be rebuilt from `get_config()` and recorded in exported manifests.
+        model can be rebuilt from `get_config()` and recorded in exported manifests. The model
+        reads it through `self.settings`, an instance of its `settings_class` (a missing key
+        takes that field's one default).
     """
 
     #: name in the model registry (`mmali_tf.models.build`).
@@ -63,6 +73,8 @@ class MultimodalModel(keras.Model):
     #: flags besides the latent sizes that change this model's variables: a run directory
     #: trained with other values cannot be resumed (`run_dir.shape_flags`).
     shape_flags: tuple[str, ...] = ()
+    #: the settings this model reads (`register_model(..., settings=...)` sets it).
+    settings_class: type[ModelSettings] = ModelSettings
 
     def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
                  config: Mapping[str, Any], **kwargs: Any) -> None:
@@ -70,21 +82,28 @@ class MultimodalModel(keras.Model):
         super().__init__(**kwargs)
         self.specs = _as_specs(specs)
         self.config = dict(config)
+        self.settings = self.settings_class.from_config(self.config)
+        #: the registry name this model was built as (variants share a class)
+        self.variant = self.variant_name(self.config)
         self.modalities = tuple(s.name for s in self.specs)
-        style_dim = int(self.config.get("style_dim", 0))
-        latent_dim = int(self.config.get("latent_dim", 20))
-        self.layout = latent_lib.LatentLayout(style_dim, latent_dim - style_dim)
-        self.seed_generator = keras.random.SeedGenerator(int(self.config.get("seed", 0)))
+        settings = self.settings
+        self.layout = latent_lib.LatentLayout(settings.style_dim,
+                                              settings.latent_dim - settings.style_dim)
+        self.seed_generator = keras.random.SeedGenerator(settings.seed)
         #: where every training draw comes from (tests swap in `ReplayDraws`, see draws.py).
         self.draws = RandomDraws(self.seed_generator)
         self.encoders: dict[str, keras.Model] = {}
         self.decoders: dict[str, keras.Model] = {}
         self.build_networks()
         self.ema = None
-        if float(self.config.get("ema_decay", 0.0)) > 0.0:
-            self.ema = WeightEMA(self.encoders, self.decoders,
-                                 decay=float(self.config["ema_decay"]),
-                                 start_step=int(self.config.get("ema_start", 0)))
+        if settings.ema_decay > 0.0:
+            self.ema = WeightEMA(self.encoders, self.decoders, decay=settings.ema_decay,
+                                 start_step=settings.ema_start)
+
+    @classmethod
+    def variant_name(cls, config: Mapping[str, Any]) -> str:
+        """The registry name in `config["model"]` (`models.build` sets it), else the class's."""
+        return str(config["model"]) if "model" in config else cls.registry_name
 
     # ----------------------------------------------------------------- subclass hooks
     def build_networks(self) -> None:
@@ -170,7 +189,7 @@ class MultimodalModel(keras.Model):
 
         Without `seed` the draw comes from `self.draws` under `name` (the fidelity seam). Under
         a strategy with several replicas each replica gets its slice (along `batch_axis`, the
-        axis of the data batch) of the global batch's noise (`distribute.replica_slice_draw`).
+        axis of the data batch) of the global batch's noise (`draws.replica_slice_draw`).
         """
         if seed is None:
             return self.draws.noise(name, shape, self.posterior_family, batch_axis)
@@ -306,10 +325,10 @@ class MultimodalModel(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "MultimodalModel":
-        return cls(config["specs"], config["config"], name=config.get("name"))
+        return cls(config["specs"], config["config"], name=config["name"])
 
     def get_compile_config(self) -> dict[str, Any]:
         return {"jit_compile": bool(getattr(self, "_jit_requested", False))}
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
-        self.compile(jit_compile=bool(config.get("jit_compile", False)))
+        self.compile(jit_compile=bool(config["jit_compile"]))

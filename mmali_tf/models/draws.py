@@ -10,13 +10,11 @@ arrays instead, so a test can replay one update with exactly the draws the autho
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
-
-from mmali_tf.distribute import replica_slice_draw
 
 
 def standard_noise(shape: Sequence[int], family: str, seed: Any) -> tf.Tensor:
@@ -27,11 +25,35 @@ def standard_noise(shape: Sequence[int], family: str, seed: Any) -> tf.Tensor:
     return keras.random.normal(shape, seed=seed)
 
 
+def replica_slice_draw(draw: Callable[[tf.Tensor], tf.Tensor], shape: Any,
+                       batch_axis: int = 0) -> tf.Tensor:
+    """`draw(shape)` made replica-aware: the global draw, this replica's slice of it.
+
+    `draw` must give the same values on every replica (a random op seeded from state that all
+    replicas share). With R replicas in sync, it is called with the batch axis R times
+    longer and replica r keeps rows [r*n, (r+1)*n) of that axis. So replicas get different
+    draws, and R replicas at batch n/R each see exactly the draws one replica at batch n sees
+    for the same rows (the data is split over replicas the same way). With one replica this
+    is `draw(shape)`.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    if replicas == 1:
+        return draw(shape)
+    shape = tf.convert_to_tensor(shape, tf.int32)
+    local = shape[batch_axis]
+    axis_mask = tf.one_hot(batch_axis, tf.size(shape), dtype=tf.int32)
+    full = draw(shape + axis_mask * local * (replicas - 1))
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    # tf.reshape (not the slice) gives the result the static shape that `shape` implies
+    return tf.reshape(tf.slice(full, axis_mask * local * replica, shape), shape)
+
+
 class RandomDraws:
     """Fresh pseudo-random draws from `seed_generator` (names are ignored).
 
     Noise and permutations are replica-aware: under a strategy with several replicas each
-    replica gets its slice of the global batch's draw (`distribute.replica_slice_draw`), so
+    replica gets its slice of the global batch's draw (`replica_slice_draw`), so
     replicas differ and R replicas at batch n/R see what one replica at batch n sees.
     """
 

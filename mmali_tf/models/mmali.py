@@ -29,10 +29,10 @@ from mmali_tf import networks
 from mmali_tf.models import mmali_losses as L
 from mmali_tf.models.base import MultimodalModel
 from mmali_tf.models.optimizers import attach_optimizers
+from mmali_tf.models.settings import AdversarialSettings
 from mmali_tf.registry import register_model
 
 Batch = Mapping[str, tf.Tensor]
-sg = tf.stop_gradient
 
 
 def paired_features(net: keras.Model, x: tf.Tensor, x_other: tf.Tensor,
@@ -60,20 +60,22 @@ class AdversarialModel(MultimodalModel):
 
     draws_per_update: int = 2
     shape_flags = ("deterministic", "spectral_norm")
+    settings_class = AdversarialSettings
+    settings: AdversarialSettings
 
     def build_networks(self) -> None:
-        self.deterministic = bool(self.config.get("deterministic", False))
-        if self.deterministic and self.config.get("joint_rec", False):
+        settings = self.settings
+        self.deterministic = settings.deterministic
+        if self.deterministic and settings.joint_rec:
             raise ValueError("--joint_rec needs stochastic encoders; it cannot be used with "
                              "--deterministic")
-        self.dis_iter = int(self.config.get("dis_iter", 1))
-        self.gen_iter = int(self.config.get("gen_iter", 1))
+        self.dis_iter, self.gen_iter = settings.dis_iter, settings.gen_iter
         if self.dis_iter < 1 or self.gen_iter < 1:
             raise ValueError(f"dis_iter and gen_iter must be >= 1, got {self.dis_iter}, "
                              f"{self.gen_iter}")
         self.draws_per_step = self.draws_per_update * (self.dis_iter + self.gen_iter)
-        self.unpaired_pool = self.config.get("unpaired", "shuffle") == "pool"
-        init = self.config.get("init", "normal")
+        self.unpaired_pool = settings.unpaired == "pool"
+        init = settings.init
         d = self.layout.latent_dim
         out_dim = d if self.deterministic else 2 * d
         for s in self.specs:
@@ -98,7 +100,7 @@ class AdversarialModel(MultimodalModel):
                 g_optimizer: keras.optimizers.Optimizer | None = None,
                 jit_compile: bool = False, **kwargs: Any) -> None:
         """Create (or take) and build both Adams on their fixed variable lists."""
-        attach_optimizers(self, self.config,
+        attach_optimizers(self, self.settings,
                           {"d_optimizer": lambda: self.critic_variables,
                            "g_optimizer": lambda: self.generator_variables},
                           {"d_optimizer": d_optimizer, "g_optimizer": g_optimizer})
@@ -167,7 +169,7 @@ class AdversarialModel(MultimodalModel):
         return self.step_logs(self.trackers)
 
 
-@register_model("mmali")
+@register_model("mmali", settings=AdversarialSettings)
 class MMALI(AdversarialModel):
     """Factorised-discriminator mmALI (registry name "mmali")."""
 
@@ -177,18 +179,17 @@ class MMALI(AdversarialModel):
         if len(self.specs) < 2:
             raise ValueError(f"mmali needs at least 2 modalities, got {len(self.specs)}")
         m_count, d = len(self.specs), self.layout.latent_dim
-        sn = bool(self.config.get("spectral_norm", True))
+        sn = self.settings.spectral_norm
         self.critics_a = {s.name: networks.build_xz_critic(s, d, m_count + 1, spectral_norm=sn)
                           for s in self.specs}
         self.critics_b = {s.name: networks.build_xz_critic(s, d, 1, spectral_norm=sn)
                           for s in self.specs}
         self.joint_critic = networks.build_joint_critic(list(self.specs), spectral_norm=sn)
         self.w = 2.0 / (m_count + 1)
-        self.lambda_u = float(self.config.get("lambda_unimodal", 1.0))
-        self.lambda_x = float(self.config.get("lambda_x_rec", 0.0))
-        self.lambda_s = float(self.config.get("lambda_s_rec", 0.0))
-        self.lambda_c = float(self.config.get("lambda_c_rec", 0.0))
-        self.joint_rec = bool(self.config.get("joint_rec", False))
+        settings = self.settings
+        self.lambda_u, self.lambda_x = settings.lambda_unimodal, settings.lambda_x_rec
+        self.lambda_s, self.lambda_c = settings.lambda_s_rec, settings.lambda_c_rec
+        self.joint_rec = settings.joint_rec
 
     @property
     def critic_variables(self) -> list[keras.Variable]:
@@ -265,31 +266,38 @@ class MMALI(AdversarialModel):
     def critic_losses(self, batch_a: Batch, batch_b: Batch) -> dict[str, tf.Tensor]:
         mods, lay = self.modalities, self.layout
         n = tf.shape(batch_a[mods[0]])[0]
-        xa = {m: self.unimodal_x(batch_a, m) for m in mods}
-        za = self.prior_full(n, "z_a")
-        ea = {m: sg(self.encode_sample(m, xa[m], f"eps_a/{m}")[0]) for m in mods}
-        ga = {m: sg(self.decode_train(m, za[m])) for m in mods}
-        eb = {m: sg(self.encode_sample(m, batch_b[m], f"eps_b/{m}")[0]) for m in mods}
+        x_a = {m: self.unimodal_x(batch_a, m) for m in mods}
+        z_prior = self.prior_full(n, "z_a")
+        z_enc_a = {m: tf.stop_gradient(self.encode_sample(m, x_a[m], f"eps_a/{m}")[0])
+                   for m in mods}
+        x_gen = {m: tf.stop_gradient(self.decode_train(m, z_prior[m])) for m in mods}
+        z_enc_b = {m: tf.stop_gradient(self.encode_sample(m, batch_b[m], f"eps_b/{m}")[0])
+                   for m in mods}
         terms = {}
         for k, m in enumerate(mods):
-            crit_a = self.critics_a[m]
-            f_x, f_g, f_b = self._features(crit_a, [xa[m], ga[m], batch_b[m]])
+            critic_a = self.critics_a[m]
+            feat_real, feat_gen, feat_b = self._features(critic_a,
+                                                         [x_a[m], x_gen[m], batch_b[m]])
             others = [j for j in range(len(mods)) if j != k]
-            z_cross = [lay.join(lay.style(eb[m]), lay.content(eb[mods[j]])) for j in others]
-            logits = self._score(crit_a, tf.concat([f_x, f_g] + [f_b] * len(others), 0),
-                                 tf.concat([ea[m], za[m]] + z_cross, 0))
+            z_cross = [lay.join(lay.style(z_enc_b[m]), lay.content(z_enc_b[mods[j]]))
+                       for j in others]
+            logits = self._score(
+                critic_a, tf.concat([feat_real, feat_gen] + [feat_b] * len(others), 0),
+                tf.concat([z_enc_a[m], z_prior[m]] + z_cross, 0))
             groups = tf.split(logits, 2 + len(others), axis=0)
             terms[f"d_{m}_c0"] = L.ce(groups[0], 0)
             terms[f"d_{m}_c1"] = L.ce(groups[1], 1)
-            for g, j in zip(groups[2:], others):
-                terms[f"d_{m}_cross_{mods[j]}"] = L.ce(g, L.cross_class(k, j, len(mods)))
-            crit_b = self.critics_b[m]
-            f = crit_b.get_layer("x_features")(xa[m], training=True)
+            for group_logits, j in zip(groups[2:], others):
+                terms[f"d_{m}_cross_{mods[j]}"] = L.ce(group_logits,
+                                                       L.cross_class(k, j, len(mods)))
+            critic_b = self.critics_b[m]
+            feat = critic_b.get_layer("x_features")(x_a[m], training=True)
             perm = self.draws.permutation(f"perm_a/{m}", n)
-            z_fake = lay.join(tf.gather(lay.style(ea[m]), perm),
+            z_fake = lay.join(tf.gather(lay.style(z_enc_a[m]), perm),
                               self.sample_noise([n, lay.content_dim], name=f"c_a/{m}"))
-            real, fake = tf.split(self._score(crit_b, tf.concat([f, tf.gather(f, perm)], 0),
-                                              tf.concat([ea[m], z_fake], 0)), 2, axis=0)
+            real, fake = tf.split(self._score(critic_b,
+                                              tf.concat([feat, tf.gather(feat, perm)], 0),
+                                              tf.concat([z_enc_a[m], z_fake], 0)), 2, axis=0)
             terms[f"d_{m}_b"] = L.bce_real(real) + L.bce_fake(fake)
         xb = [batch_b[m] for m in mods]
         if self.unpaired_pool:
@@ -312,22 +320,24 @@ class MMALI(AdversarialModel):
         z = self.prior_full(n, "z_c")
         for m, spec in zip(self.modalities, self.specs):
             x = self.unimodal_x(batch, m)
-            e = self.encode_sample(m, x, f"eps_c/{m}")[0]
-            g = self.decode_train(m, z[m])
+            z_enc = self.encode_sample(m, x, f"eps_c/{m}")[0]
+            x_gen = self.decode_train(m, z[m])
             if self.lambda_u > 0:
-                crit = self.critics_a[m]
-                f_x, f_g = paired_features(crit.get_layer("x_features"), x, g, separate=True)
-                q, p = tf.split(self._score(crit, tf.concat([f_x, f_g], 0),
-                                            tf.concat([e, z[m]], 0)), 2, axis=0)
-                terms[f"g_{m}_c0"] = self.lambda_u * self.w * L.ns(q, 0)
-                terms[f"g_{m}_c1"] = self.lambda_u * self.w * L.ns(p, 1)
+                critic = self.critics_a[m]
+                feat_real, feat_gen = paired_features(critic.get_layer("x_features"), x, x_gen,
+                                                      separate=True)
+                logits_enc, logits_gen = tf.split(
+                    self._score(critic, tf.concat([feat_real, feat_gen], 0),
+                                tf.concat([z_enc, z[m]], 0)), 2, axis=0)
+                terms[f"g_{m}_c0"] = self.lambda_u * self.w * L.ns(logits_enc, 0)
+                terms[f"g_{m}_c1"] = self.lambda_u * self.w * L.ns(logits_gen, 1)
             if self.lambda_x > 0 and not self.joint_rec:
                 terms[f"g_{m}_x_rec"] = spec.recon_weight * self.lambda_x * L.mse(
-                    self.decode_train(m, e), x)
+                    self.decode_train(m, z_enc), x)
             want_c = self.lambda_c > 0 and not self.joint_rec
             want_s = self.lambda_s > 0 and lay.style_dim > 0
             if want_c or want_s:
-                z_re = self.encode_sample(m, g, f"eps_rec/{m}")[0]
+                z_re = self.encode_sample(m, x_gen, f"eps_rec/{m}")[0]
                 if want_c:
                     terms[f"g_{m}_c_rec"] = self.lambda_c * L.mse(lay.content(z_re),
                                                                   lay.content(z[m]))
@@ -337,35 +347,36 @@ class MMALI(AdversarialModel):
         return terms
 
     def _joint_generator_terms(self, batch: Batch) -> dict[str, tf.Tensor]:
-        mods, lay, big_m = self.modalities, self.layout, len(self.modalities)
+        mods, lay, num_mods = self.modalities, self.layout, len(self.modalities)
         n = tf.shape(batch[mods[0]])[0]
         z = self.sample_prior(n, name="z_d")
         enc = {m: self.encode_sample(m, batch[m], f"eps_d/{m}") for m in mods}
-        e = {m: enc[m][0] for m in mods}
+        z_enc = {m: enc[m][0] for m in mods}
         x_gen = {m: self.decode_train(m, z[m]) for m in mods}
         a_q, b_q, a_p, b_p = {}, {}, [], []
         for m in mods:
-            z_q = [lay.join(lay.style(e[m]), lay.content(e[src])) for src in mods]
+            z_q = [lay.join(lay.style(z_enc[m]), lay.content(z_enc[src])) for src in mods]
             z_all = tf.concat(z_q + [z[m]], 0)
-            for crit, q_out, p_out in ((self.critics_a[m], a_q, a_p),
+            for critic, q_out, p_out in ((self.critics_a[m], a_q, a_p),
                                        (self.critics_b[m], b_q, b_p)):
-                f_x, f_g = paired_features(crit.get_layer("x_features"), batch[m], x_gen[m],
-                                           separate=True)
-                logits = tf.split(self._score(crit, tf.concat([f_x] * big_m + [f_g], 0), z_all),
-                                  big_m + 1, axis=0)
-                q_out[m] = logits[:big_m]
-                p_out.append(logits[big_m])
+                feat_real, feat_gen = paired_features(critic.get_layer("x_features"), batch[m],
+                                                      x_gen[m], separate=True)
+                logits = tf.split(
+                    self._score(critic, tf.concat([feat_real] * num_mods + [feat_gen], 0), z_all),
+                    num_mods + 1, axis=0)
+                q_out[m] = logits[:num_mods]
+                p_out.append(logits[num_mods])
         j_real, j_gen = self._joint_scores([batch[m] for m in mods],
                                            [x_gen[m] for m in mods], None, generated=True)
         terms = {}
         for i, src in enumerate(mods):
-            lam = L.joint_logits([a_q[m][i] for m in mods], [b_q[m][i] for m in mods], j_real)
-            terms[f"g_joint_q_{src}"] = self.w * L.ns(lam, i)
-        terms["g_joint_p"] = self.w * L.ns(L.joint_logits(a_p, b_p, j_gen), big_m)
+            joint = L.joint_logits([a_q[m][i] for m in mods], [b_q[m][i] for m in mods], j_real)
+            terms[f"g_joint_q_{src}"] = self.w * L.ns(joint, i)
+        terms["g_joint_p"] = self.w * L.ns(L.joint_logits(a_p, b_p, j_gen), num_mods)
         if self.lambda_u > 0:
             for k, j in self._cross_pairs():
                 terms[f"g_{mods[k]}_cross_{mods[j]}"] = self.lambda_u * self.w * L.ns(
-                    a_q[mods[k]][j], L.cross_class(k, j, big_m))
+                    a_q[mods[k]][j], L.cross_class(k, j, num_mods))
         if self.joint_rec and self.lambda_c > 0:
             params = [self.params_from_encoder_output(
                 self.encoders[m](x_gen[m], training=True)) for m in mods]
@@ -375,7 +386,7 @@ class MMALI(AdversarialModel):
             c_bar = lay.content(self._fused_sample([enc[m][1:] for m in mods],
                                                    "eps_joint_x_rec"))
             for m, spec in zip(mods, self.specs):
-                x_rec = self.decode_train(m, lay.join(lay.style(e[m]), c_bar))
+                x_rec = self.decode_train(m, lay.join(lay.style(z_enc[m]), c_bar))
                 terms[f"g_{m}_joint_x_rec"] = spec.recon_weight * self.lambda_x * L.mse(
                     x_rec, batch[m])
         return terms

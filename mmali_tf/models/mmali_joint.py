@@ -19,11 +19,12 @@ import tensorflow as tf
 
 from mmali_tf import networks
 from mmali_tf.models import mmali_losses as L
-from mmali_tf.models.mmali import AdversarialModel, Batch, paired_features, sg
+from mmali_tf.models.mmali import AdversarialModel, Batch, paired_features
+from mmali_tf.models.settings import AdversarialSettings
 from mmali_tf.registry import register_model
 
 
-@register_model("mmali_joint")
+@register_model("mmali_joint", settings=AdversarialSettings)
 class MMALIJoint(AdversarialModel):
     """Joint-discriminator ablation (registry name "mmali_joint")."""
 
@@ -37,7 +38,7 @@ class MMALIJoint(AdversarialModel):
         self.z_dim = m_count * lay.style_dim + lay.content_dim
         self.critic = networks.build_joint_xz_critic(
             list(self.specs), self.z_dim, m_count + 1,
-            spectral_norm=bool(self.config.get("spectral_norm", True)))
+            spectral_norm=self.settings.spectral_norm)
         self.w = 2.0 / (m_count + 1)
 
     @property
@@ -53,13 +54,13 @@ class MMALIJoint(AdversarialModel):
         mods, lay = self.modalities, self.layout
         n = tf.shape(batch[mods[0]])[0]
         z = self.sample_prior(n, name="z")
-        e = {m: self.encode_sample(m, batch[m], f"eps/{m}")[0] for m in mods}
+        z_enc = {m: self.encode_sample(m, batch[m], f"eps/{m}")[0] for m in mods}
         x_gen = {m: self.decode_train(m, z[m]) for m in mods}
         if stop:
-            e = {m: sg(v) for m, v in e.items()}
-            x_gen = {m: sg(v) for m, v in x_gen.items()}
-        styles_q = [lay.style(e[m]) for m in mods]
-        z_rows = [tf.concat(styles_q + [lay.content(e[src])], -1) for src in mods]
+            z_enc = {m: tf.stop_gradient(v) for m, v in z_enc.items()}
+            x_gen = {m: tf.stop_gradient(v) for m, v in x_gen.items()}
+        styles_q = [lay.style(z_enc[m]) for m in mods]
+        z_rows = [tf.concat(styles_q + [lay.content(z_enc[src])], -1) for src in mods]
         z_rows.append(tf.concat([lay.style(z[m]) for m in mods] + [lay.content(z[mods[0]])], -1))
         feats = []  # each branch runs on real and generated x once; real features are tiled
         for i, m in enumerate(mods):

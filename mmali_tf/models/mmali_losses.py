@@ -80,7 +80,7 @@ def joint_logits(a_logits: Sequence[tf.Tensor], b_logits: Sequence[tf.Tensor],
     if len(a_logits) != len(b_logits) or not a_logits:
         raise ValueError(f"joint_logits needs M >= 1 A and B logits, got {len(a_logits)} and "
                          f"{len(b_logits)}")
-    s = j_logit
-    for a, b in zip(a_logits, b_logits):
-        s = s + a[:, 0:1] - a[:, 1:2] - b
-    return tf.concat(list(b_logits) + [-s], axis=-1)
+    total = j_logit
+    for a_k, b_k in zip(a_logits, b_logits):
+        total = total + a_k[:, 0:1] - a_k[:, 1:2] - b_k
+    return tf.concat(list(b_logits) + [-total], axis=-1)

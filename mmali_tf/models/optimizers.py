@@ -9,11 +9,12 @@ through it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import keras
 from keras import ops
 
+from mmali_tf.models.settings import ModelSettings
 
 GENERATOR_OPTIMIZER = "g_optimizer"
 
@@ -47,21 +48,16 @@ class TorchAdam(keras.optimizers.Adam):
         self.assign_sub(variable, ops.divide(ops.multiply(m, lr / bias1), denom))
 
 
-def make_adam(config: Mapping[str, Any], name: str) -> keras.optimizers.Adam:
-    """`TorchAdam` with the run's `lr`, `beta1`, `beta2`, `adam_epsilon` and `amsgrad` flags.
+def make_adam(settings: ModelSettings, name: str) -> keras.optimizers.Adam:
+    """`TorchAdam` with the run's `lr`, `beta1`, `beta2`, `adam_epsilon` and `amsgrad`.
 
     The encoder/decoder optimizer (`name == "g_optimizer"`) uses `g_lr` when it is set.
     """
-    lr = config.get("lr", 2e-4)
-    if name == GENERATOR_OPTIMIZER and config.get("g_lr") is not None:
-        lr = config["g_lr"]
-    return TorchAdam(
-        learning_rate=float(lr),
-        beta_1=float(config.get("beta1", 0.5)),
-        beta_2=float(config.get("beta2", 0.999)),
-        epsilon=float(config.get("adam_epsilon", 1e-8)),
-        amsgrad=bool(config.get("amsgrad", False)),
-        name=name)
+    lr = settings.lr
+    if name == GENERATOR_OPTIMIZER and settings.g_lr is not None:
+        lr = settings.g_lr
+    return TorchAdam(learning_rate=float(lr), beta_1=settings.beta1, beta_2=settings.beta2,
+                     epsilon=settings.adam_epsilon, amsgrad=settings.amsgrad, name=name)
 
 
 def build_optimizer(optimizer: keras.optimizers.Optimizer,
@@ -76,14 +72,14 @@ def build_optimizer(optimizer: keras.optimizers.Optimizer,
     return optimizer
 
 
-def attach_optimizers(model: keras.Model, config: Mapping[str, Any],
+def attach_optimizers(model: keras.Model, settings: ModelSettings,
                       variables: Mapping[str, Callable[[], Sequence[keras.Variable]]],
                       given: Mapping[str, keras.optimizers.Optimizer | None]) -> None:
     """Set `model.<attr>` to a built Adam for every `attr -> variable-list getter`.
 
     `given[attr]` (e.g. an optimizer passed to `compile()`) is used when not None, otherwise a
-    fresh `make_adam(config, attr)` is created. Call inside the strategy scope.
+    fresh `make_adam(settings, attr)` is created. Call inside the strategy scope.
     """
     for attr, get_vars in variables.items():
-        opt = given.get(attr) or make_adam(config, attr)
+        opt = given.get(attr) or make_adam(settings, attr)
         setattr(model, attr, build_optimizer(opt, get_vars()))

@@ -31,15 +31,16 @@ def _rng(name: str, seed: int) -> np.random.Generator:
 
 
 def seeded_weights(shapes: Iterable[tuple[str, tuple[int, ...]]], seed: int,
-                   stddev: float = INIT_STDDEV) -> dict[str, np.ndarray]:
-    """name -> float32 array: N(0, stddev) for tensors of rank >= 2, zeros for rank 1."""
+                   stddev: float = INIT_STDDEV,
+                   bias_stddev: float = 0.0) -> dict[str, np.ndarray]:
+    """name -> float32 array: N(0, stddev) for tensors of rank >= 2, N(0, bias_stddev) (zeros
+    by default) for rank 1. Nonzero biases keep a pre-activation off its kink where all its
+    inputs are zero (a dead corner of a narrow transposed convolution)."""
     out = {}
     for name, shape in shapes:
         shape = tuple(int(s) for s in shape)
-        if len(shape) >= 2:
-            out[name] = (_rng(name, seed).standard_normal(shape) * stddev).astype(np.float32)
-        else:
-            out[name] = np.zeros(shape, np.float32)
+        scale = stddev if len(shape) >= 2 else bias_stddev
+        out[name] = (_rng(name, seed).standard_normal(shape) * scale).astype(np.float32)
     return out
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zipfile
 from typing import Any, Mapping
 
 import numpy as np
+
+from mmali_tf.config import SeedSettings
 
 #: top-level keys of the authors' training checkpoints (6b5d/mmali `save_checkpoint`)
 MODEL_KEY, EMA_KEY, STEP_KEY = "model", "model_ema", "n_iter"
@@ -46,15 +49,25 @@ def read_checkpoint(path: str) -> tuple[dict, dict | None, int]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--checkpoint={path}: no such file")
     if path.endswith(".npz"):
-        with np.load(path) as z:
-            return _split({k: z[k] for k in z.files})
+        try:
+            with np.load(path) as z:
+                return _split({k: z[k] for k in z.files})
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+            raise ValueError(f"--checkpoint={path}: cannot be read completely "
+                             f"({type(error).__name__}: {error}); is the file cut short?"
+                             ) from None
     if path.endswith((".pt", ".pth", ".tar", ".rar")):
         try:
             import torch
         except ImportError:
             raise ValueError(f"--checkpoint={path}: reading a PyTorch file needs torch; "
                              "save its state_dict as .npz (numpy.savez) instead") from None
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except (OSError, EOFError, RuntimeError, ValueError) as error:
+            raise ValueError(f"--checkpoint={path}: cannot be read completely "
+                             f"({type(error).__name__}: {str(error)[:200]}); is the file cut "
+                             "short?") from None
 
         def arrays(d):
             return {k: v.detach().cpu().numpy() for k, v in d.items() if hasattr(v, "numpy")}
@@ -100,7 +113,7 @@ def write_run(config: Mapping[str, Any], checkpoint: str) -> str:
         raise ValueError(f"--run_dir={root}: exists and is not empty; imports go to a new "
                          "directory")
     state, ema_state, step = read_checkpoint(checkpoint)
-    keras.utils.set_random_seed(int(config.get("seed", 0)))
+    keras.utils.set_random_seed(SeedSettings.from_config(config).seed)
     specs = specs_for(config)
     model = models.build(config["model"], specs, config)
     model.build_from_specs()

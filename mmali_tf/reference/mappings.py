@@ -155,7 +155,7 @@ MODEL_MAPS: dict[str, ModelMap] = {
 
 
 def model_map(model) -> ModelMap:
-    name = model.config.get("model", getattr(model, "registry_name", ""))
+    name = model.variant
     if name not in MODEL_MAPS:
         raise ImportMismatch(f"no weight mapping for model {name!r}; known: "
                              f"{sorted(MODEL_MAPS)}")

@@ -9,8 +9,12 @@ A run lives in `<runs_root>/<name>/` (a normal run directory). `run_one`:
 3. evaluates (`python -m mmali_tf.evaluate`) unless `eval/<protocol>/metrics.json` already
    scores that step with these settings;
 4. returns the run's record (config, flags hash, steps, wall time, ms/step, metrics).
-A file lock per run directory (released when its process dies) makes a second harness that
-reaches the same run wait, then reuse what the first one trained and evaluated.
+A full disk (here or in a child) raises DiskFullError instead of a "failed" record, so the
+harness stops before it replaces the suite's JSON.
+A file lock per run directory makes a second harness that reaches the same run wait, then
+reuse what the first one trained and evaluated. The training and evaluation processes hold
+it too, so after the harness is killed (kill -9) its running child finishes undisturbed
+and a rerun waits for it instead of writing the same run directory at the same time.
 """
 
 from __future__ import annotations
@@ -29,11 +33,14 @@ import sys
 import time
 from typing import Any
 
-from mmali_tf.data.cache import atomic_write_bytes
+from mmali_tf.atomic import DiskFullError, atomic_write_bytes
 from mmali_tf.metrics import report
 from mmali_tf.repro.suites import RunSpec
 
 CALIBRATION_STEPS = 100
+#: a child's one-line DiskFullError ("error: cannot write <path>: <reason>; ...")
+_CHILD_DISK_FULL = re.compile(r"^error: cannot write (\S+): (No space left on device|Disk quota "
+                              r"exceeded);")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,29 +104,33 @@ def flags_hash(run_dir: str) -> str | None:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def _child(args: list[str], log_path: str) -> None:
-    """Run `python -m ...` with output to `log_path`; RuntimeError with the log's tail."""
+def _child(args: list[str], log_path: str, lock: int) -> None:
+    """Run `python -m ...` with output to `log_path`, holding the run's `lock` (a file
+    descriptor) as long as it lives; RuntimeError with the log's tail."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     with open(log_path, "ab") as log:
         log.write(f"$ {' '.join(args)}\n".encode())
         log.flush()
         proc = subprocess.run([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT,
-                              env=env, check=False)
+                              env=env, check=False, pass_fds=(lock,))
     if proc.returncode != 0:
         with open(log_path, encoding="utf-8", errors="replace") as f:
             tail = f.read()[-600:].strip().splitlines()
+        full = _CHILD_DISK_FULL.search(tail[-1] if tail else "")
+        if full:  # no run can go on: stop the harness (its JSON stays as it was)
+            raise DiskFullError(full.group(1), full.group(2))
         raise RuntimeError(f"{args[1]} exited with {proc.returncode}: "
                            f"{tail[-1] if tail else ''} (log: {log_path})")
 
 
-def _train(spec: RunSpec, run_dir: str, steps: int, log_path: str) -> None:
+def _train(spec: RunSpec, run_dir: str, steps: int, log_path: str, lock: int) -> None:
     _child(["-m", "mmali_tf.train", f"--flagfile={spec.config}", *spec.overrides,
-            f"--run_dir={run_dir}", f"--max_steps={steps}"], log_path)
+            f"--run_dir={run_dir}", f"--max_steps={steps}"], log_path, lock)
 
 
 def _budget_steps(spec: RunSpec, run_dir: str, budget: Budget, target: int,
-                  log_path: str) -> int:
+                  log_path: str, lock: int) -> int:
     """Target cut to the time budget, measured on a first segment; recorded and reused."""
     record_path = os.path.join(run_dir, "reproduction_budget.json")
     if os.path.isfile(record_path):
@@ -129,7 +140,7 @@ def _budget_steps(spec: RunSpec, run_dir: str, budget: Budget, target: int,
             return int(old["steps"])
     first = min(target, CALIBRATION_STEPS)
     if checkpoint_step(run_dir) < first:
-        _train(spec, run_dir, first, log_path)
+        _train(spec, run_dir, first, log_path, lock)
     wall, _ = train_timing(run_dir)
     per_step = wall / max(checkpoint_step(run_dir), 1)
     steps = max(first, min(target, int(budget.budget_minutes * 60.0 / max(per_step, 1e-6))))
@@ -169,14 +180,21 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
         "protocol": budget.protocol, "status": "ok"}
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, ".reproduce.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for another harness on this run
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{spec.name}: waiting for the process that holds {run_dir} (another "
+                  "harness, or a child of a killed one)", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             target = budget.target_steps(config_steps)
             if budget.budget_minutes > 0:
                 target = _budget_steps(spec, run_dir, budget, target,
-                                       os.path.join(log_dir, f"{spec.name}.train.log"))
+                                       os.path.join(log_dir, f"{spec.name}.train.log"),
+                                       lock.fileno())
             if checkpoint_step(run_dir) < target:
-                _train(spec, run_dir, target, os.path.join(log_dir, f"{spec.name}.train.log"))
+                _train(spec, run_dir, target, os.path.join(log_dir, f"{spec.name}.train.log"),
+                       lock.fileno())
             step = checkpoint_step(run_dir)
             eval_path = os.path.join(run_dir, "eval", report.eval_dir_name(budget.protocol),
                                      "metrics.json")
@@ -187,9 +205,10 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
                 _child(["-m", "mmali_tf.evaluate", f"--run_dir={run_dir}",
                         f"--protocol={budget.protocol}", f"--num_samples={budget.num_samples}",
                         *spec.eval_flags],
-                       os.path.join(log_dir, f"{spec.name}.eval.log"))
+                       os.path.join(log_dir, f"{spec.name}.eval.log"), lock.fileno())
                 metrics = _stored_eval(eval_path, step, budget)
                 report.write_json(wall_path, {"eval_wall_s": round(time.time() - start, 1)})
+            record["eval_wall_s"] = None  # unknown when its harness was killed meanwhile
             if os.path.isfile(wall_path):
                 with open(wall_path, encoding="utf-8") as f:
                     record["eval_wall_s"] = json.load(f)["eval_wall_s"]
@@ -199,6 +218,8 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
             record.update(target_steps=target, steps=step, train_wall_s=round(wall, 1),
                           ms_per_step=None if ms is None else round(ms, 1),
                           flags_sha256=flags_hash(run_dir), metrics=metrics)
+        except DiskFullError:
+            raise
         except (RuntimeError, OSError, ValueError) as error:
             record.update(status="failed", error=str(error))
     return record

@@ -14,6 +14,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from mmali_tf.metrics import report
+from mmali_tf.repro.run_spec import RunSpec
 
 STUDY_MODELS = ("mvae", "mmjsd", "mmvae", "mmali")
 VAE_MODELS = ("mvae", "mmvae", "mmjsd")
@@ -77,11 +78,9 @@ def _config_steps(path: str) -> int:
     raise ValueError(f"{path} sets no --max_steps (the study halves it)")
 
 
-def study_runs(root: str = ".") -> list[Any]:
+def study_runs(root: str = ".") -> list[RunSpec]:
     """RunSpecs: per model the shipped config (name `digits_<model>`, shared with the digits
     suite), the previous default, then every variant that applies to it (at half steps)."""
-    from mmali_tf.repro.suites import RunSpec
-
     runs = []
     for model in STUDY_MODELS:
         config = _config(root, model)

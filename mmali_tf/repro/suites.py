@@ -2,45 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import os
+
+from mmali_tf.repro.run_spec import RunSpec
+from mmali_tf.repro.study import study_runs
+
+__all__ = ["SUITES", "RunSpec", "fashion_available", "suite_runs"]
 
 SUITES = ("digits", "claims", "mnist_svhn", "polydigits", "digits_study")
 #: MultiMNIST views of the embedded digits for claim 1 (paper Table 1, 2 views).
 MULTIMNIST_DIGITS = ("--base_set=digits", "--num_views=2")
 FASHION_IDX = "/usr/share/datasets/fashion-mnist"
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """One run of a suite: a shipped config plus flag overrides, in `<runs_root>/<name>`,
-    evaluated with `eval_flags` added to the harness's evaluation flags."""
-
-    name: str
-    config: str
-    overrides: tuple[str, ...] = ()
-    eval_flags: tuple[str, ...] = ()
-
-    def config_flags(self) -> dict[str, str]:
-        """`--name=value` lines of the config followed by the overrides (later ones win);
-        absl's boolean forms `--name` / `--noname` become "true" / "false" (no training flag's
-        name starts with "no")."""
-        with open(self.config, encoding="utf-8") as f:
-            lines = [ln.strip() for ln in f]
-        out: dict[str, str] = {}
-        for line in lines + list(self.overrides):
-            if line.startswith("--"):
-                name, sep, value = line[2:].partition("=")
-                if not sep and name.startswith("no"):
-                    out[name[2:]] = "false"
-                else:
-                    out[name] = value if sep else "true"
-        return out
-
-    def config_steps(self) -> int:
-        """`--max_steps` of the config (with overrides)."""
-        return int(self.config_flags().get("max_steps", 2000))
 
 
 def _configs(root: str, pattern: str) -> list[str]:
@@ -67,7 +40,6 @@ def suite_runs(suite: str, root: str = ".") -> list[RunSpec]:
     if suite == "polydigits":  # five modalities; its table: repro/many_modalities.py
         return [RunSpec(_stem(p), p) for p in _configs(root, "polydigits_*.cfg")]
     if suite == "digits_study":
-        from mmali_tf.repro.study import study_runs
         return study_runs(root)
     # claims: the two-view critic ablation first (its own runs), then mmALI and every VAE
     # baseline on digits (shared with the digits suite; a concurrent harness is waited for).

@@ -26,12 +26,15 @@ def _ok(suite: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def budget_cell(record: Mapping[str, Any]) -> str:
-    """"steps/config steps x batch, training minutes" of one run."""
+    """"steps/config steps x batch, training minutes + evaluation minutes" of one run."""
     cell = f"{record['steps']:,}/{record['config_steps']:,} x {record['batch_size']}"
     if record["steps"] < record["config_steps"]:
         share = 100.0 * record["steps"] / record["config_steps"]
         cell += f" ({share:.0f} %)" if share >= 1 else f" ({share:.2f} %)"
-    return cell + f", {record['train_wall_s'] / 60.0:.1f} min"
+    cell += f", {record['train_wall_s'] / 60.0:.1f} min"
+    if record.get("eval_wall_s") is not None:
+        cell += f" + eval {record['eval_wall_s'] / 60.0:.1f} min"
+    return cell
 
 
 def _groups(suite: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
@@ -60,7 +63,7 @@ def _metric_cells(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict
 def runs_table(records: Sequence[Mapping[str, Any]]) -> str:
     """One row per run: budget, ms/step and the metric columns; collapsed sets marked."""
     columns, metric_cells = _metric_cells(records)
-    head = ["run (config)", "model", "steps x batch, train time", "ms/step"] + columns
+    head = ["run (config)", "model", "steps x batch, train + eval time", "ms/step"] + columns
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rec in records:
         cells = [f"`{rec['name']}`", str(rec["model"]), budget_cell(rec),

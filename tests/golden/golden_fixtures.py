@@ -104,21 +104,29 @@ WIDTH_CONSTANTS = [("mmali_tf.networks.mlp", "HIDDEN"), ("mmali_tf.networks.mlp"
                    ("mmali_tf.networks.conv", "HEAD_WIDTHS"),
                    ("mmali_tf.networks.critics", "DOT_WIDTH"),
                    ("mmali_tf.networks.critics", "JOINT_HEAD_WIDTHS"),
-                   ("mmali_tf.networks.critics", "JOINT_XZ_Z_WIDTHS")]
+                   ("mmali_tf.networks.critics", "JOINT_XZ_Z_WIDTHS"),
+                   # the VAE baselines' families
+                   ("mmali_tf.networks.swish_mlp", "HIDDEN"),
+                   ("mmali_tf.networks.swish_embedding", "HIDDEN"),
+                   ("mmali_tf.networks.mmjsd_svhn", "ENCODER_CHANNELS"),
+                   ("mmali_tf.networks.mmjsd_svhn", "FEATURES"),
+                   ("mmali_tf.networks.mmjsd_svhn", "DECODER_CHANNELS"),
+                   ("mmali_tf.networks.polymnist_conv", "CHANNELS")]
 
 
 @contextlib.contextmanager
 def narrow_networks(widths: dict):
     """Within the context, our families build networks with each hidden width w replaced by
-    `widths[w]` (JSON keys: str(w)), as `torch_common.narrow_layers` builds the authors'."""
+    `widths[w]` (JSON keys: str(w)), as `torch_common.narrow_layers` builds the authors'
+    (a width the map does not name is kept, there as here)."""
     widths = {int(k): int(v) for k, v in widths.items()}
-    saved = []
-    for module_name, attr in WIDTH_CONSTANTS:
-        module = importlib.import_module(module_name)
-        value = getattr(module, attr)
-        saved.append((module, attr, value))
-        setattr(module, attr, tuple(widths[w] for w in value) if isinstance(value, tuple)
-                else widths[value])
+    # every module is imported before any is narrowed: a module importing another's width
+    # (swish_embedding's HIDDEN) must not bind the narrowed value as its own
+    modules = [(importlib.import_module(name), attr) for name, attr in WIDTH_CONSTANTS]
+    saved = [(module, attr, getattr(module, attr)) for module, attr in modules]
+    for module, attr, value in saved:
+        setattr(module, attr, tuple(widths.get(w, w) for w in value)
+                if isinstance(value, tuple) else widths.get(value, value))
     try:
         yield
     finally:

@@ -1,10 +1,13 @@
 """mmJSD and mmJSD-MS against the authors' code (thomassutter/mmjsd, VAEtrimodalSVHNMNIST).
 
-Same weights, batch and reparameterisation draws: every term the authors' `run_epoch` logs
-(loss, per-modality reconstruction errors, content/style KLs, the JS `group_div`, the KL of
-the selected joint and of the dynamic prior), every encoder/decoder gradient and every weight
-after one Adam step must equal what their code computes (fixtures from
-tools/golden/make_fixtures.py --mmjsd). Settings (see tools/golden/mmjsd_case.py): two 28x28
+Same start weights, batches and reparameterisation draws: at the first iteration every term
+the authors' `run_epoch` logs (loss, per-modality reconstruction errors, content/style KLs, the
+JS `group_div`, the KL of the selected joint and of the dynamic prior) and every
+encoder/decoder gradient; over 5 iterations of their loop with its KL annealing
+(`kl_annealing` = 2 epochs of 2 batches: beta = 1e-4, 1e-4, beta/2 + 1e-4, beta/2 + 1e-4, beta)
+our real `train_step` (`--kl_anneal_steps=4 --mmjsd_kl_epoch_steps=2`) must give the same loss,
+every weight and every Adam slot after every iteration (fixtures from
+tools/golden/make_fixtures.py --mmjsd, networks narrowed as recorded). Settings (see tools/golden/mmjsd_case.py): two 28x28
 modalities with the authors' MNIST networks (`*_mnist_pair`), or MNIST and SVHN with their own
 networks (`mmjsd_mnist_svhn`: their SVHN convnet, no output sigmoid, is our `mmjsd_svhn`
 family); their reconstruction weights (3072/784, 1) and uniform JS weights 1/3; the text
@@ -19,7 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from golden_fixtures import Fixture, term_mismatches, update_mismatches
+from golden_fixtures import Fixture, narrow_networks, term_mismatches
 from mmali_tf import latent as latent_lib
 from mmali_tf.data.svhn import MNIST, SVHN
 from mmali_tf.models.draws import ReplayDraws
@@ -27,6 +30,7 @@ from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.mmjsd import MMJSD
 from mmali_tf.reference import golden
 from mmali_tf.reference.mappings import TorchLayout, import_state_dict
+from trajectories import run_mismatches
 
 GRAD_RTOL = 1e-4
 
@@ -38,12 +42,14 @@ def build(fx: Fixture, **overrides) -> tuple[MMJSD, dict]:
               else dataclasses.replace(MNIST, name="svhn"))
     specs = [dataclasses.replace(MNIST, likelihood_weight=w1),
              dataclasses.replace(second, likelihood_weight=w2)]
-    model = MMJSD(specs, dict(meta["config"], seed=0, **overrides))
-    model.build_from_specs()
+    with narrow_networks(meta["narrow"]):
+        model = MMJSD(specs, dict(meta["config"], seed=0, **overrides))
+        model.build_from_specs()
     model.compile()
     shapes = {k: tuple(v) for k, v in meta["weight_shapes"]}
-    import_state_dict(model, golden.seeded_weights(shapes.items(), meta["seed"], meta["stddev"]))
-    model.draws = ReplayDraws(fx.group("draw/"))
+    import_state_dict(model, golden.seeded_weights(shapes.items(), meta["seed"], meta["stddev"],
+                                                   meta["bias_stddev"]))
+    model.draws = ReplayDraws(fx.group("it1/draw/"))
     return model, shapes
 
 
@@ -75,12 +81,12 @@ def logged_terms(model: MMJSD, batch: dict, eps: np.ndarray) -> dict[str, float]
 
 
 @pytest.mark.parametrize("case", ["mmjsd_mnist_pair", "mmjsd_ms_mnist_pair", "mmjsd_mnist_svhn"])
-def test_step_matches_authors(case):
+def test_trajectory_matches_authors(case):
     fx = Fixture(case)
     model, shapes = build(fx)
-    batch = {m: tf.constant(v) for m, v in fx.group("batch/").items()}
-    want = fx.group("term/")
-    got = logged_terms(model, batch, fx.group("draw/")["eps"])
+    batch = {m: tf.constant(v) for m, v in fx.group("it1/batch/").items()}
+    want = {k: v for k, v in fx.group("it1/term/").items() if k != "beta"}
+    got = logged_terms(model, batch, fx.group("it1/draw/")["eps"])
     grads, loss, terms = model.compute_gradients(batch)
     got.update(loss=float(loss), group_div=float(terms["js"]))
     problems = term_mismatches(got, want)
@@ -90,17 +96,31 @@ def test_step_matches_authors(case):
     if model.uses_style:
         agg_want["kl_style"] = want["kld_style_M1"] + want["kld_style_M2"]
     problems += term_mismatches({k: float(terms[k]) for k in agg_want}, agg_want)
-    problems += update_mismatches(fx, model, TorchLayout(model, shapes), grads, GRAD_RTOL)
+    problems += run_mismatches(fx, model, TorchLayout(model, shapes), grads, GRAD_RTOL)
     assert not problems, "\n".join(problems)
+
+
+def test_kl_weight_is_the_authors_annealing():
+    """Our beta_t at every iteration's step equals run_epoch's beta of that epoch."""
+    fx = Fixture("mmjsd_mnist_pair")
+    model, _ = build(fx)
+    got, want = [], []
+    for t in range(1, fx.meta["iterations"] + 1):
+        model.g_optimizer.iterations.assign(t - 1)
+        got.append(float(model.kl_weight()))
+        want.append(float(fx.group(f"it{t}/term/")["beta"]))
+    assert np.allclose(got, want, rtol=1e-6, atol=0), (got, want)
+    assert len(set(want)) == 3, want  # warm-up epochs 0 and 1, then beta
 
 
 def test_beta_content_weighs_the_js_without_style():
     """run_epoch adds beta * beta_content * group_div in both variants: plain mmJSD too."""
     fx = Fixture("mmjsd_mnist_pair")
-    batch = {m: tf.constant(v) for m, v in fx.group("batch/").items()}
+    batch = {m: tf.constant(v) for m, v in fx.group("it1/batch/").items()}
     loss = {}
-    for beta_content in (1.0, 3.0):
-        model, _ = build(fx, beta_content=beta_content)
+    for beta_content in (1.0, 3.0):  # without the warm-up: the full beta
+        model, _ = build(fx, beta_content=beta_content, kl_anneal_steps=0,
+                         mmjsd_kl_epoch_steps=0)
         loss[beta_content] = float(model.objective(batch)[0])
-    want = 2.0 * fx.meta["config"]["beta"] * float(fx.group("term/")["group_div"])
+    want = 2.0 * fx.meta["config"]["beta"] * float(fx.group("it1/term/")["group_div"])
     assert abs((loss[3.0] - loss[1.0]) - want) <= 1e-3 * abs(want), (loss, want)

@@ -1,9 +1,11 @@
 """MoPoE-VAE against the authors' code (thomassutter/MoPoE, BaseMMVae + run_epochs, joint_elbo).
 
-Same weights, batch and reparameterisation draw: every term the authors' step computes (the
-reconstruction error of each modality, the KL of each of the 7 subset PoEs, the joint
-divergence and the loss), every encoder/decoder gradient and every weight after one Adam step
-must equal what their code computes (fixture from tools/golden/make_fixtures.py --mopoe).
+Same start weights, batches and reparameterisation draws: at the first iteration every term
+the authors' step computes (the reconstruction error of each modality, the KL of each of the 7
+subset PoEs, the joint divergence and the loss) and every encoder/decoder gradient; over 5
+iterations of their training loop our real `train_step` must give the same loss, every weight
+and every Adam slot after every iteration (fixtures from tools/golden/make_fixtures.py
+--mopoe, hidden widths narrowed as recorded).
 Settings (tools/golden/mopoe_case.py), both M = 3: 28x28x3 modalities with the authors'
 PolyMNIST convnets (our `polymnist_conv` family: linear decoder output, unclamped Laplace
 mean) and 28x28x1 modalities with their MNIST MLP networks (our `mnist_mlp`).
@@ -16,7 +18,7 @@ import dataclasses
 import pytest
 import tensorflow as tf
 
-from golden_fixtures import Fixture, term_mismatches, update_mismatches
+from golden_fixtures import Fixture, narrow_networks, term_mismatches
 from mmali_tf import latent as latent_lib
 from mmali_tf.data.svhn import MNIST
 from mmali_tf.models.draws import ReplayDraws
@@ -24,8 +26,12 @@ from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.mopoe import MoPoE
 from mmali_tf.reference import golden
 from mmali_tf.reference.mappings import TorchLayout, import_state_dict
+from trajectories import run_mismatches
 
-GRAD_RTOL = 1e-4
+#: gradients (and Adam's m, v) relative to their tensor's scale: after the first iteration the
+#: weights agree only to rtol 1e-5 plus the Adam slack, and a transposed convolution's bias
+#: gradient sums B x 14 x 14 positions with cancellation (seen: 1.3e-4 at iteration 3)
+GRAD_RTOL = 3e-4
 CASES = ["mopoe_polymnist_m3", "mopoe_mnist_m3"]
 
 
@@ -33,12 +39,14 @@ def build(fx: Fixture, **overrides) -> tuple[MoPoE, dict]:
     meta = fx.meta
     specs = [dataclasses.replace(MNIST, name=m, shape=tuple(meta["shape"]),
                                  network=meta["network"]) for m in meta["modalities"]]
-    model = MoPoE(specs, dict(meta["config"], seed=0, **overrides))
-    model.build_from_specs()
+    with narrow_networks(meta["narrow"]):
+        model = MoPoE(specs, dict(meta["config"], seed=0, **overrides))
+        model.build_from_specs()
     model.compile()
     shapes = {k: tuple(v) for k, v in meta["weight_shapes"]}
-    import_state_dict(model, golden.seeded_weights(shapes.items(), meta["seed"], meta["stddev"]))
-    model.draws = ReplayDraws(fx.group("draw/"))
+    import_state_dict(model, golden.seeded_weights(shapes.items(), meta["seed"], meta["stddev"],
+                                                   meta["bias_stddev"]))
+    model.draws = ReplayDraws(fx.group("it1/draw/"))
     return model, shapes
 
 
@@ -65,19 +73,18 @@ def logged_terms(model: MoPoE, batch: dict, eps) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_step_matches_authors(case):
+def test_trajectory_matches_authors(case):
     fx = Fixture(case)
     model, shapes = build(fx)
     assert subset_names(model) == fx.meta["subsets"], "subset (mixture component) order differs"
-    batch = {m: tf.constant(v) for m, v in fx.group("batch/").items()}
-    got = logged_terms(model, batch, fx.group("draw/")["eps"])
+    batch = {m: tf.constant(v) for m, v in fx.group("it1/batch/").items()}
+    got = logged_terms(model, batch, fx.group("it1/draw/")["eps"])
     grads, loss, terms = model.compute_gradients(batch)
     got.update(loss=float(loss), joint_divergence=float(terms["kl"]))
-    want = fx.group("term/")
+    want = fx.group("it1/term/")
     problems = term_mismatches(got, want)
     # our logged aggregate against the authors' composition (rec weights 1)
     problems += term_mismatches({"recon": float(terms["recon"])},
                                 {"recon": sum(float(want[f"rec_{m}"]) for m in model.modalities)})
-    problems += update_mismatches(fx, model, TorchLayout(model, shapes), grads, GRAD_RTOL)
-    assert not model.draws.unused(), model.draws.unused()
+    problems += run_mismatches(fx, model, TorchLayout(model, shapes), grads, GRAD_RTOL)
     assert not problems, "\n".join(problems)

@@ -71,7 +71,7 @@ def main(argv=None) -> int:
             written.append(fx.write(args.out))
     if args.mvae:
         from tools.golden import mvae_case
-        written.append(mvae_case.make(args.mvae).write(args.out))
+        written += [fx.write(args.out) for fx in mvae_case.make_all(args.mvae)]
     written += write_poly_cases(args)
     for path in written:
         print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path) / 1e3:.0f} kB)")

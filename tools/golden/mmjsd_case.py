@@ -1,4 +1,4 @@
-"""Golden cases: one training step of the authors' mmJSD and mmJSD-MS (thomassutter/mmjsd).
+"""Golden cases: training trajectories of the authors' mmJSD and mmJSD-MS (thomassutter/mmjsd).
 
 Built with their `VAEtrimodalSVHNMNIST` (networks/VAEtrimodalSVHNMNIST.py) and their
 divergence code (divergence_measures/), called with two modalities (`input_text=None`):
@@ -9,27 +9,42 @@ divergence code (divergence_measures/), called with two modalities (`input_text=
   class computes from the SVHN size (rec_w1 = 3072/784, rec_w2 = 1);
 - `mmjsd_mnist_svhn`: MNIST and 32x32x3 SVHN with their own networks
   (networks/ConvNetworksImgSVHN.py, no output sigmoid: our `mmjsd_svhn` family).
-The loss is composed exactly as `run_epoch` (training/training_svhnmnist.py, jsd branch)
-composes it from their functions; Adam as in main_svhnmnist.py. Records every term the step
-logs, the draws of `utils.reparameterize` (content, then each modality's style), every
-gradient and every parameter after the step.
+Hidden widths are narrowed (`NARROW`). Each of `ITERATIONS` iterations composes the loss
+exactly as `run_epoch` (training/training_svhnmnist.py, jsd branch) composes it from their
+functions, with its KL annealing `beta` executed from their source (`run_epoch_beta`), and
+steps their Adam object as main_svhnmnist.py builds it. Records per iteration every term the
+step logs, the draws of `utils.reparameterize` (content, then each modality's style), every
+weight and Adam slot (tools/golden/trajectory.py); the seed is the first whose kink inputs keep
+the margin (tools/golden/kinks.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import math
+import os
 
 import numpy as np
 import torch
 
 from mmali_tf.reference import golden
-from tools.golden.torch_common import (Fixture, ReparameterizeRecorder, add_to_path, nhwc,
-                                       repo_commit, stub_modules)
+from tools.golden import trajectory
+from tools.golden.kinks import KinkRecorder, first_robust_seed
+from tools.golden.torch_common import (Fixture, ReparameterizeRecorder, add_to_path,
+                                       narrow_layers, nhwc, repo_commit, stub_modules)
 
 MMJSD_COMMIT = "29d925d640f1899e87dc5e1c5540315307b56279"
-B = 8
+B = 4
+ITERATIONS = 5
+#: run_epoch's annealing: `kl_annealing` epochs of EPOCH_STEPS batches (their epoch loop over a
+#: data set of EPOCH_STEPS * B pairs), so the trajectory sees epochs 0, 0, 1, 1, 2
+ANNEAL_EPOCHS, EPOCH_STEPS = 2, 2
+#: their hidden widths -> narrowed (torch_common.narrow_layers): MNIST MLP 400 -> 4, SVHN
+#: channels 32, 64, 128 -> 2, 4, 8, so the fixture stores every tensor of the trajectory whole
+NARROW = {400: 4, 32: 2, 64: 4, 128: 8}
+BIAS_STDDEV = 0.01
 MODS = ("mnist", "svhn")
 #: their keys of the two modalities' networks (the text networks are built but unused)
 PREFIXES = ("encoder_mnist.", "encoder_svhn.", "decoder_mnist.", "decoder_svhn.")
@@ -92,57 +107,49 @@ def our_draw(draws: list, style_dim: int) -> np.ndarray:
     return eps
 
 
-def make(snapshot: str, case: str, seed: int = 0) -> Fixture:
+def run_epoch_beta(snapshot: str, flags: argparse.Namespace, epoch: int) -> float:
+    """The KL weight `beta` of their `run_epoch` (training/training_svhnmnist.py) at `epoch`:
+    its `if flags.kl_annealing > 0:` statement, taken from the file unmodified (ast) and
+    executed as written (importing the module would need its plotting and metric imports)."""
+    path = os.path.join(snapshot, "training", "training_svhnmnist.py")
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run_epoch")
+    block = next(n for n in fn.body
+                 if isinstance(n, ast.If) and "kl_annealing" in ast.unparse(n.test))
+    scope = {"flags": flags, "epoch": epoch}
+    exec(compile(ast.Module(body=[block], type_ignores=[]), path, "exec"), scope)
+    return float(scope["beta"])
+
+
+def batch_of(shape, gen: torch.Generator) -> torch.Tensor:
+    """Pixels 0.25 or 0.75: the Laplace likelihood's |x - mean| stays far from its kink both
+    for their MNIST decoder (sigmoid mean ~0.5) and their SVHN decoder (unbounded mean ~0)."""
+    return 0.25 + 0.5 * (torch.rand(*shape, generator=gen) < 0.5).float()
+
+
+def make(snapshot: str, case: str, seed: int = 0) -> tuple[Fixture, KinkRecorder]:
     utils, kl_div, loss_mod, vae, img = load(snapshot)
     setup = SETUPS[case]
     style = setup["style_dim"]
     class_dim = setup["latent_dim"] - style
     flags = flags_for(style, class_dim)
     torch.manual_seed(seed)
-    model = vae.VAEtrimodalSVHNMNIST(flags)
-    if not setup["svhn"]:
-        model.encoder_svhn, model.decoder_svhn = img.EncoderImg(flags), img.DecoderImg(flags)
+    with narrow_layers(NARROW):
+        model = vae.VAEtrimodalSVHNMNIST(flags)
+        if not setup["svhn"]:
+            model.encoder_svhn, model.decoder_svhn = img.EncoderImg(flags), img.DecoderImg(flags)
     shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()
               if k.startswith(PREFIXES)]
     state = model.state_dict()
     with torch.no_grad():
-        for k, v in golden.seeded_weights(shapes, seed, STDDEV).items():
+        for k, v in golden.seeded_weights(shapes, seed, STDDEV, BIAS_STDDEV).items():
             state[k].copy_(torch.from_numpy(v))
-    x = [torch.rand(B, 1, 28, 28), torch.rand(B, 3, 32, 32) if setup["svhn"] else
-         torch.rand(B, 1, 28, 28)]
+    # main_svhnmnist.py: Adam over every parameter (the unused text networks' too: they get
+    # no gradient, so torch leaves them and their state alone)
     opt = torch.optim.Adam(list(model.parameters()), lr=LR, betas=(0.9, 0.999))
-    model.train()
-    with ReparameterizeRecorder(utils) as rec:
-        res = model(input_mnist=x[0], input_svhn=x[1], input_text=None)
-    if len(rec.draws) != (3 if style else 1):
-        raise RuntimeError(f"expected {3 if style else 1} reparameterize draws, got "
-                           f"{len(rec.draws)}")
-    # run_epoch (training/training_svhnmnist.py), modality_jsd branch, text terms absent
-    cdiv = kl_div.calc_kl_divergence
-    lat = [res["latents"]["img_mnist"], res["latents"]["img_svhn"]]
-    rec_err = [-loss_mod.log_prob_img(res["rec"][k], xi, B)
-               for k, xi in zip(("img_mnist", "img_svhn"), x)]
-    kld_class = [cdiv(l_[2], l_[3], norm_value=B) for l_ in lat]
-    kld_style = [cdiv(l_[0], l_[1], norm_value=B) if style else torch.zeros(())
-                 for l_ in lat]
-    group_mu, group_logvar = res["group_distr"]
-    dyn_mu, dyn_logvar = res["dyn_prior"]
-    group_div = res["joint_divergence"]
-    rec_weighted = model.rec_w1 * rec_err[0] + model.rec_w2 * rec_err[1]
-    kld_style_sum = flags.beta_m1_style * kld_style[0] + flags.beta_m2_style * kld_style[1]
-    total = 1.0 * rec_weighted + BETA * (BETA_STYLE * kld_style_sum + BETA_CONTENT * group_div)
-    opt.zero_grad()
-    total.backward()
-    opt.step()
-    terms = {"loss": total, "rec_M1": rec_err[0], "rec_M2": rec_err[1],
-             "kld_content_M1": kld_class[0], "kld_content_M2": kld_class[1],
-             "kld_style_M1": kld_style[0], "kld_style_M2": kld_style[1],
-             "group_div": group_div, "kld_group": cdiv(group_mu, group_logvar, norm_value=B),
-             "kld_dyn_prior": cdiv(dyn_mu, dyn_logvar, norm_value=B)}
-    if not style:
-        terms = {k: v for k, v in terms.items() if not k.startswith("kld_style")}
     params = {k: p for k, p in model.named_parameters() if k.startswith(PREFIXES)}
-    grads = {k: p.grad.numpy() for k, p in params.items()}
+    settings = trajectory.adam_settings(opt)
     networks = (["networks/ConvNetworksImgMNIST.py (mnist)",
                  "networks/ConvNetworksImgSVHN.py (svhn)"] if setup["svhn"] else
                 ["networks/ConvNetworksImgMNIST.py (both modalities)"])
@@ -154,29 +161,73 @@ def make(snapshot: str, case: str, seed: int = 0) -> Fixture:
                "divergence_measures/kl_div.py", "utils/utils.py (reparameterize, "
                "mixture_component_selection)", "utils/loss.py (log_prob_img)",
                *networks,
-               "training/training_svhnmnist.py (run_epoch: loss and logged terms)",
+               "training/training_svhnmnist.py (run_epoch: KL annealing, loss and logged "
+               "terms, zero_grad/backward/step)",
                "main_svhnmnist.py (Adam)"],
         config=dict(model=setup["model"], latent_dim=setup["latent_dim"], style_dim=style,
-                    beta=BETA, beta_style=BETA_STYLE, beta_content=BETA_CONTENT, lr=LR,
-                    beta1=0.9, beta2=0.999, adam_epsilon=1e-8, kl_anneal_steps=0,
-                    init="torch", ema_decay=0.0),
+                    beta=BETA, beta_style=BETA_STYLE, beta_content=BETA_CONTENT,
+                    lr=settings["lr"], beta1=settings["betas"][0], beta2=settings["betas"][1],
+                    adam_epsilon=settings["eps"], amsgrad=settings["amsgrad"],
+                    kl_anneal_steps=ANNEAL_EPOCHS * EPOCH_STEPS,
+                    mmjsd_kl_epoch_steps=EPOCH_STEPS, init="torch", ema_decay=0.0),
         rec_weights=[float(model.rec_w1), float(model.rec_w2)], seed=seed, stddev=STDDEV,
+        bias_stddev=BIAS_STDDEV, narrow={str(k): v for k, v in NARROW.items()},
+        kl_annealing_epochs=ANNEAL_EPOCHS, batches_per_epoch=EPOCH_STEPS,
         weight_shapes=[[k, list(s)] for k, s in shapes],
         note=("MNIST 28x28x1 and SVHN 32x32x3 with the authors' networks" if setup["svhn"]
               else "both modalities 28x28x1 with the authors' MNIST networks")
-             + "; JS weights 1/3; "
-             "loss = sum_m rec_w_m rec_m + beta (beta_style sum_m KL_style_m + "
-             "beta_content JS); one Adam step"))
+             + f" (hidden widths narrowed); JS weights 1/3; {ITERATIONS} iterations of "
+             f"run_epoch's loop body, {EPOCH_STEPS} per epoch, kl_annealing={ANNEAL_EPOCHS}: "
+             "loss = sum_m rec_w_m rec_m + beta_epoch (beta_style sum_m KL_style_m + "
+             "beta_content JS)"))
     if setup["svhn"]:
         fx.meta["svhn_network"] = "mmjsd_svhn"
     assert math.isclose(sum(float(w) for w in model.weights[:3]), 1.0, rel_tol=1e-6)
-    fx.add("batch/", {m: nhwc(v) for m, v in zip(MODS, x)})
-    fx.add("draw/", {"eps": our_draw(rec.draws, style)})
-    fx.add("term/", {k: np.float32(v.item()) for k, v in terms.items()})
-    fx.add("grad/", golden.summarise(grads))
-    fx.add("after/", golden.summarise({k: p.detach().numpy() for k, p in params.items()}))
-    return fx
+    flags.kl_annealing = ANNEAL_EPOCHS
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+
+    def iteration(t):
+        epoch = (t - 1) // EPOCH_STEPS
+        beta = run_epoch_beta(snapshot, flags, epoch)
+        x = [batch_of((B, 1, 28, 28), gen), batch_of((B, 3, 32, 32), gen) if setup["svhn"]
+             else batch_of((B, 1, 28, 28), gen)]
+        with ReparameterizeRecorder(utils) as rec:
+            res = model(input_mnist=x[0], input_svhn=x[1], input_text=None)
+        if len(rec.draws) != (3 if style else 1):
+            raise RuntimeError(f"expected {3 if style else 1} reparameterize draws, got "
+                               f"{len(rec.draws)}")
+        # run_epoch (training/training_svhnmnist.py), modality_jsd branch, text terms absent
+        cdiv = kl_div.calc_kl_divergence
+        lat = [res["latents"]["img_mnist"], res["latents"]["img_svhn"]]
+        rec_err = [-loss_mod.log_prob_img(res["rec"][k], xi, B)
+                   for k, xi in zip(("img_mnist", "img_svhn"), x)]
+        kld_class = [cdiv(l_[2], l_[3], norm_value=B) for l_ in lat]
+        kld_style = [cdiv(l_[0], l_[1], norm_value=B) if style else torch.zeros(())
+                     for l_ in lat]
+        group_mu, group_logvar = res["group_distr"]
+        dyn_mu, dyn_logvar = res["dyn_prior"]
+        group_div = res["joint_divergence"]
+        rec_weighted = model.rec_w1 * rec_err[0] + model.rec_w2 * rec_err[1]
+        kld_style_sum = flags.beta_m1_style * kld_style[0] + flags.beta_m2_style * kld_style[1]
+        total = 1.0 * rec_weighted + beta * (BETA_STYLE * kld_style_sum + BETA_CONTENT * group_div)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        terms = {"loss": total, "rec_M1": rec_err[0], "rec_M2": rec_err[1],
+                 "kld_content_M1": kld_class[0], "kld_content_M2": kld_class[1],
+                 "kld_style_M1": kld_style[0], "kld_style_M2": kld_style[1],
+                 "group_div": group_div, "kld_group": cdiv(group_mu, group_logvar, norm_value=B),
+                 "kld_dyn_prior": cdiv(dyn_mu, dyn_logvar, norm_value=B), "beta": beta}
+        if not style:
+            terms = {k: v for k, v in terms.items() if not k.startswith("kld_style")}
+        terms = {k: float(v.item() if isinstance(v, torch.Tensor) else v)
+                 for k, v in terms.items()}
+        return ({m: nhwc(v) for m, v in zip(MODS, x)}, {"eps": our_draw(rec.draws, style)},
+                terms)
+
+    return trajectory.run_watched(fx, ITERATIONS, params, opt, iteration, model)
 
 
-def make_all(snapshot: str) -> list[Fixture]:
-    return [make(snapshot, case) for case in SETUPS]
+def make_all(snapshot: str, seed: int = 0) -> list[Fixture]:
+    return [first_robust_seed(lambda s: make(snapshot, case, s), seed)[1] for case in SETUPS]

@@ -1,4 +1,4 @@
-"""Golden case: one training step of the authors' MoPoE-VAE (thomassutter/MoPoE, joint_elbo).
+"""Golden case: training trajectories of the authors' MoPoE-VAE (thomassutter/MoPoE, joint_elbo).
 
 Built with their generic `BaseMMVae` (through `mmnist/networks/VAEMMNIST.py`: subset PoEs in
 `inference`, `poe_fusion` with the prior expert for the full set only, `moe_fusion` =
@@ -13,14 +13,16 @@ Two settings, both M = 3 modalities (7 subsets):
 - `mnist_m3`: 28x28x1 images with their MNIST MLP networks (`mnistsvhntext/networks/
   ConvNetworksImgMNIST.py`, sigmoid mean; `modalities/MNIST.py`) = our `mnist_mlp` family,
   which the shipped `polymnist`/`polydigits` configs use.
-Records the draw of `reparameterize` (the selected subset's sample), every logged term (rec
-per modality, KL per subset, the joint divergence, the loss), every gradient and every
-parameter after the step.
+Hidden widths narrowed (`NARROW`); `ITERATIONS` iterations of their `train` loop body. Records
+per iteration the draw of `reparameterize` (the selected subset's sample), every logged term
+(rec per modality, KL per subset, the joint divergence, the loss), every weight and Adam slot
+(tools/golden/trajectory.py); the seed is the first whose kink inputs keep the margin.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import types
 
@@ -28,14 +30,23 @@ import numpy as np
 import torch
 
 from mmali_tf.reference import golden
+from tools.golden import trajectory
+from tools.golden.kinks import KinkRecorder, first_robust_seed
 from tools.golden.mmjsd_case import STUBS as PLOTTING_STUBS
+from tools.golden.mmjsd_case import batch_of
 from tools.golden.snapshot_import import isolated
-from tools.golden.torch_common import Fixture, nhwc, repo_commit
+from tools.golden.torch_common import Fixture, narrow_layers, nhwc, repo_commit
 
 MOPOE_COMMIT = "0ad2d564e0dc10704334f62ac2f45de57c56b2ab"
-B, D = 8, 16
+B, D = 4, 16
 MODS = ("m0", "m1", "m2")
 STDDEV = 0.05
+BIAS_STDDEV = 0.01
+ITERATIONS = 5
+#: setup -> their hidden widths -> narrowed (`narrowed`), so the fixture stores every tensor of
+#: the trajectory whole: PolyMNIST channels 32, 64, 128 -> 2, 4, 8 (and the 2048 = 128 x 4 x 4
+#: features -> 128); MNIST MLP 400 -> 4
+NARROW = {"polymnist_m3": {32: 2, 64: 4, 128: 8, 2048: 128}, "mnist_m3": {400: 4}}
 #: their PolyMNIST job (job_polymnist): beta 2.5, lr 5e-4; beta_content 1.5 so that a
 #: missing beta_content factor shows in the loss
 BETA, BETA_CONTENT, LR = 2.5, 1.5, 5e-4
@@ -49,7 +60,8 @@ STUBS = {**PLOTTING_STUBS, "tensorboardX": {"SummaryWriter": None},
          "eval_metrics.likelihood": {"estimate_likelihoods": None},
          "plotting": {"generate_plots": None},
          "utils.TBLogger": {"TBLogger": None},
-         "utils.save_samples": {"write_samples_img_to_file": None}}
+         "utils.save_samples": {"write_samples_img_to_file": None},
+         "PIL": {"Image": None}}
 
 
 #: setup -> (modality module and class, networks module, channels, network family of ours)
@@ -109,38 +121,46 @@ class RecordingReparameterize:
         del self.model.reparameterize
 
 
-def make(snapshot: str, setup: str, seed: int = 0) -> Fixture:
+@contextlib.contextmanager
+def narrowed(widths: dict[int, int]):
+    """`narrow_layers(widths)`, and their `utils.utils.Unflatten` (the PolyMNIST decoder's
+    literal (128, 4, 4)) with its channel count through `widths` too."""
+    unflatten = importlib.import_module("utils.utils").Unflatten
+    original = unflatten.__init__
+
+    def init(self, ndims):
+        original(self, (widths.get(ndims[0], ndims[0]), *ndims[1:]))
+    unflatten.__init__ = init
+    try:
+        with narrow_layers(widths):
+            yield
+    finally:
+        unflatten.__init__ = original
+
+
+def make(snapshot: str, setup: str, seed: int = 0) -> tuple[Fixture, KinkRecorder]:
     run_epochs, experiment, vae, modality, nets = load(snapshot, setup)
     channels, family = SETUPS[setup][3:]
     flags = flags_for()
     torch.manual_seed(seed)
-    mods = {m: modality(m, nets.EncoderImg(flags), nets.DecoderImg(flags), D, 0, "laplace")
-            for m in MODS}
+    with narrowed(NARROW[setup]):
+        mods = {m: modality(m, nets.EncoderImg(flags), nets.DecoderImg(flags), D, 0, "laplace")
+                for m in MODS}
     subsets = experiment.BaseExperiment.set_subsets(types.SimpleNamespace(modalities=mods))
     model = vae.VAEMMNIST(flags, mods, subsets)
     shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     state = model.state_dict()
     with torch.no_grad():
-        for k, v in golden.seeded_weights(shapes, seed, STDDEV).items():
+        for k, v in golden.seeded_weights(shapes, seed, STDDEV, BIAS_STDDEV).items():
             state[k].copy_(torch.from_numpy(v))
-    x = {m: torch.rand(B, channels, 28, 28) for m in MODS}
     exp = types.SimpleNamespace(flags=flags, mm_vae=model, modalities=mods,
                                 rec_weights={m: 1.0 for m in MODS},
                                 style_weights={m: flags.beta_style for m in MODS})
-    opt = torch.optim.Adam(list(model.parameters()), lr=LR, betas=(0.9, 0.999))
-    model.train()
-    with RecordingReparameterize(model) as rec:
-        out = run_epochs.basic_routine_epoch(exp, (dict(x), None))
-    if len(rec.draws) != 1:
-        raise RuntimeError(f"expected one reparameterize draw, got {len(rec.draws)}")
-    total = out["total_loss"]
-    opt.zero_grad()
-    total.backward()
-    opt.step()
+    # MMNISTExperiment.set_optimizer
+    opt = torch.optim.Adam(list(model.parameters()), lr=flags.initial_learning_rate,
+                           betas=(flags.beta_1, flags.beta_2))
+    settings = trajectory.adam_settings(opt)
     subset_keys = [k for k in subsets if k]
-    terms = {"loss": total, "joint_divergence": out["results"]["joint_divergence"]}
-    terms.update({f"rec_{m}": out["log_probs"][m] for m in MODS})
-    terms.update({f"kl_{k}": out["klds"][k] for k in subset_keys})
     params = dict(model.named_parameters())
     fx = Fixture(f"mopoe_{setup}", dict(
         case=f"mopoe_{setup}", repo="thomassutter/MoPoE",
@@ -152,24 +172,42 @@ def make(snapshot: str, setup: str, seed: int = 0) -> Fixture:
                "divergence_measures/kl_div.py", "utils/utils.py (mixture_component_selection)",
                "modalities/Modality.py (calc_log_prob)", SETUPS[setup][0].replace(".", "/")
                + ".py", SETUPS[setup][2].replace(".", "/") + ".py (every modality)",
-               "run_epochs.py (basic_routine_epoch, joint_elbo; train: Adam step)",
-               "mmnist/experiment.py (set_optimizer, rec weights 1)"],
+               "run_epochs.py (basic_routine_epoch, joint_elbo; train: zero_grad, backward, "
+               "step)", "mmnist/experiment.py (set_optimizer, rec weights 1)"],
         config=dict(model="mopoe", latent_dim=D, style_dim=0, beta=BETA,
-                    beta_content=BETA_CONTENT, lr=LR, beta1=0.9, beta2=0.999,
-                    adam_epsilon=1e-8, kl_anneal_steps=0, init="torch", ema_decay=0.0),
+                    beta_content=BETA_CONTENT, lr=settings["lr"], beta1=settings["betas"][0],
+                    beta2=settings["betas"][1], adam_epsilon=settings["eps"],
+                    amsgrad=settings["amsgrad"], kl_anneal_steps=0, init="torch",
+                    ema_decay=0.0),
         modalities=list(MODS), shape=[28, 28, channels], network=family,
-        subsets=subset_keys, seed=seed, stddev=STDDEV,
+        subsets=subset_keys, seed=seed, stddev=STDDEV, bias_stddev=BIAS_STDDEV,
+        narrow={str(k): v for k, v in NARROW[setup].items()},
         weight_shapes=[[k, list(s)] for k, s in shapes],
         note=f"three 28x28x{channels} modalities with the authors' {SETUPS[setup][2]} "
-             "networks; loss = "
-             "sum_m rec_m + beta beta_content (1/7) sum_S KL(q_S || N(0, I)); one Adam step"))
-    fx.add("batch/", {m: nhwc(v) for m, v in x.items()})
-    fx.add("draw/", {"eps": rec.draws[0]})
-    fx.add("term/", {k: np.float32(v.item()) for k, v in terms.items()})
-    fx.add("grad/", golden.summarise({k: p.grad.numpy() for k, p in params.items()}))
-    fx.add("after/", golden.summarise({k: p.detach().numpy() for k, p in params.items()}))
-    return fx
+             "networks (hidden widths narrowed); loss = sum_m rec_m + beta beta_content (1/7) "
+             f"sum_S KL(q_S || N(0, I)); {ITERATIONS} iterations of run_epochs.train's loop "
+             "body (their flags' kl_annealing is never read: no annealing)"))
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+
+    def iteration(t):
+        x = {m: batch_of((B, channels, 28, 28), gen) for m in MODS}
+        with RecordingReparameterize(model) as rec:
+            out = run_epochs.basic_routine_epoch(exp, (dict(x), None))
+        if len(rec.draws) != 1:
+            raise RuntimeError(f"expected one reparameterize draw, got {len(rec.draws)}")
+        total = out["total_loss"]
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        terms = {"loss": total, "joint_divergence": out["results"]["joint_divergence"]}
+        terms.update({f"rec_{m}": out["log_probs"][m] for m in MODS})
+        terms.update({f"kl_{k}": out["klds"][k] for k in subset_keys})
+        return ({m: nhwc(v) for m, v in x.items()}, {"eps": rec.draws[0]},
+                {k: v.item() for k, v in terms.items()})
+
+    return trajectory.run_watched(fx, ITERATIONS, params, opt, iteration, model)
 
 
-def make_all(snapshot: str) -> list[Fixture]:
-    return [make(snapshot, setup) for setup in SETUPS]
+def make_all(snapshot: str, seed: int = 0) -> list[Fixture]:
+    return [first_robust_seed(lambda s: make(snapshot, setup, s), seed)[1] for setup in SETUPS]

@@ -166,7 +166,7 @@ NARROW = {32: 4, 64: 8, 128: 16, 256: 8, 400: 13, 512: 16, 768: 24, 1024: 32}
 
 @contextlib.contextmanager
 def narrow_layers(widths: dict[int, int]):
-    """Within the context, `nn.Linear`, `nn.Conv2d` and `nn.ConvTranspose2d` built with an
+    """Within the context, `nn.Linear`, `nn.Conv2d`, `nn.ConvTranspose2d` and `nn.Embedding` built with an
     in/out size in `widths` get `widths[size]` instead (other sizes: data, latent and output
     dimensions, are kept). The authors' classes, forward code, layer order, kernel sizes and
     spectral norms are unchanged; only their width constants are smaller."""
@@ -174,11 +174,17 @@ def narrow_layers(widths: dict[int, int]):
         return widths.get(n, n)
 
     originals = {}
-    for cls in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d):
+    for cls in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Embedding):
         originals[cls] = cls.__init__
 
-        def init(self, a, b, *args, __orig=originals[cls], **kwargs):
-            __orig(self, size(a), size(b), *args, **kwargs)
+        def init(self, *args, __orig=originals[cls], **kwargs):
+            # the two sizes come positionally or by keyword (in_/out_features, _channels)
+            args = [size(a) if i < 2 else a for i, a in enumerate(args)]
+            for key in ("in_features", "out_features", "in_channels", "out_channels",
+                        "num_embeddings", "embedding_dim"):
+                if key in kwargs:
+                    kwargs[key] = size(kwargs[key])
+            __orig(self, *args, **kwargs)
         cls.__init__ = init
     try:
         yield

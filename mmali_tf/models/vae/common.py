@@ -12,7 +12,6 @@ import warnings
 from typing import Any, Mapping, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from mmali_tf import latent as latent_lib
@@ -21,6 +20,7 @@ from mmali_tf.models.base import MultimodalModel, Params
 from mmali_tf.models.optimizers import attach_optimizers
 from mmali_tf.models.vae import distributions as dists
 from mmali_tf.models.vae import objectives as obj
+from mmali_tf.models.vae.settings import VAESettings
 from mmali_tf.networks import build_decoder, build_encoder, decoder_logits
 
 Batch = Mapping[str, tf.Tensor]
@@ -80,11 +80,13 @@ class VAEModel(MultimodalModel):
     batch_reduction: str = "mean"
     #: step from which the KL warm-up factor is 1 (0: when the warm-up ends; see kl_anneal)
     kl_full_step: int = 0
+    settings_class = VAESettings
+    settings: VAESettings
 
     def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
                  config: Mapping[str, Any], **kwargs: Any) -> None:
-        name = config.get("model", self.registry_name)
-        style = int(config.get("style_dim", 0))
+        name = self.variant_name(config)
+        style = self.settings_class.from_config(config).style_dim
         if self.uses_style and style <= 0:
             raise ValueError(f"model {name!r} needs a style subspace: set --style_dim > 0")
         if not self.uses_style and style != 0:
@@ -94,14 +96,13 @@ class VAEModel(MultimodalModel):
             config = {**config, "style_dim": 0}
         super().__init__(specs, config, **kwargs)
         self.lambdas = likelihood_weights(self.specs)
-        self.beta = float(self.config.get("beta", 1.0))
-        self.kl_anneal_steps = int(self.config.get("kl_anneal_steps", 0))
+        self.beta, self.kl_anneal_steps = self.settings.beta, self.settings.kl_anneal_steps
         self.trackers = {n: keras.metrics.Mean(name=n)
                          for n in ("loss", *self.loss_term_names())}
 
     # ----------------------------------------------------------------- networks
     def build_networks(self) -> None:
-        init = str(self.config.get("init", "torch"))
+        init = self.settings.init
         d = self.layout.latent_dim
         for s in self.specs:
             self.encoders[s.name] = build_encoder(s, 2 * d, init=init)
@@ -208,7 +209,7 @@ class VAEModel(MultimodalModel):
     def compile(self, g_optimizer: keras.optimizers.Optimizer | None = None,
                 jit_compile: bool = False, **kwargs: Any) -> None:
         """Build `g_optimizer` (Adam from the flags unless given) on the fixed variable list."""
-        attach_optimizers(self, self.config, {"g_optimizer": lambda: self.generator_variables},
+        attach_optimizers(self, self.settings, {"g_optimizer": lambda: self.generator_variables},
                           {"g_optimizer": g_optimizer})
         self._jit_requested = bool(jit_compile)
         super().compile(optimizer=None, jit_compile=bool(jit_compile), **kwargs)
@@ -239,8 +240,3 @@ class VAEModel(MultimodalModel):
         for name, value in terms.items():
             self.trackers[name].update_state(value)
         return self.step_logs(self.trackers)
-
-    def evaluate_objective(self, batch: Batch) -> dict[str, float]:
-        """Loss terms of one batch without updating anything (numpy floats; tests, tools)."""
-        loss, terms = self.objective({m: tf.cast(batch[m], tf.float32) for m in self.modalities})
-        return {"loss": float(loss), **{k: float(np.asarray(v)) for k, v in terms.items()}}

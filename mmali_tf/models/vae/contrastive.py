@@ -33,6 +33,8 @@ from mmali_tf.models.vae.common import Batch
 from mmali_tf.models.vae.jmvae import JMVAE
 from mmali_tf.models.vae.mmvae import MMVAE
 from mmali_tf.models.vae.mvae import MVAE
+from mmali_tf.models.vae.settings import (ContrastiveJMVAESettings, ContrastiveMMVAESettings,
+                                          ContrastiveMVAESettings)
 from mmali_tf.registry import register_model
 
 ESTIMATORS = {"ci": obj.iwae, "cc": obj.cubo2}
@@ -52,15 +54,14 @@ class ContrastiveMixin:
         return self.contrastive_objective(batch)
 
     def setup_contrastive(self) -> None:
-        name = str(self.config.get("model", ""))
+        name = self.variant
         prefix = name.split("_")[0]
         if prefix not in ESTIMATORS:
             raise ValueError(f"contrastive model name must start with 'ci_' or 'cc_', got "
                              f"{name!r}")
         self.estimator = ESTIMATORS[prefix]
-        self.gamma = float(self.config.get("gamma", 2.0))
-        self.num_negatives = int(self.config.get("num_negatives", 5))
-        self.num_samples = int(self.config.get("num_importance_samples", 30))
+        self.gamma, self.num_negatives = self.settings.gamma, self.settings.num_negatives
+        self.num_samples = self.settings.num_importance_samples
         if self.gamma <= 1.0:
             warnings.warn(f"{name}: --gamma={self.gamma} <= 1; the contrastive paper reports "
                           "collapse to noise at gamma = 1 (use gamma > 1, e.g. 2)", stacklevel=3)
@@ -113,8 +114,8 @@ def _gather(x: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
     return tf.gather(x, idx, axis=0)
 
 
-@register_model("ci_mvae")
-@register_model("cc_mvae")
+@register_model("ci_mvae", settings=ContrastiveMVAESettings)
+@register_model("cc_mvae", settings=ContrastiveMVAESettings)
 class ContrastiveMVAE(ContrastiveMixin, MVAE):
     """cI-MVAE / cC-MVAE (registry names "ci_mvae", "cc_mvae")."""
 
@@ -128,8 +129,8 @@ class ContrastiveMVAE(ContrastiveMixin, MVAE):
             mu, lv, {m: _gather(batch[m], idx[m]) for m in self.modalities})
 
 
-@register_model("ci_jmvae")
-@register_model("cc_jmvae")
+@register_model("ci_jmvae", settings=ContrastiveJMVAESettings)
+@register_model("cc_jmvae", settings=ContrastiveJMVAESettings)
 class ContrastiveJMVAE(ContrastiveMixin, JMVAE):
     """cI-JMVAE / cC-JMVAE (registry names "ci_jmvae", "cc_jmvae")."""
 
@@ -145,15 +146,15 @@ class ContrastiveJMVAE(ContrastiveMixin, JMVAE):
         return self.gaussian_proposal_estimates(tf.reshape(mu, shape), tf.reshape(lv, shape), xs)
 
 
-@register_model("ci_mmvae")
-@register_model("cc_mmvae")
+@register_model("ci_mmvae", settings=ContrastiveMMVAESettings)
+@register_model("cc_mmvae", settings=ContrastiveMMVAESettings)
 class ContrastiveMMVAE(ContrastiveMixin, MMVAE):
     """cI-MMVAE / cC-MMVAE (registry names "ci_mmvae", "cc_mmvae")."""
 
     registry_name = "ci_mmvae"
 
     def __init__(self, specs, config, **kwargs) -> None:
-        if str(config.get("objective", "dreg")) == "elbo":
+        if self.settings_class.from_config(config).objective == "elbo":
             raise ValueError("contrastive MMVAE needs --objective=dreg or iwae (the negatives "
                              "reuse the IWAE samples), got 'elbo'")
         super().__init__(specs, config, **kwargs)

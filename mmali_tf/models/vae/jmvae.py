@@ -26,10 +26,11 @@ from mmali_tf.models.base import Params
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
 from mmali_tf.networks.joint_encoder import build_joint_encoder
+from mmali_tf.models.vae.settings import JMVAESettings
 from mmali_tf.registry import register_model
 
 
-@register_model("jmvae")
+@register_model("jmvae", settings=JMVAESettings)
 class JMVAE(VAEModel):
     """JMVAE-kl (registry name "jmvae")."""
 
@@ -39,9 +40,9 @@ class JMVAE(VAEModel):
     prior_expert = False
 
     def build_extra_networks(self) -> None:
-        self.alpha = float(self.config.get("jmvae_alpha", 0.1))
-        self.joint_encoder = build_joint_encoder(
-            self.specs, 2 * self.layout.latent_dim, init=str(self.config.get("init", "torch")))
+        self.alpha = self.settings.jmvae_alpha
+        self.joint_encoder = build_joint_encoder(self.specs, 2 * self.layout.latent_dim,
+                                                 init=self.settings.init)
 
     @property
     def extra_variables(self) -> list[keras.Variable]:

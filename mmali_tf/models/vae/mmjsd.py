@@ -11,7 +11,9 @@ datapoint and averages (same expectation, lower variance, M x cost).
 is selected as above from the content parts, s_m ~ q(s_m|x_m) always comes from modality m's
 own encoder, and the loss adds beta_t beta_style sum_m KL(q(s_m|x_m) || N(0, I)) while the
 JS acts on the content. The JS is weighted by beta_content in both variants (as in the authors'
-run_epoch; default 1).
+run_epoch; default 1). beta_t: the linear warm-up over `--kl_anneal_steps`, or with
+`--mmjsd_kl_epoch_steps` the authors' epoch-wise one (run_epoch: 1e-4 + e beta / A in epoch
+e < A, then beta; `objectives.kl_anneal_epochwise`).
 
 Decisions recorded: paper hyper-parameters (beta = 5, lr 1e-3) rather than the released
 script's (thomassutter/mmjsd main_svhnmnist.py); lambda = 3.918 for MNIST next to SVHN; every beta_{s,m} = 1.
@@ -28,11 +30,12 @@ import tensorflow as tf
 from mmali_tf import latent as latent_lib
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
+from mmali_tf.models.vae.settings import MMJSDSettings
 from mmali_tf.registry import register_model
 
 
-@register_model("mmjsd")
-@register_model("mmjsd_ms")
+@register_model("mmjsd", settings=MMJSDSettings)
+@register_model("mmjsd_ms", settings=MMJSDSettings)
 class MMJSD(VAEModel):
     """mmJSD and mmJSD-MS (registry names "mmjsd", "mmjsd_ms")."""
 
@@ -42,11 +45,22 @@ class MMJSD(VAEModel):
     prior_expert = False
 
     def __init__(self, specs, config, **kwargs) -> None:
-        self.uses_style = str(config.get("model", "mmjsd")) == "mmjsd_ms"
+        self.uses_style = self.variant_name(config) == "mmjsd_ms"
         super().__init__(specs, config, **kwargs)
-        self.stratified = bool(self.config.get("stratified", False))
-        self.beta_style = float(self.config.get("beta_style", 1.0))
-        self.beta_content = float(self.config.get("beta_content", 1.0))
+        self.stratified = self.settings.stratified
+        self.beta_style, self.beta_content = self.settings.beta_style, self.settings.beta_content
+        self.kl_epoch_steps = self.settings.mmjsd_kl_epoch_steps
+        if self.kl_epoch_steps and self.kl_anneal_steps % self.kl_epoch_steps:
+            raise ValueError(f"--kl_anneal_steps={self.kl_anneal_steps} must be a multiple of "
+                             f"--mmjsd_kl_epoch_steps={self.kl_epoch_steps}")
+
+    def kl_weight(self) -> tf.Tensor:
+        """beta_t: the authors' epoch-wise schedule with `--mmjsd_kl_epoch_steps`, else the
+        linear warm-up."""
+        if not self.kl_epoch_steps:
+            return super().kl_weight()
+        return obj.kl_anneal_epochwise(self.g_optimizer.iterations, self.kl_anneal_steps,
+                                       self.kl_epoch_steps, self.beta)
 
     def cross_latent(self, z_source: tf.Tensor, target: str, seed=None) -> tf.Tensor:
         """mmJSD-MS: the source's content with a target style from the prior."""

@@ -35,12 +35,13 @@ from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models.vae import distributions as dists
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import DREG_ESTIMATORS, Batch, VAEModel, dreg_gradients
+from mmali_tf.models.vae.settings import MMVAESettings
 from mmali_tf.registry import register_model
 
 OBJECTIVES = ("dreg", "iwae", "elbo")
 
 
-@register_model("mmvae")
+@register_model("mmvae", settings=MMVAESettings)
 class MMVAE(VAEModel):
     """Mixture-of-experts multimodal VAE (registry name "mmvae")."""
 
@@ -54,17 +55,18 @@ class MMVAE(VAEModel):
 
     def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
                  config: Mapping[str, Any], **kwargs: Any) -> None:
-        family = str(config.get("posterior", "laplace"))
+        settings = self.settings_class.from_config(config)
+        family = settings.posterior
         if family not in ("laplace", "normal"):
             raise ValueError(f"--posterior must be 'laplace' or 'normal', got {family!r}")
-        self.objective_name = str(config.get("objective", "dreg"))
+        self.objective_name = settings.objective
         if self.objective_name not in OBJECTIVES:
             raise ValueError(f"--objective must be one of {OBJECTIVES}, got "
                              f"{self.objective_name!r}")
         self.posterior_family = family
         self.scale_parameterisation = "softmax" if family == "laplace" else "softplus"
-        self.k = int(config.get("num_importance_samples", 30))
-        self.dreg_estimator = str(config.get("dreg_estimator", "released"))
+        self.k = settings.num_importance_samples
+        self.dreg_estimator = settings.dreg_estimator
         if self.dreg_estimator not in DREG_ESTIMATORS:
             raise ValueError(f"--dreg_estimator must be one of {DREG_ESTIMATORS}, got "
                              f"{self.dreg_estimator!r}")
@@ -72,7 +74,7 @@ class MMVAE(VAEModel):
 
     # ----------------------------------------------------------------- prior
     def build_extra_networks(self) -> None:
-        self.learn_prior = bool(self.config.get("learn_prior", True))
+        self.learn_prior = self.settings.learn_prior
         self.prior_logits = self.add_weight(
             shape=(self.layout.latent_dim,), initializer="zeros", name="prior_logits",
             trainable=self.learn_prior)

@@ -35,18 +35,18 @@ from typing import Any, Mapping, Sequence
 import keras
 import tensorflow as tf
 
-from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models.base import Params
 from mmali_tf.models.vae import distributions as dists
 from mmali_tf.models.vae.common import Batch
 from mmali_tf.models.vae.mmvae import MMVAE
+from mmali_tf.models.vae.settings import MMVAESettings
 from mmali_tf.registry import register_model
 
 OBJECTIVES = ("dreg", "iwae")
 
 
-@register_model("mmvae_plus")
+@register_model("mmvae_plus", settings=MMVAESettings)
 class MMVAEPlus(MMVAE):
     """MMVAE with modality-specific latents and auxiliary priors (registry name "mmvae_plus")."""
 
@@ -55,7 +55,7 @@ class MMVAEPlus(MMVAE):
 
     def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
                  config: Mapping[str, Any], **kwargs: Any) -> None:
-        objective = str(config.get("objective", "dreg"))
+        objective = self.settings_class.from_config(config).objective
         if objective not in OBJECTIVES:
             raise ValueError(f"mmvae_plus: --objective must be one of {OBJECTIVES} (the ELBO is "
                              f"'iwae' with --num_importance_samples=1), got {objective!r}")

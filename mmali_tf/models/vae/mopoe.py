@@ -8,8 +8,8 @@ Maximised bound (per datapoint, batch mean, as the authors' `joint_elbo` method)
 where (1/T) sum_S KL(q_S || p) >= KL(q || p) (convexity), so this is a lower bound of the
 ELBO of the mixture. The expectation uses "mixture component selection" (one reparameterised
 sample per datapoint from subset S(b): the batch is cut into T contiguous chunks of
-floor(B/T) rows, the last subset taking the rest; `objectives.component_selection`, shared
-with mmJSD). beta_c is `--beta_content` (default 1; the authors' `basic_routine_epoch`
+floor(B/T) rows, the last subset taking the rest, the whole batch when B < T;
+`objectives.component_selection`, shared with mmJSD). beta_c is `--beta_content` (default 1; the authors' `basic_routine_epoch`
 weighs the subset KLs by beta * beta_content).
 
 Decisions recorded (from the authors' code, thomassutter/MoPoE 0ad2d56):
@@ -34,6 +34,7 @@ import tensorflow as tf
 from mmali_tf import latent as latent_lib
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
+from mmali_tf.models.vae.settings import MoPoESettings
 from mmali_tf.registry import register_model
 
 
@@ -46,7 +47,7 @@ def subset_mask(num_modalities: int) -> np.ndarray:
     return mask
 
 
-@register_model("mopoe")
+@register_model("mopoe", settings=MoPoESettings)
 class MoPoE(VAEModel):
     """Mixture-of-products-of-experts multimodal VAE (registry name "mopoe")."""
 
@@ -60,7 +61,7 @@ class MoPoE(VAEModel):
         mask = subset_mask(len(self.modalities))
         self.subsets = mask
         self.prior_rows = (mask.sum(axis=1) == len(self.modalities)).astype(np.float32)
-        self.beta_content = float(self.config.get("beta_content", 1.0))
+        self.beta_content = self.settings.beta_content
 
     def loss_term_names(self) -> list[str]:
         return ["recon", "kl"]

@@ -28,14 +28,11 @@ from mmali_tf import latent as latent_lib
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.common import Batch, VAEModel
+from mmali_tf.models.vae.settings import MVAESettings
 from mmali_tf.registry import register_model
 
 
-@register_model("mvae", flags=(
-    ("mvae_kl_full_step", 0, "MVAE: step from which the KL weight is beta, ending the linear "
-     "warm-up early (0: when it ends). The authors' loop (mhw32/multimodal-vae-public) sets "
-     "its factor to 1 for the whole last warm-up epoch: kl_anneal_steps - steps per epoch "
-     "reproduces it.", {"lower_bound": 0}),))
+@register_model("mvae", settings=MVAESettings)
 class MVAE(VAEModel):
     """Multimodal VAE with a PoE joint posterior (registry name "mvae")."""
 
@@ -47,7 +44,7 @@ class MVAE(VAEModel):
     def __init__(self, specs: Sequence[ModalitySpec | Mapping[str, Any]],
                  config: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(specs, config, **kwargs)
-        self.kl_full_step = int(self.config.get("mvae_kl_full_step", 0))
+        self.kl_full_step = self.settings.mvae_kl_full_step
 
     def loss_term_names(self) -> list[str]:
         return ["recon", "kl"]

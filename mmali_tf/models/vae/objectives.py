@@ -126,9 +126,11 @@ def subset_products(means: tf.Tensor, logvars: tf.Tensor, mask: tf.Tensor,
 def component_selection(batch_size: tf.Tensor, num_components: int) -> tf.Tensor:
     """(num_components, B) one-hot mixture component of each datapoint, uniform weights:
     contiguous chunks of floor(B / C) rows, the last component taking the rest (the
-    authors' `mixture_component_selection` of mmJSD / MoPoE; the pipeline shuffles)."""
-    chunk = tf.maximum(batch_size // num_components, 1)
-    idx = tf.minimum(tf.range(batch_size) // chunk, num_components - 1)
+    authors' `mixture_component_selection` of mmJSD / MoPoE; the pipeline shuffles). With
+    B < C every chunk is empty and the last component takes the whole batch, as theirs does."""
+    chunk = batch_size // num_components
+    idx = tf.where(chunk > 0, tf.minimum(tf.range(batch_size) // tf.maximum(chunk, 1),
+                                         num_components - 1), num_components - 1)
     return tf.transpose(tf.one_hot(idx, num_components))
 
 
@@ -215,3 +217,18 @@ def kl_anneal(step: tf.Tensor, anneal_steps: int, full_from: int = 0) -> tf.Tens
     if full_from > 0:
         factor = tf.where(step >= float(full_from), 1.0, factor)
     return factor
+
+
+def kl_anneal_epochwise(step: tf.Tensor, anneal_steps: int, epoch_steps: int,
+                        beta: float) -> tf.Tensor:
+    """KL weight of thomassutter/mmjsd's `run_epoch` (training/training_svhnmnist.py): in
+    epoch e = step // epoch_steps of A = anneal_steps / epoch_steps warm-up epochs it is
+    1e-4 + e * beta / A, from epoch A on beta (0-based `step`; beta itself when A = 0)."""
+    if anneal_steps <= 0:
+        return tf.constant(beta, tf.float32)
+    if epoch_steps <= 0 or anneal_steps % epoch_steps:
+        raise ValueError(f"kl_anneal_steps={anneal_steps} must be a positive multiple of the "
+                         f"steps per epoch {epoch_steps}")
+    epochs = anneal_steps // epoch_steps
+    epoch = tf.cast(tf.math.floordiv(tf.cast(step, tf.int64), epoch_steps), tf.float32)
+    return tf.where(epoch < float(epochs), 1e-4 + epoch * (beta / epochs), beta)

@@ -1,6 +1,6 @@
 // Manifest-driven helpers for running an mmali_tf bundle from JavaScript (browser or Node).
 //
-// Shared by the static web page (examples/web, built by tools/web_demo.py) and the Node
+// Shared by the static web page (mmali_tf/web, built by `mmali-web`) and the Node
 // example (examples/node/translate.js). No dependencies: the caller passes its onnxruntime
 // module (onnxruntime-web or onnxruntime-node) where tensors are built. Everything about a
 // modality (shape, value range, kind) and the noise comes from the bundle's manifest.json.
@@ -58,6 +58,17 @@ export function noiseArray(manifest, count, seed) {
     }
   }
   return out;
+}
+
+/**
+ * onnxruntime-web's `externalData` session option for a bundle whose graphs share one weights
+ * file (manifest.external_data, format version 2): that file fetched from `baseUrl`.
+ * Undefined for bundles whose graphs embed their weights. (onnxruntime-node finds the file
+ * itself, beside the graph file it opens.)
+ */
+export function externalData(manifest, baseUrl) {
+  const file = manifest.external_data;
+  return file ? [{ path: file, data: `${baseUrl}/${file}` }] : undefined;
 }
 
 /** Input names of graph `graph` as recorded in the manifest. */

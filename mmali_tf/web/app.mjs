@@ -28,7 +28,8 @@ async function session(graph) {
   if (!state.sessions.has(graph)) {
     const file = `bundle/${state.manifest.graphs[graph].file}`;
     state.sessions.set(graph, ort.InferenceSession.create(file, {
-      executionProviders: ["wasm"], graphOptimizationLevel: "all" }));
+      executionProviders: ["wasm"], graphOptimizationLevel: "all",
+      externalData: mm.externalData(state.manifest, "bundle") }));
   }
   return state.sessions.get(graph);
 }

@@ -1,0 +1,148 @@
+"""int8 bundles: static QDQ quantization of a float bundle with onnxruntime.quantization.
+
+    quantize_bundle("bundles/float", tmp_dir, {"hand": x_hand, "print": x_print})
+
+Each graph holding Conv or MatMul nodes is quantized separately (int8 per-channel weights,
+uint8 activations, QuantizeLinear/DequantizeLinear pairs: standard ONNX operators, which
+onnxruntime fuses into QLinearConv/QLinearMatMul when it loads the graph), calibrated
+(min/max) on real inputs of that graph: training examples of the modalities, the noise the
+manifest prescribes, and the latents and posteriors the float bundle's own graphs compute for
+those examples. Graphs without such nodes (fusion) are copied. Static rather than dynamic
+quantization, and Conv/MatMul only, from `bench/onnx_quantized.py`: onnxruntime's
+ConvInteger (dynamic) ran slower than float convolution on AVX2, and a QDQ ConvTranspose is
+not fused (it runs as dequantize + float ConvTranspose), so ConvTranspose stays float.
+
+No TensorFlow here; the fidelity report (TensorFlow classifiers) is added by
+`mmali_tf.export.fidelity`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import onnx
+from onnxruntime import quantization as ortq
+
+from mmali_tf.export import bundle_files
+from mmali_tf.export import manifest as manifest_lib
+from mmali_tf.export import shared_weights
+from mmali_tf.export.runtime import Bundle
+
+METHOD = "static_int8"
+OP_TYPES = ("Conv", "MatMul")
+CALIBRATION_BATCH = 64
+
+
+class _Feeds(ortq.CalibrationDataReader):
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._it: Iterator[dict[str, np.ndarray]] = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+def calibration_feeds(bundle: Bundle, graph: str, xs: Mapping[str, np.ndarray],
+                      rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
+    """Batches of real inputs of `graph`: `xs` (modality -> examples, same count for every
+    modality), noise of the manifest's distribution, and for decoders the latents the float
+    `reconstruct_<m>` graph samples, for fusion the float encoders' posteriors."""
+    entry = bundle.manifest["graphs"][graph]
+    n = min(len(x) for x in xs.values())
+    out = []
+    for lo in range(0, n, CALIBRATION_BATCH):
+        batch = {m: x[lo:lo + CALIBRATION_BATCH] for m, x in xs.items()}
+        k = len(next(iter(batch.values())))
+        feeds = {}
+        for spec in entry["inputs"]:
+            name, width = spec["name"], spec["shape"][1:]
+            if name == "x":
+                feeds[name] = batch[entry.get("modality") or entry["source"]]
+            elif name.startswith("x_"):
+                feeds[name] = batch[name[2:]]
+            elif name == "z":
+                feeds[name] = bundle.run(f"reconstruct_{entry['modality']}", {
+                    "x": batch[entry["modality"]],
+                    **({} if bundle.deterministic else
+                       {"noise": bundle.noise((k, bundle.latent_dim), rng)})})["z"]
+            elif name.startswith(("mean_", "logvar_")):
+                mean, logvar = bundle.encode(name.split("_", 1)[1], batch[name.split("_", 1)[1]])
+                feeds[name] = mean if name.startswith("mean_") else logvar
+            elif name == "mask":
+                mask = rng.integers(0, 2, (k, len(bundle.modalities))).astype(np.float32)
+                mask[np.arange(k), rng.integers(0, len(bundle.modalities), k)] = 1.0
+                feeds[name] = mask
+            else:  # every other input is standard noise
+                feeds[name] = bundle.noise((k, *width), rng)
+        out.append(feeds)
+    return out
+
+
+def _quantizable(model: onnx.ModelProto) -> bool:
+    return any(node.op_type in OP_TYPES for node in model.graph.node)
+
+
+def quantize_graph(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
+                   workdir: str | os.PathLike) -> onnx.ModelProto:
+    """The static QDQ int8 version of a self-contained float graph, calibrated on `feeds`."""
+    src, dst = Path(workdir) / "float.onnx", Path(workdir) / "int8.onnx"
+    onnx.save(model, str(src))
+    ortq.quantize_static(str(src), str(dst), _Feeds(feeds), quant_format=ortq.QuantFormat.QDQ,
+                         op_types_to_quantize=list(OP_TYPES), per_channel=True,
+                         activation_type=ortq.QuantType.QUInt8,
+                         weight_type=ortq.QuantType.QInt8,
+                         calibrate_method=ortq.CalibrationMethod.MinMax)
+    out = onnx.load(str(dst))
+    del out.metadata_props[:]
+    out.metadata_props.extend(model.metadata_props)
+    out.doc_string, out.model_version = model.doc_string, model.model_version
+    return out
+
+
+def quantize_bundle(src: str | os.PathLike, out_dir: str | os.PathLike,
+                    xs: Mapping[str, np.ndarray], seed: int = 0) -> dict[str, Any]:
+    """Write the int8 version of float bundle `src` into the empty directory `out_dir`.
+
+    `xs`: calibration examples per modality (float32 in each modality's range; the same
+    count for every modality, e.g. 256 training examples). Returns the manifest written; its
+    `quantization` record names the method, the quantized operator types, the calibration and
+    the float bundle's manifest sha256.
+    """
+    bundle = Bundle(src)
+    if bundle.manifest.get("quantization"):
+        raise ValueError(f"bundle {str(src)!r} is already quantized; quantize a float bundle")
+    rng = np.random.default_rng(seed)
+    shared = bundle_files.read_external_data(bundle.path, bundle.manifest)
+    protos = {}
+    with tempfile.TemporaryDirectory() as work:
+        for graph, entry in bundle.manifest["graphs"].items():
+            model = onnx.load(str(bundle.path / entry["file"]), load_external_data=False)
+            shared_weights.inline(model, shared, bundle.manifest.get("external_data"), graph)
+            if _quantizable(model):
+                model = quantize_graph(model, calibration_feeds(bundle, graph, xs, rng), work)
+            protos[graph] = model
+    out = Path(out_dir)
+    weights = shared_weights.share_initializers(protos.values())
+    (out / shared_weights.WEIGHTS_FILE).write_bytes(weights)
+    for graph, model in protos.items():
+        onnx.save(model, str(out / bundle.manifest["graphs"][graph]["file"]))
+    manifest = {k: v for k, v in bundle.manifest.items() if k != "files"}
+    manifest["external_data"] = shared_weights.WEIGHTS_FILE
+    manifest["quantization"] = {
+        "method": METHOD, "op_types": list(OP_TYPES), "per_channel": True,
+        "calibration": {"examples": int(min(len(x) for x in xs.values())), "method": "minmax"},
+        "float_manifest_sha256": manifest_lib.sha256_file(Path(src) / manifest_lib.MANIFEST_NAME)}
+    return manifest_lib.write_manifest(out, manifest)
+
+
+def set_fidelity(bundle_dir: str | os.PathLike, fidelity: Mapping[str, Any]) -> dict[str, Any]:
+    """Record `fidelity` in the quantized bundle's manifest (rewritten, files re-checksummed)."""
+    path = Path(bundle_dir) / manifest_lib.MANIFEST_NAME
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest.pop("files")
+    manifest["quantization"] = {**manifest["quantization"], "fidelity": dict(fidelity)}
+    return manifest_lib.write_manifest(bundle_dir, manifest)
