@@ -22,12 +22,12 @@ def authors_state(fx: Fixture) -> dict[str, np.ndarray]:
 
 
 def config(run_dir: str) -> dict:
-    fx_config = Fixture("mmali_mnist_svhn").meta["config"]
+    fx_config = Fixture("mmali_mnist_svhn_decoders").meta["config"]
     return dict(fx_config, run_dir=run_dir, seed=0, ema_decay=0.0, keep_checkpoints=1)
 
 
 def test_imported_run_decodes_like_the_authors(tmp_path):
-    fx = Fixture("mmali_mnist_svhn")
+    fx = Fixture("mmali_mnist_svhn_decoders")
     ckpt = tmp_path / "authors.npz"
     np.savez(ckpt, **{f"model/{k}": v for k, v in authors_state(fx).items()}, n_iter=7)
     run_dir = str(tmp_path / "run")
@@ -41,7 +41,7 @@ def test_imported_run_decodes_like_the_authors(tmp_path):
 
 
 def test_misshaped_tensor_fails_in_one_line_and_writes_nothing(tmp_path, capsys):
-    fx = Fixture("mmali_mnist_svhn")
+    fx = Fixture("mmali_mnist_svhn_decoders")
     state = authors_state(fx)
     key = "decoders.1svhn.model.1.weight"
     state[key] = state[key][:, :16]
@@ -60,7 +60,7 @@ def test_misshaped_tensor_fails_in_one_line_and_writes_nothing(tmp_path, capsys)
 def test_linear_weight_for_a_convolution_fails_in_one_line(tmp_path, capsys):
     """A Linear weight where our network has a convolution (e.g. an MLP checkpoint for a
     convnet modality) names the tensor and both shapes instead of failing in a transpose."""
-    fx = Fixture("mmali_mnist_svhn")
+    fx = Fixture("mmali_mnist_svhn_decoders")
     state = authors_state(fx)
     key = "encoders.1svhn.module.model.0.weight"
     state[key] = state[key].reshape(32, -1)

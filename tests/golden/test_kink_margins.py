@@ -1,8 +1,9 @@
 """Every golden case was drawn so that no kink input lies within rounding of its kink.
 
 tools/golden/kinks.py records, over the authors' forward passes of the whole case, the smallest
-|x - kink| / rms(x) of every ReLU / LeakyReLU / clamp / abs / max input that requires grad and
-redraws the case until it is at least `golden.KINK_MARGIN`; the fixture stores the result. A
+|x - kink| / scale (the scale of the input's rounding error) of every ReLU / LeakyReLU / clamp
+/ abs / max input that requires grad and redraws the case until it is at least
+`golden.KINK_MARGIN`; the fixture stores the result. A
 fixture below the margin could pass or fail with the CPU's rounding (issue: a LeakyReLU input
 of -5e-9 flipped sides between AVX2 and AVX-512 hosts).
 """

@@ -55,13 +55,12 @@ def main(argv=None) -> int:
     if args.mmali:
         torch_common.add_to_path(args.mmali)
         from tools.golden import mmali_case, sn_case
-        for setup in (mmali_case.MULTIMNIST, mmali_case.MNIST_SVHN):
-            fx, model = mmali_case.make(setup)
+        for setup in mmali_case.CASES:
+            fx = mmali_case.make(setup)
             fx.meta["commit"] = torch_common.repo_commit(args.mmali, fx.meta["commit"])
             written.append(fx.write(args.out))
-        written.append(mmali_case.make_joint()[0].write(args.out))
         written.append(sn_case.make().write(args.out))
-        written.append(mmali_case.write_checkpoint(model, args.out))
+        written.append(mmali_case.write_checkpoint(args.out))
     if args.mmvae:
         from tools.golden import mmvae_case
         for fx in mmvae_case.make_all(args.mmvae):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from tools.golden.kinks import KinkRecorder
 from tools.golden.torch_common import Fixture, nhwc, sigmas
 
 
@@ -24,14 +25,17 @@ def make(seed: int = 0) -> Fixture:
         files=["torch/nn/utils/spectral_norm.py"],
         note="conv: Conv2d(3, 8, 4, stride 2, padding 1); dense: Linear(20, 16); one "
              "training-mode forward each"))
+    rec = KinkRecorder(*layers.values())  # spectral-norm layers alone have no kink
     for name, layer in layers.items():
         layer.train()
         fx.add(f"{name}/start/", layer.state_dict())
-        out = layer(inputs[name])
+        with rec:
+            out = layer(inputs[name])
         r = torch.randn_like(out)
         (out * r).sum().backward()
         fx.add(f"{name}/", {"x": nhwc(inputs[name]), "r": nhwc(r), "out": nhwc(out),
                             "grad_weight": layer.weight_orig.grad, "grad_bias": layer.bias.grad,
                             "u_after": layer.weight_u, "v_after": layer.weight_v,
                             "sigma_after": sigmas(nn.Sequential(layer))["0"]})
+    fx.meta.update(rec.summary())
     return fx
