@@ -8,7 +8,7 @@ import os
 from mmali_tf.repro.run_spec import RunSpec
 from mmali_tf.repro.study import study_runs
 
-__all__ = ["SUITES", "RunSpec", "fashion_available", "suite_runs"]
+__all__ = ["SUITES", "RunSpec", "suite_runs"]
 
 SUITES = ("digits", "claims", "mnist_svhn", "polydigits", "digits_study", "digits_text")
 #: the trimodal suite's models, in training order (the two with coherence targets first)
