@@ -4,10 +4,6 @@
   biases: the authors' `init_param_normal` distribution) on both sides, so fixtures store
   what training changes, not where it starts;
 - `summarise` stores a tensor whole (float32) and `compare` checks every entry of it.
-
-Fixtures written before tensors were stored whole (VAE cases until they are regenerated) hold
-a *legacy probe* of tensors over `LEGACY_FULL_SIZE` entries: the norm, projections on
-`PROBES` seeded unit vectors and `SAMPLES` seeded entries; `compare` still reads those.
 """
 
 from __future__ import annotations
@@ -17,9 +13,6 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-LEGACY_FULL_SIZE = 4096
-PROBES = 4
-SAMPLES = 32
 INIT_STDDEV = 0.02
 # smallest relative distance of a kink input from its kink in a golden case
 # (tools/golden/kinks.py explains the value; tests/golden/test_kink_margins.py checks it)
@@ -44,19 +37,6 @@ def seeded_weights(shapes: Iterable[tuple[str, tuple[int, ...]]], seed: int,
     return out
 
 
-def _probe_basis(name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(PROBES unit directions, SAMPLES entry indices) of a legacy probe of tensor `name`."""
-    rng = _rng("probe/" + name, 0)
-    dirs = rng.standard_normal((PROBES, size))
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    return dirs, rng.choice(size, SAMPLES, replace=False)
-
-
-def _legacy_probe(name: str, flat: np.ndarray) -> np.ndarray:
-    dirs, idx = _probe_basis(name, flat.size)
-    return np.concatenate([[np.linalg.norm(flat)], dirs @ flat, flat[idx]])
-
-
 def compare(name: str, got: np.ndarray, want: np.ndarray, rtol: float,
             atol: float, slack: np.ndarray | None = None) -> str | None:
     """None if `got` matches the stored `want` entry by entry, else a one-line reason.
@@ -68,24 +48,14 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, rtol: float,
     g = np.asarray(got, np.float64).ravel()
     w = np.asarray(want, np.float64).ravel()
     extra = np.zeros(g.size) if slack is None else np.asarray(slack, np.float64).ravel()
-    if w.size == g.size:
-        rms = float(np.sqrt(np.mean(w ** 2))) if w.size else 0.0
-        tol = atol + rtol * (np.abs(w) + rms) + extra
-        what = None
-    elif g.size > LEGACY_FULL_SIZE and w.size == 1 + PROBES + SAMPLES:
-        idx = _probe_basis(name, g.size)[1]
-        rms = w[0] / np.sqrt(g.size)
-        tol = np.concatenate([np.full(1 + PROBES, atol + rtol * w[0] + np.linalg.norm(extra)),
-                              atol + rtol * (np.abs(w[1 + PROBES:]) + rms) + extra[idx]])
-        g = _legacy_probe(name, g)
-        what = ["norm"] + [f"projection {i}" for i in range(PROBES)] + \
-            [f"sampled entry {i}" for i in range(SAMPLES)]
-    else:
+    if w.size != g.size:
         return f"{name}: {g.size} entries, the fixture has {w.size} (shape {np.shape(got)})"
+    rms = float(np.sqrt(np.mean(w ** 2))) if w.size else 0.0
+    tol = atol + rtol * (np.abs(w) + rms) + extra
     excess = np.abs(g - w) - tol
     if (excess > 0).any():
         i = int(np.argmax(excess))
-        where = what[i] if what else f"entry {tuple(map(int, np.unravel_index(i, np.shape(got))))}"
+        where = f"entry {tuple(map(int, np.unravel_index(i, np.shape(got))))}"
         n_bad = int((excess > 0).sum())
         return (f"{name}: {where} is {g[i]:.7g}, expected {w[i]:.7g} (tolerance {tol[i]:.2g}; "
                 f"{n_bad} of {g.size} entries differ)")
