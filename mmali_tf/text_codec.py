@@ -13,6 +13,8 @@ position, so position 59 never occurs in data.
 
 from __future__ import annotations
 
+import re
+
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -69,6 +71,16 @@ def decode(x: np.ndarray, alphabet: str) -> list[str]:
         raise ValueError(f"decode expects (N, L, {len(alphabet)}) text arrays, got {x.shape}")
     table = np.array(list(alphabet))
     return ["".join(row) for row in table[np.argmax(x, axis=-1)]]
+
+
+def to_line(text: str) -> str:
+    """`text` as one line of a .txt file: backslash and newline (both in the alphabet) escaped."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def from_line(line: str) -> str:
+    """The text of a .txt line written by `to_line` (`\\n` -> newline, `\\\\` -> backslash)."""
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), line)
 
 
 def edit_distance(a: str, b: str) -> int:

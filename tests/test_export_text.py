@@ -90,8 +90,14 @@ def test_translate_cli_text_in_and_out(exported, tmp_path):
                    f"--input={tmp_path / 'hand.npy'}", f"--output={tmp_path / 'texts.txt'}")
     assert out.returncode == 0, out.stderr
     lines = (tmp_path / "texts.txt").read_text().split("\n")
-    assert len(lines) == 3 and lines[2] == "" and all(len(t) == 8 for t in lines[:2])
-    assert all(repr(t) in out.stdout for t in lines[:2])
+    texts = [text_codec.from_line(line) for line in lines[:2]]
+    assert len(lines) == 3 and lines[2] == "" and all(len(t) == 8 for t in texts)
+    assert all(repr(t) in out.stdout for t in texts)
+    # the .txt output reads back as the same texts (newline characters escaped, one per line)
+    out = run_tool("translate.py", f"--bundle={path}", "--from=text", "--to=hand",
+                   f"--input={tmp_path / 'texts.txt'}", f"--output={tmp_path / 'back.npy'}")
+    assert out.returncode == 0, out.stderr
+    assert np.load(tmp_path / "back.npy").shape == (2, 28, 28, 1)
     (tmp_path / "in.txt").write_text("seven\none\n")
     out = run_tool("translate.py", f"--bundle={path}", "--from=text", "--to=hand",
                    f"--input={tmp_path / 'in.txt'}", f"--output={tmp_path / 'two.npy'}")
@@ -174,3 +180,9 @@ def test_web_page_takes_typed_text_and_shows_generated_text(exported, tmp_path):
                     {"x": np.zeros((2, 28, 28, 1), np.float32), "noise": noise})
         shown = browser.run("return window.mmali.readOutputText();")
         assert shown == text_codec.decode(want, TEXT.alphabet)
+
+
+def test_text_lines_escape_the_newline_and_backslash_of_the_alphabet():
+    for text in ["seven   ", "a\nb\\n  ", "\\\n\n\\", ""]:
+        line = text_codec.to_line(text)
+        assert "\n" not in line and text_codec.from_line(line) == text

@@ -13,7 +13,8 @@ Input: a `.npy` array (one example or a batch; float32 in the source modality's 
 or uint8 0..255) or an image file (`.png`, `.jpg`, `.bmp`; converted to grey or RGB and resized
 to the source modality's shape); for a text modality `--input_text=<text>` or a `.txt` file
 (one text per line). Output: `.npy` (the translated batch), `.png` (an image grid of the
-batch, for image modalities) or `.txt` for a text target (one text per line; also printed).
+batch, for image modalities) or `.txt` for a text target (one text per line, a newline character
+written as `\\n`; also printed).
 `--bundle_digest=<sha256>` refuses any bundle whose manifest has another sha256 (see README, "Loading bundles you did not build"). Inputs are
 bounded before they are read (`mmali_tf.export.limits`: batch size and values per array; images up to
 MAX_IMAGE_PIXELS). Bad input or a refused bundle prints one line and exits with code 2.
@@ -83,14 +84,19 @@ def text_input(text: str, spec: dict[str, Any]) -> np.ndarray:
 
 
 def read_texts(path: str, spec: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
-    """One-hot batch of a .txt file's lines (trailing newlines dropped, blank lines kept)."""
+    """One-hot batch of a .txt file's lines (blank lines kept; `\\n` is a newline character and
+    `\\\\` a backslash, as `write_output` writes them)."""
+    from mmali_tf import text_codec
+
     if spec["kind"] != "text":
         raise ValueError(f"--input={path}: modality {spec['name']!r} is not a text modality")
-    if os.path.getsize(path) > limits.batch * (int(spec["shape"][0]) + 2):
+    if os.path.getsize(path) > limits.batch * (2 * int(spec["shape"][0]) + 2):  # escapes
         raise ValueError(f"--input={path}: more than {limits.batch} lines of at most "
                          f"{spec['shape'][0]} characters")
     with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+        lines = [text_codec.from_line(line.removesuffix("\r")) for line in f.read().split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
     if not lines:
         raise ValueError(f"--input={path}: no text (expected one text per line)")
     return _encoded(lines, spec, f"--input={path}")
@@ -169,7 +175,10 @@ def write_output(path: str, y: Any, spec: dict[str, Any]) -> None:
     if spec["kind"] == "text":
         from mmali_tf.data.cache import atomic_write_bytes
 
-        atomic_write_bytes(path, "".join(f"{t}\n" for t in y).encode("utf-8"))
+        from mmali_tf import text_codec
+
+        lines = "".join(text_codec.to_line(t) + "\n" for t in y)
+        atomic_write_bytes(path, lines.encode("utf-8"))
         return
     if path.lower().endswith(".npy"):
         np.save(path, y)
