@@ -32,67 +32,19 @@ import os
 from typing import Any, Mapping, Sequence
 
 from mmali_tf.atomic import atomic_write_text, disk_full
+from mmali_tf.flags_text import (flag_value_text, format_flags,  # noqa: F401 (re-exported)
+                                 parse_flags_text, shape_flags)
 
-#: Flags that change the variables (or the data identity) of every run; a run directory
-#: trained with other values cannot be resumed. `shape_flags` adds the model's and the
-#: dataset's own (`MultimodalModel.shape_flags`, `register_dataset(shape_flags=...)`).
-BASE_SHAPE_FLAGS = ("model", "dataset", "latent_dim", "style_dim", "amsgrad")
 #: Flags compared only by whether they are zero (EMA clones exist iff ema_decay > 0).
 _ON_OFF_FLAGS = ("ema_decay",)
 
 
 # ----------------------------------------------------------------------------- flags.txt
-def _flag_value_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def format_flags(values: Mapping[str, Any]) -> str:
-    """`--name=value` lines (booleans as true/false, list flags repeated) for a flagfile.
-
-    Flags whose value is None (an unset optional flag such as `--g_lr`) are left out, so the
-    replay leaves them unset too.
-    """
-    lines = []
-    for name, value in values.items():
-        if value is None:
-            continue
-        items = value if isinstance(value, (list, tuple)) else [value]
-        lines += [f"--{name}={_flag_value_text(v)}" for v in items]
-    return "\n".join(lines) + "\n"
-
-
-def parse_flags_text(text: str) -> dict[str, str]:
-    """Inverse of `format_flags` as strings: {name: value text} (repeated flags joined by ',')."""
-    out: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("--") or "=" not in line:
-            continue
-        name, value = line[2:].split("=", 1)
-        out.setdefault(name, []).append(value)
-    return {k: ",".join(v) for k, v in out.items()}
-
-
-def shape_flags(model: str, dataset: str) -> tuple[str, ...]:
-    """Shape/identity flags of a run of `model` on `dataset` (registered names; an unknown
-    name adds nothing, and `model`/`dataset` themselves are always compared)."""
-    from mmali_tf import registry
-
-    out = list(BASE_SHAPE_FLAGS)
-    if model in registry.names("model"):
-        out += registry.load("model", model).shape_flags
-    if dataset in registry.names("dataset"):
-        out += registry.get("dataset", dataset).option("shape_flags", ())
-    return tuple(dict.fromkeys(out))
-
-
 def incompatible_flags(old: Mapping[str, str], new: Mapping[str, Any]) -> list[str]:
     """Names of shape/identity flags whose values differ between a run's flags and `new`."""
     diff = []
     for name in shape_flags(old.get("model", ""), old.get("dataset", "")):
-        if name in old and name in new and old[name] != _flag_value_text(new[name]):
+        if name in old and name in new and old[name] != flag_value_text(new[name]):
             diff.append(name)
     for name in _ON_OFF_FLAGS:
         if name in old and name in new and (float(old[name]) > 0) != (float(new[name]) > 0):
@@ -160,7 +112,7 @@ def check_compatible(root: str, config: Mapping[str, Any]) -> RunDir:
     if old is not None:
         diff = incompatible_flags(old, config)
         if diff:
-            changes = ", ".join(f"--{n}={old[n]} (now {_flag_value_text(config[n])})"
+            changes = ", ".join(f"--{n}={old[n]} (now {flag_value_text(config[n])})"
                                 for n in diff)
             raise ValueError(f"--run_dir={root} holds a run with different {changes}; use a "
                              "new --run_dir or the recorded values")

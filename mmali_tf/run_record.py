@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any
 
-from mmali_tf import run_dir as run_dir_lib
+from mmali_tf.flags_text import format_flags, parse_flags_text, shape_flags
 
 #: run.json layout this release writes and reads (a newer one is refused, older ones read).
 FORMAT_VERSION = 1
@@ -25,7 +25,7 @@ def _damaged(path: str, why: str, fix: str) -> ValueError:
     return ValueError(f"{path} is damaged: {why}; {fix}")
 
 
-def read_flags(run: "run_dir_lib.RunDir") -> dict[str, str] | None:
+def read_flags(run: Any) -> dict[str, str] | None:
     """flags.txt as {name: value text}, None when absent; ValueError when damaged."""
     if not os.path.exists(run.flags_txt):
         return None
@@ -42,14 +42,14 @@ def read_flags(run: "run_dir_lib.RunDir") -> dict[str, str] | None:
         if line.strip() and not _FLAG_LINE.match(line.strip()):
             raise _damaged(run.flags_txt, f"line {number} {line.strip()[:60]!r} is not "
                            "--name=value", fix)
-    flags = run_dir_lib.parse_flags_text(text)
+    flags = parse_flags_text(text)
     missing = [name for name in ("model", "dataset") if name not in flags]
     if missing:
         raise _damaged(run.flags_txt, f"it has no --{missing[0]}", fix)
     return flags
 
 
-def read_record(run: "run_dir_lib.RunDir") -> dict[str, Any] | None:
+def read_record(run: Any) -> dict[str, Any] | None:
     """run.json ({"config", "specs", "format_version"}), None when absent; ValueError when
     damaged, from a newer release, or contradicting flags.txt on a shape flag."""
     if not os.path.exists(run.run_json):
@@ -75,9 +75,9 @@ def read_record(run: "run_dir_lib.RunDir") -> dict[str, Any] | None:
         raise _damaged(run.run_json, "config, specs, model or dataset has the wrong type", fix)
     flags = read_flags(run)
     if flags is not None:
-        for name in run_dir_lib.shape_flags(config["model"], config["dataset"]):
-            recorded = run_dir_lib.parse_flags_text(
-                run_dir_lib.format_flags({name: config.get(name)})).get(name)
+        for name in shape_flags(config["model"], config["dataset"]):
+            recorded = parse_flags_text(
+                format_flags({name: config.get(name)})).get(name)
             if recorded is not None and flags.get(name) != recorded:
                 raise ValueError(f"{run.flags_txt} and {run.run_json} disagree on --{name} "
                                  f"({flags.get(name, 'missing')} vs {recorded}): one was "

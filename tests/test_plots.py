@@ -42,7 +42,7 @@ def _cell_rows(grid: np.ndarray, n_rows: int, cell: int) -> list[np.ndarray]:
 
 
 def _model(specs, style_dim=6, **cfg):
-    return IdentityModel(specs, {"latent_dim": 16, "style_dim": style_dim, **cfg})
+    return IdentityModel(specs, {"latent_dim": 16, "style_dim": style_dim, "ema_decay": 0.0, **cfg})
 
 
 def test_grid_shape_rows_and_perfect_reconstruction():
