@@ -22,8 +22,9 @@ from test_reproduce import REPO, _features_config
 HARNESS = ["-m", "mmali_tf.reproduce", "--suite=digits", "--runs_root=runs", "--out_dir=out",
            "--protocol=reference", "--num_samples=40"]
 TIMEOUT = 900
-#: what a rerun cannot reproduce: when it ran and how long things took.
-CLOCK_FIELDS = ("created", "wall_s", "load_avg", "train_wall_s", "ms_per_step", "eval_wall_s")
+#: what a rerun cannot reproduce: when it ran, how long things took, how loaded the machine was.
+CLOCK_FIELDS = ("created", "wall_s", "load_avg", "train_load", "train_wall_s", "ms_per_step",
+                "eval_wall_s")
 
 
 def _suite_dir(root: str, config: str) -> str:
