@@ -15,11 +15,14 @@ import numpy as np
 from mmali_tf import registry
 
 KINDS = ("image", "vector", "text")
-LIKELIHOODS = ("laplace", "normal", "bernoulli", "bernoulli_logits", "categorical")
+LIKELIHOODS = ("laplace", "normal", "bernoulli", "bernoulli_logits", "categorical",
+               "categorical_logratio")
+#: likelihoods of one-hot data: a softmax over the last axis, or mmJSD's released variant
+CATEGORICAL = ("categorical", "categorical_logratio")
 #: batches carry the class labels under this key, so no modality may take it
 RESERVED_NAME = "label"
 #: likelihoods evaluated on the decoder's logits (its output before the final sigmoid/softmax)
-LOGIT_LIKELIHOODS = ("bernoulli_logits", "categorical")
+LOGIT_LIKELIHOODS = ("bernoulli_logits", *CATEGORICAL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +41,10 @@ class ModalitySpec:
       dtype: dtype of model inputs (always float32 for now).
       likelihood: VAE likelihood family of p(x|z): `laplace`, `normal`, `bernoulli` (on the
         decoder's clamped probabilities), `bernoulli_logits` (on its logits, as
-        BCE-with-logits; any x in [0, 1]) or `categorical` (one-hot vectors, on its logits).
+        BCE-with-logits; any x in [0, 1]), `categorical` (one-hot vectors, on its logits) or
+        `categorical_logratio` (one-hot vectors with probabilities log_softmax(l) /
+        sum(log_softmax(l)) of its logits l: what mmJSD's released code computes, see
+        `models/vae/distributions.py`).
       likelihood_scale: fixed scale of the Laplace/Normal likelihood (0.75 for images).
       likelihood_weight: rescaling weight lambda_m of log p(x_m|z) in VAE objectives.
       recon_weight: mmALI's mod_k multiplier of its reconstruction terms (1 except CUB captions).
@@ -77,10 +83,10 @@ class ModalitySpec:
         if self.likelihood in LOGIT_LIKELIHOODS and self.value_range != (0.0, 1.0):
             raise ValueError(f"ModalitySpec {self.name!r}: likelihood {self.likelihood!r} needs "
                              f"value_range (0, 1), got {self.value_range}")
-        if self.likelihood == "categorical" and not (
+        if self.likelihood in CATEGORICAL and not (
                 (self.kind == "vector" and len(self.shape) == 1) or self.kind == "text"):
-            raise ValueError(f"ModalitySpec {self.name!r}: likelihood 'categorical' needs a "
-                             f"one-hot vector modality of shape (K,) or a text modality, got "
+            raise ValueError(f"ModalitySpec {self.name!r}: likelihood {self.likelihood!r} "
+                             f"needs a one-hot vector modality of shape (K,) or a text modality, got "
                              f"{self.kind} {self.shape}")
         self._check_text()
 
@@ -97,9 +103,9 @@ class ModalitySpec:
             raise ValueError(f"ModalitySpec {self.name!r}: a text modality has shape (L, "
                              f"{len(self.alphabet)}) for its {len(self.alphabet)}-character "
                              f"alphabet, got {self.shape}")
-        if self.likelihood != "categorical":
-            raise ValueError(f"ModalitySpec {self.name!r}: a text modality has the "
-                             f"'categorical' likelihood, got {self.likelihood!r}")
+        if self.likelihood not in CATEGORICAL:
+            raise ValueError(f"ModalitySpec {self.name!r}: a text modality has a likelihood of "
+                             f"{CATEGORICAL}, got {self.likelihood!r}")
 
     @property
     def size(self) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmali_tf import latent as latent_lib
-from mmali_tf.data.specs import ModalitySpec, PairedDataset
+from mmali_tf.data.specs import CATEGORICAL, ModalitySpec, PairedDataset
 from mmali_tf.metrics.common import (InferenceView, paired_batches, progress, seed_stream,
                                      tick)
 
@@ -52,7 +52,7 @@ def data_log_likelihood(spec: ModalitySpec, x: tf.Tensor, loc: tf.Tensor) -> tf.
         ll = -math.log(2.0 * s) - tf.abs(x - loc) / s
     elif spec.likelihood == "normal":
         ll = -0.5 * (LOG_2PI + 2.0 * math.log(s)) - 0.5 * tf.square((x - loc) / s)
-    elif spec.likelihood == "categorical":      # loc: class probabilities (softmax output)
+    elif spec.likelihood in CATEGORICAL:      # loc: class probabilities (decoder output)
         ll = x * tf.math.log(tf.clip_by_value(loc, 1e-6, 1.0))
     else:                                       # bernoulli, bernoulli_logits: loc = sigmoid
         p = tf.clip_by_value(loc, 1e-6, 1.0 - 1e-6)

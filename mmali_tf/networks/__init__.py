@@ -7,7 +7,8 @@ Families (declared in their modules with `registry.register_network_family`): `m
 (mmJSD's 1-D convolutional text networks). Encoders output raw
 linear parameters (callers split [mean | logvar]); image decoders end in a sigmoid scaled to
 `spec.value_range` unless their family sets `BOUNDED_OUTPUT = False`,
-`categorical` vector decoders in a softmax, other vector decoders are linear.
+`categorical` vector and text decoders in a softmax (`categorical_logratio` ones in
+`logsoftmax_ratio`), other vector decoders are linear.
 `decoder_logits` gives the decoder without that final activation (for likelihoods on logits,
 `specs.LOGIT_LIKELIHOODS`).
 """
@@ -23,7 +24,19 @@ from mmali_tf.networks.spectral_norm import SNConv2D, SNDense
 
 __all__ = ["INITS", "SNConv2D", "SNDense", "build_decoder", "build_encoder",
            "bounded_output", "build_joint_critic", "build_joint_xz_critic", "build_xz_critic",
-           "decoder_logits"]
+           "decoder_logits", "logsoftmax_ratio"]
+
+
+@keras.saving.register_keras_serializable(package="mmali_tf")
+def logsoftmax_ratio(logits):
+    """log_softmax(l) / sum(log_softmax(l)) over the last axis: the class probabilities of the
+    `categorical_logratio` likelihood. mmJSD's released code (thomassutter/mmjsd,
+    networks/ConvNetworksTextMNIST.py `DecoderText` ends in a LogSoftmax, utils/utils.py
+    `get_likelihood` gives `OneHotCategorical`, which takes it as its first argument, `probs`,
+    and normalises it to these ratios of negative numbers): a distribution over the alphabet
+    that puts most mass where the softmax puts least."""
+    logp = keras.ops.log_softmax(logits, axis=-1)
+    return logp / keras.ops.sum(logp, axis=-1, keepdims=True)
 
 
 def bounded_output(spec) -> bool:
@@ -46,13 +59,16 @@ def build_decoder(spec, latent_dim: int, init: str = "normal",
                   name: str | None = None) -> keras.Model:
     """z (None, latent_dim) -> (None, *spec.shape): the mean of p(x|z); a sigmoid (scaled to
     value_range) for images (unless the family's output is unbounded), a softmax for
-    `categorical` vectors and text (per position)."""
+    `categorical` vectors and text (per position), `logsoftmax_ratio` for
+    `categorical_logratio`."""
     module = family(spec)
     check_init(init)
     z = keras.Input((check_dim("latent_dim", latent_dim),), name="z")
     out = module.decoder(z, spec.shape, init)
     if spec.likelihood == "categorical":
         out = keras.layers.Activation("softmax")(out)
+    elif spec.likelihood == "categorical_logratio":
+        out = keras.layers.Activation(logsoftmax_ratio)(out)
     elif bounded_output(spec) or spec.likelihood == "bernoulli_logits":
         out = keras.layers.Activation("sigmoid")(out)
         low, high = spec.value_range

@@ -21,8 +21,10 @@ import numpy as np
 from mmali_tf.networks.spectral_norm import SNConv2D, SNDense
 from mmali_tf.reference import layout
 
-WEIGHTED = (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Conv2DTranspose, SNDense,
-            SNConv2D)
+#: our convolution layers -> the rank of the torch kernel each one takes
+CONVS = {keras.layers.Conv1D: 3, keras.layers.Conv1DTranspose: 3, keras.layers.Conv2D: 4,
+         keras.layers.Conv2DTranspose: 4, SNConv2D: 4}
+WEIGHTED = (keras.layers.Dense, SNDense, *CONVS)
 TORCH_NAMES = {"kernel": None, "bias": "bias", "sn_u": "weight_u", "sn_v": "weight_v"}
 
 
@@ -125,17 +127,17 @@ def _convert(layer, tl: TorchLayer, embedding: bool = False) -> list[tuple[str, 
     """(our variable name, value) pairs for one layer from its torch module (`embedding`: an
     nn.Embedding table, already in Dense kernel layout)."""
     w = tl.tensors[tl.weight_key]
-    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, SNConv2D)) \
-            and w.ndim != 4:
-        raise ImportMismatch(f"{tl.keys[tl.weight_key]}: shape {_shape(w)} is no convolution "
-                             f"kernel, but {layer.name} is a convolution "
+    rank = next((r for cls, r in CONVS.items() if isinstance(layer, cls)), None)
+    if rank is not None and w.ndim != rank:
+        raise ImportMismatch(f"{tl.keys[tl.weight_key]}: shape {_shape(w)} is no "
+                             f"{rank - 2}-D convolution kernel, but {layer.name} is one "
                              f"{_shape(layer.weights[0])}")
     in_chw = out_chw = None
     if embedding:
         kernel = w
-    elif isinstance(layer, keras.layers.Conv2DTranspose):
+    elif isinstance(layer, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose)):
         kernel = layout.conv_transpose_kernel(w)
-    elif isinstance(layer, (keras.layers.Conv2D, SNConv2D)):
+    elif rank is not None:
         kernel = layout.conv_kernel(w)
     elif w.ndim == 4:
         kernel = layout.conv_as_dense_kernel(w)

@@ -2,7 +2,8 @@
 
 PyTorch stores a Linear weight as (out, in), a Conv2d kernel as OIHW, a ConvTranspose2d kernel
 as (in, out, kh, kw) and flattens NCHW feature maps in (C, H, W) order; Keras uses (in, out),
-HWIO, (kh, kw, out, in) and NHWC flattening in (H, W, C) order. A spectral-norm layer's `u`
+HWIO, (kh, kw, out, in) and NHWC flattening in (H, W, C) order. The 1-D layers (Conv1d (O, I,
+k), ConvTranspose1d (I, O, k)) map the same way to Keras' (k, I, O) and (k, O, I). A spectral-norm layer's `u`
 has the output size in both; its `v` has the fan-in, ordered like the flattened kernel input.
 """
 
@@ -41,9 +42,15 @@ def dense_bias(bias: np.ndarray, out_chw: tuple[int, int, int] | None = None) ->
     return b if out_chw is None else b[chw_to_hwc_axis(b.size, out_chw)]
 
 
+def _spatial_first(weight: np.ndarray) -> np.ndarray:
+    """(a, b, *spatial) -> (*spatial, b, a): torch's two channel axes last, reversed."""
+    w = np.asarray(weight)
+    return w.transpose(*range(2, w.ndim), 1, 0)
+
+
 def conv_kernel(weight: np.ndarray) -> np.ndarray:
-    """Conv2d OIHW -> Conv2D HWIO."""
-    return np.asarray(weight).transpose(2, 3, 1, 0)
+    """Conv2d OIHW -> Conv2D HWIO (Conv1d OIk -> Conv1D kIO)."""
+    return _spatial_first(weight)
 
 
 def conv_as_dense_kernel(weight: np.ndarray) -> np.ndarray:
@@ -54,8 +61,9 @@ def conv_as_dense_kernel(weight: np.ndarray) -> np.ndarray:
 
 
 def conv_transpose_kernel(weight: np.ndarray) -> np.ndarray:
-    """ConvTranspose2d (in, out, kh, kw) -> Conv2DTranspose (kh, kw, out, in)."""
-    return np.asarray(weight).transpose(2, 3, 1, 0)
+    """ConvTranspose2d (in, out, kh, kw) -> Conv2DTranspose (kh, kw, out, in) (ConvTranspose1d
+    (in, out, k) -> Conv1DTranspose (k, out, in))."""
+    return _spatial_first(weight)
 
 
 def sn_v(v: np.ndarray, torch_weight_shape: tuple[int, ...],

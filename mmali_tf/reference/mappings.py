@@ -3,7 +3,8 @@
 `import_state_dict(model, state, ema_state)` assigns an authors' state_dict (and their EMA
 model's) to one of our models; `TorchLayout` maps our arrays (weights, gradients) back to the
 authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation (`JointModel`),
-MMVAE (iffsid/mmvae), mmJSD / mmJSD-MS (thomassutter/mmjsd, MLP networks), MVAE
+MMVAE (iffsid/mmvae), mmJSD / mmJSD-MS (thomassutter/mmjsd: MNIST MLPs, SVHN convnets, text
+1-D convnets), MVAE
 (mhw32/multimodal-vae-public, MNIST image + label), MoPoE (thomassutter/MoPoE, PolyMNIST
 convnets or MLP networks) and MMVAE+ (epalu/mmvaeplus, one-trunk encoders).
 """
@@ -74,16 +75,22 @@ def mmvae_pairs(model, state) -> list[Pair]:
 # ----------------------------------------------------------------------------- mmJSD
 def mmjsd_pairs(model, state) -> list[Pair]:
     """thomassutter/mmjsd VAEtrimodalSVHNMNIST: encoder_<m> (heads style_mu, class_mu,
-    style_logvar, class_logvar, or hidden_mu, hidden_logvar without style) and decoder_<m>,
-    matched by modality name (MNIST MLPs, or the SVHN convnets as our `mmjsd_svhn`)."""
+    style_logvar, class_logvar, or without style hidden_mu, hidden_logvar of the image
+    networks and latent_mu, latent_logvar of the text network) and decoder_<m>, matched by
+    modality name (MNIST MLPs, the SVHN convnets as our `mmjsd_svhn`, the text 1-D convnets
+    as our `text_conv`)."""
     missing = [m for m in model.modalities
                if not any(k.startswith(f"encoder_{m}.") for k in state)]
     if missing:
         raise ImportMismatch(f"missing tensor: no encoder_{missing[0]}.* in the checkpoint "
                              f"(modalities {model.modalities})")
-    heads = (("style_mu", "class_mu", "style_logvar", "class_logvar") if model.uses_style
-             else ("hidden_mu", "hidden_logvar"))
-    return ([Pair(model.encoders[m], f"encoder_{m}.", merge=heads) for m in model.modalities]
+
+    def heads(m: str) -> tuple[str, ...]:
+        if model.uses_style:
+            return ("style_mu", "class_mu", "style_logvar", "class_logvar")
+        text = any(k.startswith(f"encoder_{m}.latent_mu.") for k in state)
+        return ("latent_mu", "latent_logvar") if text else ("hidden_mu", "hidden_logvar")
+    return ([Pair(model.encoders[m], f"encoder_{m}.", merge=heads(m)) for m in model.modalities]
             + [Pair(model.decoders[m], f"decoder_{m}.") for m in model.modalities])
 
 

@@ -111,7 +111,8 @@ WIDTH_CONSTANTS = [("mmali_tf.networks.mlp", "HIDDEN"), ("mmali_tf.networks.mlp"
                    ("mmali_tf.networks.mmjsd_svhn", "ENCODER_CHANNELS"),
                    ("mmali_tf.networks.mmjsd_svhn", "FEATURES"),
                    ("mmali_tf.networks.mmjsd_svhn", "DECODER_CHANNELS"),
-                   ("mmali_tf.networks.polymnist_conv", "CHANNELS")]
+                   ("mmali_tf.networks.polymnist_conv", "CHANNELS"),
+                   ("mmali_tf.networks.text_conv", "DIM")]
 
 
 @contextlib.contextmanager

@@ -10,8 +10,11 @@ every weight and every Adam slot after every iteration (fixtures from
 tools/golden/make_fixtures.py --mmjsd, networks narrowed as recorded). Settings (see tools/golden/mmjsd_case.py): two 28x28
 modalities with the authors' MNIST networks (`*_mnist_pair`), or MNIST and SVHN with their own
 networks (`mmjsd_mnist_svhn`: their SVHN convnet, no output sigmoid, is our `mmjsd_svhn`
-family); their reconstruction weights (3072/784, 1) and uniform JS weights 1/3; the text
-modality is not covered.
+family); their reconstruction weights (3072/784, 1) and uniform JS weights 1/3. And their
+whole MNIST-SVHN-Text model (`mmjsd_mnist_svhn_text`): text (8, 71) one-hot through their
+1-D convnets (our `text_conv`) with their text likelihood (our `categorical_logratio`: their
+`OneHotCategorical` takes the decoder's log-softmax as its probabilities), reconstruction
+weights (3072/784, 1, 3072/8) and JS weights 1/4.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import tensorflow as tf
 from golden_fixtures import Fixture, narrow_networks, term_mismatches
 from mmali_tf import latent as latent_lib
 from mmali_tf.data.svhn import MNIST, SVHN
+from mmali_tf.data.text import WordRule
 from mmali_tf.models.draws import ReplayDraws
 from mmali_tf.models.vae import objectives as obj
 from mmali_tf.models.vae.mmjsd import MMJSD
@@ -37,11 +41,14 @@ GRAD_RTOL = 1e-4
 
 def build(fx: Fixture, **overrides) -> tuple[MMJSD, dict]:
     meta = fx.meta
-    w1, w2 = meta["rec_weights"]
     second = (dataclasses.replace(SVHN, network=meta["svhn_network"]) if "svhn_network" in meta
               else dataclasses.replace(MNIST, name="svhn"))
-    specs = [dataclasses.replace(MNIST, likelihood_weight=w1),
-             dataclasses.replace(second, likelihood_weight=w2)]
+    specs = [MNIST, second]
+    if "text" in meta:  # their text networks and likelihood (OneHotCategorical(log_softmax))
+        specs.append(dataclasses.replace(WordRule().spec("text"),
+                                         likelihood="categorical_logratio"))
+    specs = [dataclasses.replace(s, likelihood_weight=w)
+             for s, w in zip(specs, meta["rec_weights"], strict=True)]
     with narrow_networks(meta["narrow"]):
         model = MMJSD(specs, dict(meta["config"], seed=0, **overrides))
         model.build_from_specs()
@@ -80,7 +87,8 @@ def logged_terms(model: MMJSD, batch: dict, eps: np.ndarray) -> dict[str, float]
     return {k: float(v) for k, v in out.items()}
 
 
-@pytest.mark.parametrize("case", ["mmjsd_mnist_pair", "mmjsd_ms_mnist_pair", "mmjsd_mnist_svhn"])
+@pytest.mark.parametrize("case", ["mmjsd_mnist_pair", "mmjsd_ms_mnist_pair", "mmjsd_mnist_svhn",
+                                  "mmjsd_mnist_svhn_text"])
 def test_trajectory_matches_authors(case):
     fx = Fixture(case)
     model, shapes = build(fx)
@@ -91,10 +99,11 @@ def test_trajectory_matches_authors(case):
     got.update(loss=float(loss), group_div=float(terms["js"]))
     problems = term_mismatches(got, want)
     # our aggregate terms against the authors' composition of theirs (run_epoch)
-    w1, w2 = fx.meta["rec_weights"]
-    agg_want = {"recon": w1 * want["rec_M1"] + w2 * want["rec_M2"]}
+    tags = [f"M{i + 1}" for i in range(len(model.modalities))]
+    agg_want = {"recon": sum(w * want[f"rec_{t}"]
+                             for w, t in zip(fx.meta["rec_weights"], tags))}
     if model.uses_style:
-        agg_want["kl_style"] = want["kld_style_M1"] + want["kld_style_M2"]
+        agg_want["kl_style"] = sum(want[f"kld_style_{t}"] for t in tags)
     problems += term_mismatches({k: float(terms[k]) for k in agg_want}, agg_want)
     problems += run_mismatches(fx, model, TorchLayout(model, shapes), grads, GRAD_RTOL)
     assert not problems, "\n".join(problems)

@@ -6,7 +6,7 @@ oneDNN on or off, AVX2 or AVX-512) compute the same pre-activation only up to ro
 input within rounding of a kink can land on different sides and change every gradient below
 it. A golden case is therefore drawn again (next seed) until every kink input of its whole
 case is at least `MARGIN` times its scale from its kink. The scale of an entry computed by a
-Linear / Conv2d / ConvTranspose2d layer (the input of the activation that follows it) is the
+Linear / Conv1d / Conv2d / ConvTranspose1d / ConvTranspose2d layer (the input of the activation that follows it) is the
 l2 norm of its terms, sqrt(sum_i (w_i x_i)^2 + b^2), which sets the size of its rounding error
 (float32 rounding errors of a sum add up like a random walk: ~6e-8 times that norm); of any
 other kink input, the root mean square of its tensor. An entry made of few small terms (a
@@ -39,6 +39,8 @@ RULE = ("every input x of a kink (ReLU, LeakyReLU, Hardtanh/ReLU6, clamp, abs, e
         "MARGIN * scale over the whole case, scale = sqrt(sum (w_i x_i)^2 + b^2) for the output "
         "of a Linear/Conv layer, else rms(x); cases are redrawn (next seed) until it holds")
 
+#: layers whose outputs get the scale of their terms
+LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d)
 _MODULE_KINKS = {nn.ReLU: lambda m: (0.0,), nn.LeakyReLU: lambda m: (0.0,),
                  nn.ReLU6: lambda m: (0.0, 6.0),
                  nn.Hardtanh: lambda m: (m.min_val, m.max_val)}
@@ -94,12 +96,14 @@ class KinkRecorder:
         b = None if module.bias is None else module.bias.detach().double().square()
         if isinstance(module, nn.Linear):
             terms = F.linear(x, w, b)
-        elif isinstance(module, nn.Conv2d):
-            terms = F.conv2d(x, w, b, module.stride, module.padding, module.dilation,
-                             module.groups)
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            conv = F.conv1d if isinstance(module, nn.Conv1d) else F.conv2d
+            terms = conv(x, w, b, module.stride, module.padding, module.dilation, module.groups)
         else:
-            terms = F.conv_transpose2d(x, w, b, module.stride, module.padding,
-                                       module.output_padding, module.groups, module.dilation)
+            conv = F.conv_transpose1d if isinstance(module, nn.ConvTranspose1d) else \
+                F.conv_transpose2d
+            terms = conv(x, w, b, module.stride, module.padding, module.output_padding,
+                         module.groups, module.dilation)
         self._terms = (out, terms.sqrt())
 
     def _hook(self, name: str, kinks: Callable):
@@ -121,7 +125,7 @@ class KinkRecorder:
         self._stack = contextlib.ExitStack()
         for root in self.modules:
             for name, m in root.named_modules():
-                if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+                if isinstance(m, LAYERS):
                     self._stack.callback(m.register_forward_hook(self._term_norms).remove)
                 for kind, kinks in _MODULE_KINKS.items():
                     if isinstance(m, kind):

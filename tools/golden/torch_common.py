@@ -166,7 +166,8 @@ NARROW = {32: 4, 64: 8, 128: 16, 256: 8, 400: 13, 512: 16, 768: 24, 1024: 32}
 
 @contextlib.contextmanager
 def narrow_layers(widths: dict[int, int]):
-    """Within the context, `nn.Linear`, `nn.Conv2d`, `nn.ConvTranspose2d` and `nn.Embedding` built with an
+    """Within the context, `nn.Linear`, `nn.Conv1d`, `nn.Conv2d`, `nn.ConvTranspose1d`,
+    `nn.ConvTranspose2d` and `nn.Embedding` built with an
     in/out size in `widths` get `widths[size]` instead (other sizes: data, latent and output
     dimensions, are kept). The authors' classes, forward code, layer order, kernel sizes and
     spectral norms are unchanged; only their width constants are smaller."""
@@ -174,7 +175,8 @@ def narrow_layers(widths: dict[int, int]):
         return widths.get(n, n)
 
     originals = {}
-    for cls in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Embedding):
+    for cls in (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.ConvTranspose1d,
+                torch.nn.ConvTranspose2d, torch.nn.Embedding):
         originals[cls] = cls.__init__
 
         def init(self, *args, __orig=originals[cls], **kwargs):

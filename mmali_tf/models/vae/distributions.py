@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from mmali_tf import latent as latent_lib
-from mmali_tf.data.specs import ModalitySpec
-from mmali_tf.networks import bounded_output
+from mmali_tf.data.specs import CATEGORICAL, ModalitySpec
+from mmali_tf.networks import bounded_output, logsoftmax_ratio
 
 tfd = tfp.distributions
 
 #: clamp of image likelihood means (MMVAE clamps sigmoid outputs to [1e-6, 1 - 1e-6]).
 MEAN_EPS = 1e-6
+#: torch's `clamp_probs` bound of a categorical's probabilities (float32 machine epsilon)
+PROBS_EPS = float(np.finfo(np.float32).eps)
 
 
 def posterior(mean: tf.Tensor, logvar: tf.Tensor, family: str) -> tfd.Distribution:
@@ -50,13 +53,20 @@ def likelihood(spec: ModalitySpec, param: tf.Tensor) -> tfd.Distribution:
     sigmoid; no clamp, exact -BCE-with-logits for any x in [0, 1], as MVAE's authors compute
     it). categorical: `param` are logits over the last axis, x one-hot; a text modality
     (L, A) sums the log-probabilities of its L positions (mmJSD's `log_prob_text`).
+    categorical_logratio: the same with probabilities `logsoftmax_ratio(param)`, clamped to
+    [eps, 1 - eps] as torch's `probs_to_logits` clamps them: what mmJSD's released text
+    likelihood computes (`OneHotCategorical(log_softmax)`: log-probabilities taken as `probs`).
     """
     ndims = len(spec.shape)
     if spec.likelihood == "bernoulli_logits":
         return tfd.Independent(tfd.Bernoulli(logits=param, dtype=param.dtype),
                                reinterpreted_batch_ndims=ndims)
-    if spec.likelihood == "categorical":  # one categorical per position of a text modality
-        return tfd.Independent(tfd.OneHotCategorical(logits=param, dtype=param.dtype),
+    if spec.likelihood in CATEGORICAL:  # one categorical per position of a text modality
+        logits = param
+        if spec.likelihood == "categorical_logratio":
+            logits = tf.math.log(tf.clip_by_value(logsoftmax_ratio(param), PROBS_EPS,
+                                                  1.0 - PROBS_EPS))
+        return tfd.Independent(tfd.OneHotCategorical(logits=logits, dtype=param.dtype),
                                reinterpreted_batch_ndims=ndims - 1)
     mean = param
     if bounded_output(spec) or spec.likelihood == "bernoulli":
