@@ -3,6 +3,7 @@ the trimodal datasets, word-match coherence, sample grids."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -72,7 +73,7 @@ def test_text_spec_checks():
     assert "alphabet" not in HAND.to_dict()        # other kinds' dicts (and cache keys) unchanged
     with pytest.raises(ValueError, match=r"shape \(L, 3\)"):
         ModalitySpec("t", (8, 71), "text", "text_conv", likelihood="categorical", alphabet="ab ")
-    with pytest.raises(ValueError, match="'categorical' likelihood"):
+    with pytest.raises(ValueError, match="a text modality has a likelihood of"):
         ModalitySpec("t", (8, 3), "text", "mnist_mlp", likelihood="laplace", alphabet="ab ")
     with pytest.raises(ValueError, match="padding space"):
         ModalitySpec("t", (8, 2), "text", "mnist_mlp", likelihood="categorical", alphabet="ab")
@@ -90,6 +91,29 @@ def test_text_likelihood_sums_positions_of_log_softmax():
     np.testing.assert_allclose(got, want, rtol=1e-5)
     wrong_axis = (x * (logits - np.log(np.exp(logits).sum(-2, keepdims=True)))).sum(axis=(1, 2))
     assert not np.allclose(got, wrong_axis, rtol=1e-3)
+
+
+def test_logratio_likelihood_is_the_authors_one_hot_categorical_of_log_softmax():
+    """mmJSD's released `OneHotCategorical(log_softmax)` takes log-probabilities as `probs`:
+    p = log_softmax / sum(log_softmax), which the decoder outputs and the likelihood scores."""
+    spec = RULE.spec(likelihood="categorical_logratio")
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(4, 8, 71)).astype(np.float32)
+    x = text_codec.encode(["one", "two", " three", "nine"], ALPHABET, 8)
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ratio = log_softmax / log_softmax.sum(-1, keepdims=True)
+    got = distributions.log_likelihood(spec, tf.constant(logits), tf.constant(x)).numpy()
+    np.testing.assert_allclose(got, (x * np.log(ratio)).sum(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(networks.logsoftmax_ratio(logits).numpy(), ratio, rtol=1e-5)
+    dec = networks.build_decoder(spec, 20)
+    z = rng.normal(size=(3, 20)).astype(np.float32)
+    probs = dec(z).numpy()
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(probs, networks.logsoftmax_ratio(
+        networks.decoder_logits(dec)(z)).numpy(), rtol=1e-6)
+    again = keras.models.model_from_json(dec.to_json())    # the activation serialises by name
+    again.set_weights(dec.get_weights())
+    np.testing.assert_allclose(again(z).numpy(), probs, rtol=1e-6)
 
 
 def test_likelihood_weights_count_text_positions():
@@ -183,6 +207,10 @@ def test_mnist_svhn_text_from_files(tmp_path):
         assert words == [text_codec.DIGIT_WORDS[y] for y in split.pair_labels()]
     with pytest.raises(FileNotFoundError, match="SVHN file"):
         data.load("mnist_svhn_text", {"data_dir": str(tmp_path / "mnist")})
+    released = data.load("mnist_svhn_text", {"data_dir": str(tmp_path), "data_multiplication": 2,
+                                             "text_likelihood": "categorical_logratio"})
+    assert [s.likelihood for s in released.specs] == ["laplace", "laplace",
+                                                      "categorical_logratio"]
 
 
 def test_sample_grid_shows_text_as_strings():

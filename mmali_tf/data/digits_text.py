@@ -17,8 +17,9 @@ from mmali_tf.data.text import text_dataset
 from mmali_tf.registry import register_dataset
 
 
-@register_dataset("digits_text", settings=DigitsTextSettings)
+@register_dataset("digits_text", settings=DigitsTextSettings, shape_flags=("text_likelihood",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `digits_text` PairedDataset (modalities `hand`, `print`, `text`)."""
+    settings = DigitsTextSettings.from_config(config)
     return text_dataset("digits_text", (digits.HAND, digits.PRINT), digits.splits(config),
-                        config, DigitsTextSettings.from_config(config).seed)
+                        config, settings.seed, likelihood=settings.text_likelihood)

@@ -19,10 +19,12 @@ from mmali_tf.data.text import text_dataset
 from mmali_tf.registry import register_dataset
 
 
-@register_dataset("mnist_svhn_text", settings=MNISTSVHNTextSettings)
+@register_dataset("mnist_svhn_text", settings=MNISTSVHNTextSettings,
+                  shape_flags=("text_likelihood",))
 def load(config: Mapping[str, Any]) -> PairedDataset:
     """The `mnist_svhn_text` PairedDataset (modalities `mnist`, `svhn`, `text`)."""
     mnist, street = idx.load_mnist(config), svhn.load_svhn(config)
     arrays = {s: {"mnist": mnist[s], "svhn": street[s]} for s in ("train", "test")}
+    settings = MNISTSVHNTextSettings.from_config(config)
     return text_dataset("mnist_svhn_text", (svhn.MNIST, svhn.SVHN), arrays, config,
-                        MNISTSVHNTextSettings.from_config(config).seed)
+                        settings.seed, likelihood=settings.text_likelihood)

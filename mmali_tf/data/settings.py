@@ -12,6 +12,7 @@ import dataclasses
 from typing import ClassVar
 
 from mmali_tf.config import DataSettings, Rule, Settings, setting
+from mmali_tf.data.specs import CATEGORICAL
 
 #: network families of the PolyMNIST-style datasets (`--poly_network`).
 POLY_NETWORKS = ("mnist_mlp", "polymnist_conv")
@@ -96,7 +97,18 @@ class DigitsSettings(PairingSettings, PrintCountSettings):
 
 
 @dataclasses.dataclass(frozen=True)
-class DigitsTextSettings(DigitsSettings):
+class TextSettings(Settings):
+    """The likelihood of the trimodal datasets' `text` modality (`data/text.py`)."""
+
+    text_likelihood: str = setting(
+        "categorical", "digits_text, mnist_svhn_text: likelihood of `text`: 'categorical' "
+        "(a softmax over the alphabet per position) or 'categorical_logratio' (what mmJSD's "
+        "released code computes: its OneHotCategorical takes the decoder's log-softmax as "
+        "probabilities, p = log_softmax / sum(log_softmax)).", choices=CATEGORICAL)
+
+
+@dataclasses.dataclass(frozen=True)
+class DigitsTextSettings(DigitsSettings, TextSettings):
     """`digits_text` (`data/digits_text.py`): the `digits` images plus text."""
 
 
@@ -106,7 +118,7 @@ class MNISTSVHNSettings(PairingSettings, DataDirSettings, TfdsSettings):
 
 
 @dataclasses.dataclass(frozen=True)
-class MNISTSVHNTextSettings(MNISTSVHNSettings):
+class MNISTSVHNTextSettings(MNISTSVHNSettings, TextSettings):
     """`mnist_svhn_text` (`data/mnist_svhn_text.py`): MNIST-SVHN plus text."""
 
 

@@ -86,8 +86,8 @@ class ModalitySpec:
         if self.likelihood in CATEGORICAL and not (
                 (self.kind == "vector" and len(self.shape) == 1) or self.kind == "text"):
             raise ValueError(f"ModalitySpec {self.name!r}: likelihood {self.likelihood!r} "
-                             f"needs a one-hot vector modality of shape (K,) or a text modality, got "
-                             f"{self.kind} {self.shape}")
+                             "needs a one-hot vector modality of shape (K,) or a text modality, "
+                             f"got {self.kind} {self.shape}")
         self._check_text()
 
     def _check_text(self) -> None:
@@ -104,8 +104,8 @@ class ModalitySpec:
                              f"{len(self.alphabet)}) for its {len(self.alphabet)}-character "
                              f"alphabet, got {self.shape}")
         if self.likelihood not in CATEGORICAL:
-            raise ValueError(f"ModalitySpec {self.name!r}: a text modality has a likelihood of "
-                             f"{CATEGORICAL}, got {self.likelihood!r}")
+            raise ValueError(f"ModalitySpec {self.name!r}: a text modality has a likelihood "
+                             f"of {CATEGORICAL}, got {self.likelihood!r}")
 
     @property
     def size(self) -> int:

@@ -41,10 +41,12 @@ class WordRule:
         text_codec.check_alphabet(self.alphabet)
         text_codec.codes(self.words, self.alphabet, self.length - 1)  # fits with a free end
 
-    def spec(self, name: str = "text", network: str = "text_conv") -> ModalitySpec:
-        """The (length, len(alphabet)) text spec with a categorical likelihood."""
+    def spec(self, name: str = "text", network: str = "text_conv",
+             likelihood: str = "categorical") -> ModalitySpec:
+        """The (length, len(alphabet)) text spec with a categorical `likelihood`
+        (`specs.CATEGORICAL`)."""
         return ModalitySpec(name, (self.length, len(self.alphabet)), "text", network,
-                            likelihood="categorical", alphabet=self.alphabet)
+                            likelihood=likelihood, alphabet=self.alphabet)
 
     def _tables(self) -> tuple[np.ndarray, np.ndarray]:
         """(word codes (C, length) left-aligned, number of start indices (C,))."""
@@ -86,13 +88,13 @@ class WordRule:
 
 def text_dataset(name: str, specs: Sequence[ModalitySpec], arrays: SplitArrays,
                  config: Mapping[str, Any], seed: int, rule: WordRule = WordRule(),
-                 text_name: str = "text") -> PairedDataset:
+                 text_name: str = "text", likelihood: str = "categorical") -> PairedDataset:
     """A PairedDataset of the modalities of `arrays` plus a text modality `text_name`.
 
     The text instances are one drawing (fixed seed) per instance of the first modality, with
     its labels; every split is paired by class with the pairing flags of `config` (the test
     split with `PairingRule.for_test`) and the run `seed`, and training redraws the text of
-    every example.
+    every example. `likelihood`: the text modality's (`--text_likelihood`).
     """
     pairing = PairingRule.from_config(config)
     splits = {}
@@ -104,6 +106,6 @@ def text_dataset(name: str, specs: Sequence[ModalitySpec], arrays: SplitArrays,
                                     {m: v[1] for m, v in data.items()},
                                     pairing if split == "train" else pairing.for_test(),
                                     pairing_rng(seed, split))
-    return PairedDataset(name=name, specs=(*specs, rule.spec(text_name)),
+    return PairedDataset(name=name, specs=(*specs, rule.spec(text_name, likelihood=likelihood)),
                          train=splits["train"], test=splits["test"],
                          redraw={text_name: rule})

@@ -8,7 +8,8 @@ channels). Their padding 1 with kernel 4 and stride 2 is 'same' at these lengths
 2*DIM ReLU -> Conv1d k4 s2 valid 2*DIM ReLU (length 1) -> Dense out (their mu/logvar heads as
 one layer). Decoder: Dense 2*DIM (no activation, as theirs) -> (1, 2*DIM) -> ConvT k4 valid
 ReLU -> ConvT k4 s2 same ReLU -> Conv1d k1 A: logits per position (their LogSoftmax over the
-alphabet is the softmax `build_decoder` adds for the categorical likelihood).
+alphabet is the softmax `build_decoder` adds for the categorical likelihood, or, as their
+`OneHotCategorical` reads it, `logsoftmax_ratio` for `categorical_logratio`).
 
 mmALI critic on text (ours: the paper has no text modality): the critic x-features are a
 per-position SN-Dense 2*DIM LReLU (a k1 convolution, as the encoder starts) -> flatten ->

@@ -2,9 +2,10 @@
 
 PyTorch stores a Linear weight as (out, in), a Conv2d kernel as OIHW, a ConvTranspose2d kernel
 as (in, out, kh, kw) and flattens NCHW feature maps in (C, H, W) order; Keras uses (in, out),
-HWIO, (kh, kw, out, in) and NHWC flattening in (H, W, C) order. The 1-D layers (Conv1d (O, I,
-k), ConvTranspose1d (I, O, k)) map the same way to Keras' (k, I, O) and (k, O, I). A spectral-norm layer's `u`
-has the output size in both; its `v` has the fan-in, ordered like the flattened kernel input.
+HWIO, (kh, kw, out, in) and NHWC flattening in (H, W, C) order; the 1-D layers (Conv1d (O, I,
+k), ConvTranspose1d (I, O, k)) map the same way, to Keras' (k, I, O) and (k, O, I). A
+spectral-norm layer's `u` has the output size in both; its `v` has the fan-in, ordered like
+the flattened kernel input.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 `import_state_dict(model, state, ema_state)` assigns an authors' state_dict (and their EMA
 model's) to one of our models; `TorchLayout` maps our arrays (weights, gradients) back to the
-authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation (`JointModel`),
-MMVAE (iffsid/mmvae), mmJSD / mmJSD-MS (thomassutter/mmjsd: MNIST MLPs, SVHN convnets, text
-1-D convnets), MVAE
-(mhw32/multimodal-vae-public, MNIST image + label), MoPoE (thomassutter/MoPoE, PolyMNIST
-convnets or MLP networks) and MMVAE+ (epalu/mmvaeplus, one-trunk encoders).
+authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation
+(`JointModel`), MMVAE (iffsid/mmvae), mmJSD / mmJSD-MS (thomassutter/mmjsd: MNIST MLPs, SVHN
+convnets, text 1-D convnets), MVAE (mhw32/multimodal-vae-public, MNIST image + label), MoPoE
+(thomassutter/MoPoE, PolyMNIST convnets or MLP networks) and MMVAE+ (epalu/mmvaeplus, one-trunk
+encoders).
 """
 
 from __future__ import annotations

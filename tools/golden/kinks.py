@@ -1,16 +1,17 @@
 """Kink margins: how close the authors' forward passes come to a point where a gradient jumps.
 
-A gradient through ReLU, LeakyReLU, clamp, abs or an elementwise max/min changes abruptly
-where the input crosses the kink. Two correct float32 implementations (torch and TensorFlow,
-oneDNN on or off, AVX2 or AVX-512) compute the same pre-activation only up to rounding, so an
-input within rounding of a kink can land on different sides and change every gradient below
-it. A golden case is therefore drawn again (next seed) until every kink input of its whole
-case is at least `MARGIN` times its scale from its kink. The scale of an entry computed by a
-Linear / Conv1d / Conv2d / ConvTranspose1d / ConvTranspose2d layer (the input of the activation that follows it) is the
-l2 norm of its terms, sqrt(sum_i (w_i x_i)^2 + b^2), which sets the size of its rounding error
-(float32 rounding errors of a sum add up like a random walk: ~6e-8 times that norm); of any
-other kink input, the root mean square of its tensor. An entry made of few small terms (a
-nearly dead receptive field) is judged on its own small scale, not on the layer's.
+A gradient through ReLU, LeakyReLU, clamp, abs or an elementwise max/min changes abruptly where
+the input crosses the kink. Two correct float32 implementations (torch and TensorFlow, oneDNN
+on or off, AVX2 or AVX-512) compute the same pre-activation only up to rounding, so an input
+within rounding of a kink can land on different sides and change every gradient below it. A
+golden case is therefore drawn again (next seed) until every kink input of its whole case is at
+least `MARGIN` times its scale from its kink. The scale of an entry computed by a Linear /
+Conv1d / Conv2d / ConvTranspose1d / ConvTranspose2d layer (the input of the activation that
+follows it) is the l2 norm of its terms, sqrt(sum_i (w_i x_i)^2 + b^2), which sets the size of
+its rounding error (float32 rounding errors of a sum add up like a random walk: ~6e-8 times
+that norm); of any other kink input, the root mean square of its tensor. An entry made of few
+small terms (a nearly dead receptive field) is judged on its own small scale, not on the
+layer's.
 
 `MARGIN` (`golden.KINK_MARGIN`, 2e-6): ~20 times float32's rounding of that scale (~1e-7),
 and above the relative drift (~1e-6) between the two sides' weights over a 5-iteration
