@@ -4,18 +4,21 @@ in one invocation on one machine; prints the ratio (reference ms / our ms).
     python bench/reference_step.py --ref_python=/path/to/torch-venv/bin/python \\
         --mmali_src=REF/6b5d+mmali \\
         --mmvae_src=REF/iffsid+mmvae/src --mmjsd_src=REF/thomassutter+mmjsd \\
-        [--models mmali,mmvae,mmjsd] [--rounds 3] \\
+        [--models mmali,mmvae,mmjsd,mmjsd_text] [--rounds 3] \\
         [--json bench/results/reference_step.json] [--readme docs/performance.md]
     python bench/reference_step.py --render bench/results/reference_step.json --readme docs/performance.md
 
 Reference side: `bench/ref_mmali_step.py` (mmALI: D + G step, batch 64, MNIST-SVHN networks),
 `bench/ref_mmvae_step.py` (MMVAE: DReG, K=30, batch 128) and
-`bench/ref_mmjsd_step.py` (mmJSD: batch 256, text modality dropped; see `DIFFERENCES`), run in a
-torch virtualenv as subprocesses (torch is never imported here nor a project dependency).
+`bench/ref_mmjsd_step.py` (mmJSD: batch 256, text modality dropped, or with `mmjsd_text` their
+whole MNIST-SVHN-Text step; see `DIFFERENCES`), run in a torch virtualenv as subprocesses
+(torch is never imported here nor a project dependency).
 Our side: `train_step` of the same model on its `configs/mnist_svhn_<model>.cfg` (same batch
-and K), random data of the same shapes, with and without XLA, each traced once and timed
-again in every round. Each round runs reference, then ours, for each model, so load from
-other processes hits both sides alike; the ratio uses the medians over rounds.
+and K; `mmjsd_text`: our `mmjsd` with mnist_svhn_mmjsd.cfg on the authors' three modalities
+and networks, `text_specs`), random data of the same shapes, with and without XLA, each traced
+once and timed again in every round; each record names its setup (`BENCH_SETUPS`). Each
+round runs reference, then ours, for each model, so load from other processes hits both sides
+alike; the ratio uses the medians over rounds.
 
 `--json` writes every measurement, the medians, the ratios and the machine; `--readme`
 rewrites the block between `<!-- reference_step:begin -->` and `<!-- reference_step:end -->`
@@ -44,11 +47,26 @@ sys.path.insert(0, HERE)
 import provenance  # noqa: E402
 
 BEGIN, END = "<!-- reference_step:begin -->", "<!-- reference_step:end -->"
-#: model -> (reference script next to this file, its source flag, regex of its ms figure)
+#: benchmark -> (reference script next to this file, its source flag, regex of its ms figure,
+#: the script's extra arguments)
 REFERENCE = {
-    "mmali": ("ref_mmali_step.py", "mmali_src", r"iter_ms=([0-9.]+)"),
-    "mmvae": ("ref_mmvae_step.py", "mmvae_src", r": ([0-9.]+) ms/step"),
-    "mmjsd": ("ref_mmjsd_step.py", "mmjsd_src", r": ([0-9.]+) ms/step"),
+    "mmali": ("ref_mmali_step.py", "mmali_src", r"iter_ms=([0-9.]+)", ()),
+    "mmvae": ("ref_mmvae_step.py", "mmvae_src", r": ([0-9.]+) ms/step", ()),
+    "mmjsd": ("ref_mmjsd_step.py", "mmjsd_src", r": ([0-9.]+) ms/step", ()),
+    "mmjsd_text": ("ref_mmjsd_step.py", "mmjsd_src", r": ([0-9.]+) ms/step", ("--text",)),
+}
+#: benchmark -> our registered model (its `configs/mnist_svhn_<model>.cfg` gives batch and
+#: hyper-parameters) where the names differ
+OUR_MODEL = {"mmjsd_text": "mmjsd"}
+#: benchmark -> the setup both sides time (stored in each record)
+BENCH_SETUPS = {
+    "mmali": "MNIST-SVHN, one critic + generator iteration, batch 64",
+    "mmvae": "MNIST-SVHN, DReG, K=30, batch 128",
+    "mmjsd": "MNIST-SVHN (the authors' text modality dropped), batch 256, latent 20",
+    "mmjsd_text": "MNIST-SVHN-Text: mnist (28,28,1), svhn (32,32,3), text (8,71) one-hot; "
+                  "batch 256, latent 20, JS weights 1/4, reconstruction weights 3072/784, 1, "
+                  "3072/8; ours: mnist_mlp, mmjsd_svhn, text_conv with categorical_logratio "
+                  "(the authors' networks and text likelihood)",
 }
 #: model -> what differs between the authors' timed step and ours (printed under the table)
 DIFFERENCES = {
@@ -59,14 +77,33 @@ DIFFERENCES = {
              "narrower than ours (Shi et al.'s, which our svhn_conv follows): a 64-channel third "
              "layer and a 128-unit linear head where ours has 128 channels and a convolutional "
              "head, which favours their side a little (`bench/ref_mmjsd_step.py`).",
+    "mmjsd_text": "the authors' whole MNIST-SVHN-Text iteration (`bench/ref_mmjsd_step.py "
+                  "--text`) and ours on the same networks: their SVHN convnets (our "
+                  "mmjsd_svhn), their text 1-D convnets (our text_conv) and their text "
+                  "likelihood (our categorical_logratio); random one-hot text on their side, "
+                  "random values of the same shape on ours (same arithmetic).",
 }
+
+
+def text_specs():
+    """Our specs of the `mmjsd_text` benchmark: the authors' MNIST-SVHN-Text modalities and
+    networks (`mmjsd_svhn`, `text_conv`) with their text likelihood."""
+    import dataclasses
+
+    import train_step as ours
+    from mmali_tf.data.text import WordRule
+
+    mnist, svhn = ours.SETUPS["mnist_svhn"]
+    return (mnist, dataclasses.replace(svhn, network="mmjsd_svhn"),
+            WordRule().spec("text", likelihood="categorical_logratio"))
 
 
 def reference_ms(args: argparse.Namespace, model: str) -> tuple[float, str]:
     """Run the authors' iteration of `model` once; (ms per iteration, its output line)."""
-    script, src_flag, pattern = REFERENCE[model]
+    script, src_flag, pattern, extra = REFERENCE[model]
     steps = args.ref_steps if model == "mmvae" else args.ref_steps * 5
-    cmd = [args.ref_python, os.path.join(HERE, script), getattr(args, src_flag), str(steps)]
+    cmd = [args.ref_python, os.path.join(HERE, script), getattr(args, src_flag), str(steps),
+           *extra]
     env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=True,
                          env=env)
@@ -75,15 +112,18 @@ def reference_ms(args: argparse.Namespace, model: str) -> tuple[float, str]:
 
 
 def our_timers(model: str, jits: list[bool], steps: int) -> dict[bool, Callable[[], float]]:
-    """jit -> a function timing `steps` iterations of our `model` (median ms); built and
-    traced once, here."""
+    """jit -> a function timing `steps` iterations of our side of benchmark `model` (median
+    ms); built and traced once, here."""
     import tensorflow as tf
     import train_step as ours
 
     out = {}
+    name = OUR_MODEL.get(model, model)
     for jit in jits:
-        specs, config, batch = ours.setup_config(model, "mnist_svhn")
-        net = ours.make_model(model, specs, config, jit)
+        specs, config, batch = ours.setup_config(name, "mnist_svhn")
+        if model == "mmjsd_text":
+            specs = text_specs()
+        net = ours.make_model(name, specs, config, jit)
         data = ours.random_batch(specs, batch * net.draws_per_step)
         step = tf.function(net.train_step, jit_compile=jit, reduce_retracing=True)
         ours.median_ms(step, (data,), 1, warmup=2)  # trace / compile now, not in round 1
@@ -117,7 +157,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "tensorflow": tf.__version__, "threads": args.threads or "default",
         "machine_start": machine(), "models": {}}
     for m in models:
-        record["models"][m] = {"reference_ms": [], "reference_output": "",
+        record["models"][m] = {"setup": BENCH_SETUPS[m], "reference_ms": [],
+                               "reference_output": "",
                                **{f"ours_ms_jit_{'on' if j else 'off'}": [] for j in jits}}
     for r in range(args.rounds):
         for m in models:

@@ -1,4 +1,5 @@
-"""Benchmark records name machine paths by role (bench/provenance.py), so docs show no host paths."""
+"""Benchmark records name machine paths by role (bench/provenance.py), so docs show no host paths,
+and name the setup they time (bench/reference_step.py)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,15 @@ def test_no_committed_record_renders_a_host_path():
         command = provenance.load_record(path)["command"]
         assert not any(root in command for root in ("/work/", "/tmp/", "/home/", "/root/")), (
             path, command)
+
+
+def test_every_reference_benchmark_names_its_setup():
+    """Each `--models` choice of bench/reference_step.py has the setup its records store; the
+    trimodal mmJSD one runs the authors' networks and text likelihood on our side."""
+    import reference_step
+
+    assert set(reference_step.BENCH_SETUPS) == set(reference_step.REFERENCE)
+    specs = reference_step.text_specs()
+    assert [(s.name, s.network, s.likelihood) for s in specs] == [
+        ("mnist", "mnist_mlp", "laplace"), ("svhn", "mmjsd_svhn", "laplace"),
+        ("text", "text_conv", "categorical_logratio")]
