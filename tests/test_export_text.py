@@ -186,3 +186,15 @@ def test_text_lines_escape_the_newline_and_backslash_of_the_alphabet():
     for text in ["seven   ", "a\nb\\n  ", "\\\n\n\\", ""]:
         line = text_codec.to_line(text)
         assert "\n" not in line and text_codec.from_line(line) == text
+
+
+def test_logratio_text_decoder_exports_and_matches_tensorflow(tmp_path):
+    """mmJSD's released text likelihood (`--text_likelihood=categorical_logratio`): the decoder's
+    probabilities `logsoftmax_ratio` export and sum to one per position."""
+    spec = WordRule().spec(likelihood="categorical_logratio")
+    config = {**CONFIG, "text_likelihood": "categorical_logratio"}
+    model, _ = export_untrained(tmp_path, config, [HAND, spec], 1, "decoder_text")
+    bundle = Bundle(tmp_path / "bundle")
+    assert_parity(model, bundle)
+    probs = bundle.run("decoder_text", {"z": np.zeros((2, 8), np.float32)})
+    np.testing.assert_allclose(next(iter(probs.values())).sum(-1), 1.0, rtol=1e-5)
