@@ -51,6 +51,7 @@ class EvalOptions:
     classifier_epochs: int | None = None
     classifier_batch: int | None = None
     classifier_threshold: float = 0.95
+    text_scorer: str = "classifier"
     iwae_samples: int = 100
     ll_items: int = 500
     cca_dim: int = 40
@@ -64,8 +65,9 @@ class EvalOptions:
                    probe_epochs=FLAGS.probe_epochs, latent_probe=FLAGS.latent_probe,
                    classifier_epochs=FLAGS.classifier_epochs,
                    classifier_threshold=FLAGS.classifier_threshold,
-                   iwae_samples=FLAGS.iwae_samples, ll_items=FLAGS.ll_items,
-                   cca_dim=FLAGS.cca_dim, cache_dir=FLAGS.cache_dir, verbose=True)
+                   text_scorer=FLAGS.text_scorer, iwae_samples=FLAGS.iwae_samples,
+                   ll_items=FLAGS.ll_items, cca_dim=FLAGS.cca_dim, cache_dir=FLAGS.cache_dir,
+                   verbose=True)
 
     def resolved(self) -> "EvalOptions":
         """A copy with the protocol's defaults (PROTOCOL_DEFAULTS) filled into unset fields."""
@@ -83,13 +85,18 @@ class EvalOptions:
 
 def coherence_classifiers(ds: Any, opts: EvalOptions) -> tuple[dict[str, Any], dict[str, float]]:
     """Cached (or freshly trained) classifier per modality and their test accuracies; a text
-    modality is scored by its nearest class word (`metrics.text_classifier`)."""
+    modality is scored as `opts.text_scorer` says (`metrics.text_classifier`): a classifier
+    trained on texts redrawn with the dataset's rule, or the nearest class word."""
     from mmali_tf.metrics import classifiers as clf_lib
-    from mmali_tf.metrics.text_classifier import word_classifier
+    from mmali_tf.metrics.report import TEXT_SCORERS
+    from mmali_tf.metrics.text_classifier import word_classifier, word_rule
 
+    if opts.text_scorer not in TEXT_SCORERS:
+        raise ValueError(f"text scorer {opts.text_scorer!r}: expected one of "
+                         f"{', '.join(TEXT_SCORERS)}")
     out, acc = {}, {}
     for spec in ds.specs:
-        if spec.kind == "text":
+        if spec.kind == "text" and opts.text_scorer == "nearest_word":
             out[spec.name] = word_classifier(ds, spec.name)
             acc[spec.name] = out[spec.name].test_accuracy
             continue
@@ -97,13 +104,24 @@ def coherence_classifiers(ds: Any, opts: EvalOptions) -> tuple[dict[str, Any], d
             spec, ds.train.instances[spec.name], ds.train.labels[spec.name],
             ds.test.instances[spec.name], ds.test.labels[spec.name], ds.name, opts.protocol,
             opts.cache_dir, opts.classifier_epochs, opts.classifier_batch, opts.seed,
-            ds.num_classes,
-            opts.verbose)
+            ds.num_classes, opts.verbose,
+            redraw=word_rule(ds, spec.name) if spec.kind == "text" else None)
         if opts.verbose:
             print(f"classifier {spec.name}: test accuracy {clf.test_accuracy:.4f} "
                   f"({'cached' if cached else 'trained'})", flush=True)
         out[spec.name], acc[spec.name] = clf, clf.test_accuracy
     return out, acc
+
+
+def text_scorer_meta(ds: Any, opts: EvalOptions,
+                     classifier_accuracy: Mapping[str, float]) -> dict[str, Any]:
+    """`meta["text_scorer"]`: the scorer of the text modalities and each one's test accuracy
+    (empty without text modalities)."""
+    texts = [s.name for s in ds.specs if s.kind == "text"]
+    if not texts:
+        return {}
+    return {"text_scorer": {"scorer": opts.text_scorer,
+                            "test_accuracy": {m: classifier_accuracy[m] for m in texts}}}
 
 
 def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = None,
@@ -183,6 +201,7 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
             "classifier_epochs": opts.classifier_epochs,
             "classifier_batch": opts.classifier_batch,
             "classifier_threshold": opts.classifier_threshold,
+            **text_scorer_meta(ds, opts, classifier_accuracy),
             "coherence_reliable": not weak, "default_fusion": view.default_fusion,
             "joint_posterior": view.joint_posterior_name if view.stochastic else None,
             "collapsed": collapsed}

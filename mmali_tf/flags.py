@@ -205,6 +205,12 @@ def define_eval_flags() -> None:
     flags.DEFINE_float("classifier_threshold", 0.95, "Coherence is marked unreliable when a "
                        "classifier's test accuracy is below this.", lower_bound=0.0,
                        upper_bound=1.0)
+    flags.DEFINE_enum("text_scorer", "classifier", ("classifier", "nearest_word"),
+                      "How coherence scores a generated text modality: 'classifier' (mmJSD's "
+                      "1-D convnet on the decoder's probabilities, trained on texts redrawn "
+                      "with the dataset's rule and cached like the image classifiers) or "
+                      "'nearest_word' (the class word nearest to the argmax string in edit "
+                      "distance; how text was scored before the classifier).")
     flags.DEFINE_integer("iwae_samples", 100, "K: importance samples per item of the test "
                          "log-likelihoods of likelihood-based models (papers: 1000).",
                          lower_bound=1)

@@ -3,8 +3,10 @@
 Architectures follow the reference evaluation code (6b5d/mmali eval_mnist_svhn_gen.py; iffsid/mmvae src/report/analyse_ms.py) and are chosen from the
 ModalitySpec's kind and shape, never from its network family (`architecture`): the MNIST CNN
 for grey images of at least 16x16, an SVHN-style CNN for any other image (stride-2 blocks until
-the map is at most 4x4, then a 'valid' block to 1x1: exactly the SVHN classifier at 32x32) and
-an MLP for vectors. Each network is split into `features` and a linear `head`; the dropout
+the map is at most 4x4, then a 'valid' block to 1x1: exactly the SVHN classifier at 32x32), an
+MLP for vectors and mmJSD's 1-D residual convnet for text (`text_classifier.text_cnn_features`;
+thomassutter/mmjsd networks/ConvNetworkTextClf.py), trained on texts redrawn every epoch with
+the dataset's rule (`redraw`) so it sees every start position of every word. Each network is split into `features` and a linear `head`; the dropout
 between them is the one the reference MNIST classifier applies functionally (always on) -- the
 `reference` protocol reproduces that (and the reference dropout rate 0.5), `clean` switches it
 off at inference and trains with rate 0.1, which converges in a few epochs on small datasets.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -27,6 +29,7 @@ import tensorflow as tf
 
 from mmali_tf.data.specs import ModalitySpec
 from mmali_tf.metrics.common import check_protocol, instance_batches
+from mmali_tf.metrics.text_classifier import text_cnn_features
 from mmali_tf.data.cache import cache_root, cached_arrays
 
 ARCH_VERSION = 3
@@ -41,7 +44,10 @@ DROPOUT = {"clean": 0.1, "reference": 0.5}
 
 
 def architecture(spec: ModalitySpec) -> str:
-    """`mnist_cnn`, `conv` or `mlp`: the classifier of a modality, from its kind and shape."""
+    """`mnist_cnn`, `conv`, `mlp` or `text_cnn`: the classifier of a modality, from its kind
+    and shape."""
+    if spec.kind == "text":
+        return "text_cnn"
     if spec.kind == "vector" or len(spec.shape) != 3:
         return "mlp"
     height, width, channels = spec.shape
@@ -79,6 +85,8 @@ def build_networks(spec: ModalitySpec, num_classes: int,
         x = _conv_block(x, 128, "valid", rate, kernel=tuple(x.shape[1:3]), strides=1)
         x = keras.layers.Flatten()(x)
         dropout = False
+    elif arch == "text_cnn":  # the authors' dropout sits before their linear layer
+        x, dropout = text_cnn_features(inp), True
     else:
         x = keras.layers.Flatten()(inp)
         x = keras.layers.Dense(256, activation="relu")(x)
@@ -136,9 +144,29 @@ def _uint8_to_unit(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(x, tf.float32) / 255.0, y
 
 
+def _epoch_data(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
+                redraw: Any) -> Callable[[int], tf.data.Dataset]:
+    """The training batches of each epoch: `x` reshuffled (seeded), or, with a text rule
+    `redraw`, a fresh drawing of every label's text in a fresh order (numpy rng [seed, epoch])."""
+    y = y.astype(np.int32)
+    if redraw is not None:
+        def drawn(epoch: int) -> tf.data.Dataset:
+            rng = np.random.default_rng([seed, epoch])
+            order = rng.permutation(len(y))
+            texts = redraw.draw(y[order], rng).astype(np.float32)
+            return tf.data.Dataset.from_tensor_slices((texts, y[order])).batch(batch_size)
+        return drawn
+    data = (tf.data.Dataset.from_tensor_slices((x, y))
+            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size))
+    if x.dtype == np.uint8:
+        data = data.map(_uint8_to_unit)
+    return lambda epoch: data
+
+
 def _train(spec: ModalitySpec, x: np.ndarray, y: np.ndarray, x_sel: np.ndarray,
            y_sel: np.ndarray, protocol: str, epochs: int, batch_size: int, seed: int,
-           num_classes: int, verbose: bool) -> DigitClassifier:
+           num_classes: int, verbose: bool, redraw: Any = None) -> DigitClassifier:
     keras.utils.set_random_seed(seed)
     rate = DROPOUT[protocol]
     features, head, dropout = build_networks(spec, num_classes, rate)
@@ -149,18 +177,14 @@ def _train(spec: ModalitySpec, x: np.ndarray, y: np.ndarray, x_sel: np.ndarray,
     net = keras.Model(inp, head(h))
     net.compile(keras.optimizers.Adam(1e-3),
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
-    data = (tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
-            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size))
-    if x.dtype == np.uint8:
-        data = data.map(_uint8_to_unit)
+    epoch_data = _epoch_data(x, y, batch_size, seed, redraw)
     clf = DigitClassifier(spec.name, features, head,
                           rate if (protocol == "reference" and architecture(spec) == "mnist_cnn")
                           else 0.0)
     sel_seed = keras.random.SeedGenerator(seed)
     best, best_weights = -1.0, None
     for epoch in range(epochs):
-        net.fit(data, epochs=1, verbose=0, shuffle=False)  # the pipeline shuffles (seeded)
+        net.fit(epoch_data(epoch), epochs=1, verbose=0, shuffle=False)  # shuffled, seeded
         acc = clf.accuracy(x_sel, y_sel, sel_seed)
         if verbose:
             print(f"  classifier {spec.name}: epoch {epoch + 1}/{epochs} selection accuracy "
@@ -174,11 +198,14 @@ def _train(spec: ModalitySpec, x: np.ndarray, y: np.ndarray, x_sel: np.ndarray,
 def train_classifier(spec: ModalitySpec, x_train: np.ndarray, y_train: np.ndarray,
                      x_test: np.ndarray, y_test: np.ndarray, protocol: str = "clean",
                      epochs: int = 10, batch_size: int = 256, seed: int = 0,
-                     num_classes: int = 10, verbose: bool = False) -> DigitClassifier:
+                     num_classes: int = 10, verbose: bool = False,
+                     redraw: Any = None) -> DigitClassifier:
     """Train a classifier, keeping its best epoch.
 
     `clean` selects the epoch on a validation split carved from train (VAL_FRACTION, seeded);
-    `reference` selects it on test accuracy, as the released code does.
+    `reference` selects it on test accuracy, as the released code does. With a text rule
+    `redraw` (`data.text.WordRule`) every epoch trains on a fresh drawing of the training
+    labels' texts instead of the stored `x_train`.
     """
     check_protocol(protocol)
     if protocol == "clean":
@@ -189,7 +216,7 @@ def train_classifier(spec: ModalitySpec, x_train: np.ndarray, y_train: np.ndarra
     else:
         x_fit, y_fit, x_sel, y_sel = x_train, y_train, x_test, y_test
     clf = _train(spec, x_fit, y_fit, x_sel, y_sel, protocol, epochs, batch_size, seed,
-                 num_classes, verbose)
+                 num_classes, verbose, redraw)
     clf.test_accuracy = clf.accuracy(x_test, y_test, keras.random.SeedGenerator(seed + 1))
     return clf
 
@@ -197,8 +224,10 @@ def train_classifier(spec: ModalitySpec, x_train: np.ndarray, y_train: np.ndarra
 def load_or_train(spec: ModalitySpec, x_train: np.ndarray, y_train: np.ndarray,
                   x_test: np.ndarray, y_test: np.ndarray, dataset: str, protocol: str = "clean",
                   cache_dir: str = "", epochs: int = 10, batch_size: int = 256, seed: int = 0,
-                  num_classes: int = 10, verbose: bool = False) -> tuple[DigitClassifier, bool]:
-    """Cached classifier for this data and setting, trained on a miss or a corrupt entry.
+                  num_classes: int = 10, verbose: bool = False,
+                  redraw: Any = None) -> tuple[DigitClassifier, bool]:
+    """Cached classifier for this data and setting (`redraw`: see `train_classifier`), trained
+    on a miss or a corrupt entry.
 
     The entry (weights + test accuracy) lives in `<cache>/classifiers/` as a checksummed
     `.npz` (`mmali_tf.data.cache.cached_arrays`). Returns (classifier, loaded_from_cache).
@@ -207,11 +236,13 @@ def load_or_train(spec: ModalitySpec, x_train: np.ndarray, y_train: np.ndarray,
     params = {"data": _fingerprint(x_train, y_train, x_test, y_test), "spec": spec.to_dict(),
               "arch": ARCH_VERSION, "protocol": protocol, "epochs": epochs,
               "batch_size": batch_size, "seed": seed, "num_classes": num_classes}
+    if redraw is not None:
+        params["redraw"] = dataclasses.asdict(redraw)
     trained: list[DigitClassifier] = []
 
     def build() -> dict[str, np.ndarray]:
         clf = train_classifier(spec, x_train, y_train, x_test, y_test, protocol, epochs,
-                               batch_size, seed, num_classes, verbose)
+                               batch_size, seed, num_classes, verbose, redraw)
         trained.append(clf)
         weights = clf.features.get_weights() + clf.head.get_weights()
         arrays = {f"w{i:03d}": w for i, w in enumerate(weights)}

@@ -39,6 +39,10 @@ COLLAPSE_SHARE = 0.5
 SHI_MNIST_UPDATES = 30 * math.ceil(54000 / 256)
 #: synergy key of the model's own joint posterior.
 MODEL_SYNERGY = "model"
+#: how each `--text_scorer` reads a generated text (the first is the default).
+TEXT_SCORERS = {"classifier": "mmJSD's 1-D convnet text classifier (trained on texts redrawn "
+                              "with the dataset's rule) on the decoder's probabilities",
+                "nearest_word": "the class word nearest to the argmax string (edit distance)"}
 
 
 def eval_dir_name(protocol: str, probe: str = "shi") -> str:
@@ -98,6 +102,14 @@ def probe_label(meta: Mapping[str, Any]) -> str:
     return f"{meta.get('latent_probe', 'shi')} probe"
 
 
+def text_scorer(meta: Mapping[str, Any]) -> str | None:
+    """`--text_scorer` of an evaluation with text modalities, None without; evaluations
+    written before the flag (no `meta["text_scorer"]`, but generated text) used nearest_word."""
+    if "text_scorer" in meta:
+        return str(meta["text_scorer"]["scorer"])
+    return "nearest_word" if meta.get("text_generations") else None
+
+
 def render_report(metrics: Mapping[str, Any]) -> str:
     """report.md: metadata, then one markdown table per metric family (percentages)."""
     meta = metrics["meta"]
@@ -129,6 +141,10 @@ def render_report(metrics: Mapping[str, Any]) -> str:
     lines += ["", "## Classifiers (test accuracy)", ""]
     lines += _table(["modality", "accuracy"],
                     [[m, _pct(v)] for m, v in metrics["classifier_accuracy"].items()])
+    scorer = text_scorer(meta)
+    if scorer:
+        lines += ["", f"Text is scored by {TEXT_SCORERS.get(scorer, scorer)} "
+                      f"(`--text_scorer={scorer}`)."]
     if "log_likelihood" in metrics:
         lines += ["", f"## Log-likelihoods (IWAE, K={meta.get('iwae_samples')}, nats)", ""]
         lines += _table(["term", "log p"], [[f"log p({k.replace('|', ' | ')})", f"{v:.2f}"]

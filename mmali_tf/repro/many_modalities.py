@@ -136,4 +136,11 @@ def legend(records: Sequence[Mapping[str, Any]]) -> str:
         text += "."
     else:
         text += " The coherence classifiers differ between runs (see each run's report.md)."
+    scorers = {report.text_scorer(r["metrics"]["meta"]) for r in records} - {None}
+    if len(scorers) == 1:
+        scorer = scorers.pop()
+        text += f" Generated text is scored by {report.TEXT_SCORERS.get(scorer, scorer)}."
+    elif scorers:
+        text += (" Generated text is scored differently between runs (`--text_scorer` "
+                 f"{' / '.join(sorted(scorers))}; see each run's report.md).")
     return text
