@@ -137,3 +137,21 @@ def test_reports_name_the_text_scorer():
     assert report.TEXT_SCORERS["classifier"] in legend
     mixed = many_modalities.legend([{"metrics": {**metrics, "meta": m}} for m in (new, before)])
     assert "classifier / nearest_word" in mixed
+
+
+def test_harness_redoes_an_evaluation_that_scored_text_otherwise(tmp_path):
+    from mmali_tf.repro import runner
+
+    budget = runner.Budget(num_samples=40)
+    path = tmp_path / "metrics.json"
+    (tmp_path / "per_input.npz").write_bytes(b"")
+    base = {"step": 2, "num_prior_samples": 40,
+            "probe_min_updates": runner.probe_min_updates("clean")}
+    scored = {"text_scorer": {"scorer": "classifier", "test_accuracy": {"text": 1.0}}}
+    before = {"text_generations": {"hand->text": []}}           # nearest word, before the flag
+    for meta, flags, reused in [({}, [], True), (scored, [], True), (before, [], False),
+                                (before, ["--text_scorer=nearest_word"], True),
+                                (scored, ["--text_scorer=nearest_word"], False)]:
+        report.write_json(str(path), {"meta": {**base, **meta}})
+        assert (runner._stored_eval(str(path), 2, budget, flags) is not None) is reused, \
+            (meta, flags)

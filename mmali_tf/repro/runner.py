@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from mmali_tf.atomic import DiskFullError, atomic_write_bytes
 from mmali_tf.metrics import report
@@ -216,16 +216,25 @@ def _budget_steps(spec: RunSpec, run_dir: str, budget: Budget, target: int,
     return steps
 
 
-def _stored_eval(path: str, step: int, budget: Budget) -> dict[str, Any] | None:
+def _stored_eval(path: str, step: int, budget: Budget,
+                 eval_flags: Sequence[str]) -> dict[str, Any] | None:
     if not (os.path.isfile(path) and os.path.isfile(per_input_path(path))):
         return None
     with open(path, encoding="utf-8") as f:
         metrics = json.load(f)
     meta = metrics.get("meta", {})
     if (meta.get("step") == step and meta.get("num_prior_samples") == budget.num_samples
-            and meta.get("probe_min_updates") == probe_min_updates(budget.protocol)):
+            and meta.get("probe_min_updates") == probe_min_updates(budget.protocol)
+            and report.text_scorer(meta) in (None, text_scorer(eval_flags))):
         return metrics
     return None
+
+
+def text_scorer(eval_flags: Sequence[str]) -> str:
+    """The `--text_scorer` an evaluation with `eval_flags` uses (an evaluation that scored
+    text otherwise, e.g. one made before the text classifier, is redone)."""
+    given = [f.split("=", 1)[1] for f in eval_flags if f.startswith("--text_scorer=")]
+    return given[-1] if given else next(iter(report.TEXT_SCORERS))
 
 
 def per_input_path(metrics_path: str) -> str:
@@ -271,14 +280,14 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
             eval_path = os.path.join(run_dir, "eval", report.eval_dir_name(budget.protocol),
                                      "metrics.json")
             start = time.time()
-            metrics = _stored_eval(eval_path, step, budget)
+            metrics = _stored_eval(eval_path, step, budget, spec.eval_flags)
             wall_path = os.path.join(os.path.dirname(eval_path), "eval_wall.json")
             if metrics is None:
                 _child(["-m", "mmali_tf.evaluate", f"--run_dir={run_dir}",
                         f"--protocol={budget.protocol}", f"--num_samples={budget.num_samples}",
                         *spec.eval_flags],
                        os.path.join(log_dir, f"{spec.name}.eval.log"), lock.fileno())
-                metrics = _stored_eval(eval_path, step, budget)
+                metrics = _stored_eval(eval_path, step, budget, spec.eval_flags)
                 report.write_json(wall_path, {"eval_wall_s": round(time.time() - start, 1)})
             record["eval_wall_s"] = None  # unknown when its harness was killed meanwhile
             if os.path.isfile(wall_path):
