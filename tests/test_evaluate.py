@@ -156,6 +156,7 @@ def test_schema_rejects_bad_metrics(bad):
     (["--run_dir=/nonexistent/run"], "no such directory"),
     (["--protocol=best"], "--protocol=best"),
     (["--num_samples=0"], "--num_samples=0"),
+    (["--text_scorer=argmax"], "--text_scorer=argmax"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys):
     with pytest.raises(SystemExit) as exc:

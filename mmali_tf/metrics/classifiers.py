@@ -6,10 +6,11 @@ for grey images of at least 16x16, an SVHN-style CNN for any other image (stride
 the map is at most 4x4, then a 'valid' block to 1x1: exactly the SVHN classifier at 32x32), an
 MLP for vectors and mmJSD's 1-D residual convnet for text (`text_classifier.text_cnn_features`;
 thomassutter/mmjsd networks/ConvNetworkTextClf.py), trained on texts redrawn every epoch with
-the dataset's rule (`redraw`) so it sees every start position of every word. Each network is split into `features` and a linear `head`; the dropout
-between them is the one the reference MNIST classifier applies functionally (always on) -- the
-`reference` protocol reproduces that (and the reference dropout rate 0.5), `clean` switches it
-off at inference and trains with rate 0.1, which converges in a few epochs on small datasets.
+the dataset's rule (`redraw`) so it sees every start position of every word. Each network is
+split into `features` and a linear `head`; the dropout between them is the one the reference
+MNIST classifier applies functionally (always on) -- the `reference` protocol reproduces that
+(and the reference dropout rate 0.5), `clean` switches it off at inference and trains with rate
+0.1, which converges in a few epochs on small datasets.
 
 A classifier is trained once per (dataset contents, modality, protocol, epochs, seed) and
 cached with `mmali_tf.data.cache` (an `.npz` of weights plus a JSON sidecar holding its sha256);
@@ -166,7 +167,7 @@ def _epoch_data(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
 
 def _train(spec: ModalitySpec, x: np.ndarray, y: np.ndarray, x_sel: np.ndarray,
            y_sel: np.ndarray, protocol: str, epochs: int, batch_size: int, seed: int,
-           num_classes: int, verbose: bool, redraw: Any = None) -> DigitClassifier:
+           num_classes: int, verbose: bool, redraw: Any) -> DigitClassifier:
     keras.utils.set_random_seed(seed)
     rate = DROPOUT[protocol]
     features, head, dropout = build_networks(spec, num_classes, rate)
