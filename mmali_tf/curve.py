@@ -20,7 +20,6 @@ depends on), `checkpoint_dir`, `curve_every`, `model`, `dataset`, `classifier_ac
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import os
@@ -95,31 +94,25 @@ def read_curve(path: str) -> dict[str, Any] | None:
     return curve
 
 
-def evaluate_curve(model: Any, config: Mapping[str, Any], ds: Any, checkpoint_dir: str,
-                   every: int, opts: Any, out_path: str, verbose: bool = True
-                   ) -> dict[str, Any]:
-    """Restore into `model` (built from the run's `config`, `ds` its dataset) and score every
-    checkpoint of `checkpoint_dir` at a multiple of `every` (`curve_checkpoints`), reusing the
-    points of `out_path` made with the same settings and writing `out_path` after each; the
-    curve."""
+def evaluate_curve(model: Any, ds: Any, checkpoint_dir: str, every: int, opts: Any,
+                   classifiers: Mapping[str, Any], classifier_accuracy: Mapping[str, float],
+                   out_path: str, verbose: bool = True) -> dict[str, Any]:
+    """Restore into `model` (built from the run's record, `ds` its dataset) and score every
+    checkpoint of `checkpoint_dir` at a multiple of `every` (`curve_checkpoints`) with
+    `classifiers` under `opts` (resolved `EvalOptions`), reusing the points of `out_path` made
+    with the same settings and writing `out_path` after each; the curve."""
     from mmali_tf import checkpoint_check
-    from mmali_tf.config import DataSettings
-    from mmali_tf.evaluate import coherence_classifiers
     from mmali_tf.metrics import report
     from mmali_tf.run_dir import TrainingCheckpoint
 
-    if not opts.cache_dir:
-        opts = dataclasses.replace(opts, cache_dir=DataSettings.from_config(config).cache_dir)
-    opts = opts.resolved()
     settings = curve_settings(opts)
     old = read_curve(out_path)
     done = {p["step"]: p for p in (old or {}).get("points", [])
             if old and old.get("settings") == settings}
-    classifiers, accuracy = coherence_classifiers(ds, opts)
     curve = {"format": FORMAT, "format_version": FORMAT_VERSION, "settings": settings,
              "checkpoint_dir": os.path.abspath(checkpoint_dir), "curve_every": every,
-             "model": str(config["model"]), "dataset": str(config["dataset"]),
-             "classifier_accuracy": accuracy, "skipped": [],
+             "model": model.variant, "dataset": ds.name,
+             "classifier_accuracy": dict(classifier_accuracy), "skipped": [],
              "points": [p for s, p in sorted(done.items()) if s % every == 0]}
     restorer = TrainingCheckpoint(checkpoint_dir, model, optimizers=False)
     manifest = checkpoint_check.read_manifest(checkpoint_dir)

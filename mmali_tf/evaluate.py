@@ -342,11 +342,15 @@ def write_curve(opts: EvalOptions, model: Any, config: dict[str, Any], ds: Any,
     from mmali_tf import curve
     from mmali_tf.metrics.report import eval_dir_name
 
+    if not opts.cache_dir:
+        opts.cache_dir = DataSettings.from_config(config).cache_dir
+    opts = opts.resolved()
     out = os.path.join(FLAGS.run_dir, "eval", eval_dir_name(opts.protocol, opts.latent_probe),
                        curve.CURVE_FILE)
-    with cli.disk_full_errors():
-        result = curve.evaluate_curve(model, config, ds, checkpoint_dir, FLAGS.curve_every,
-                                      opts, out)
+    with cli.disk_full_errors():  # classifier caches and curve.json
+        classifiers, accuracy = coherence_classifiers(ds, opts)
+        result = curve.evaluate_curve(model, ds, checkpoint_dir, FLAGS.curve_every, opts,
+                                      classifiers, accuracy, out)
     print(f"Wrote {out} ({len(result['points'])} steps"
           + (f", {len(result['skipped'])} damaged checkpoints skipped" if result["skipped"]
              else "") + ")", flush=True)

@@ -53,9 +53,9 @@ def define_flags() -> None:
     flags.DEFINE_enum("protocol", "clean", ("clean", "reference"), "Evaluation protocol.")
     flags.DEFINE_integer("num_samples", 2000, "evaluate --num_samples.", lower_bound=1)
     flags.DEFINE_integer("curve_every", 0, "Also evaluate each run's step curve: joint and "
-                         "cross coherence of its checkpoints at multiples of N (kept by "
-                         "--keep_checkpoint_every=N in its config), in the suite JSON, a curve "
-                         "table and <suite>_curve.png (mmali_tf/repro/curves.py; 0: off).",
+                         "cross coherence of its checkpoints at multiples of N (each run "
+                         "trains with --keep_checkpoint_every=N added), in the suite JSON, a "
+                         "curve table and <suite>_curve.png (mmali_tf/repro/curves.py; 0: off).",
                          lower_bound=0)
     flags.DEFINE_string("runs", "", "Regular expression: only the suite's runs whose name it "
                         "matches (re.search); the other runs' records of the existing suite "

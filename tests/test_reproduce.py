@@ -279,6 +279,24 @@ def test_run_one_trains_evaluates_then_reruns_without_work(tmp_path):
     assert again["metrics"] == first["metrics"]
 
 
+def test_run_one_with_a_curve_keeps_and_scores_the_curve_steps(tmp_path):
+    spec = RunSpec("tiny", _features_config(tmp_path), ("--checkpoint_every=1",))
+    budget = runner.Budget(num_samples=40, curve_every=2)
+    record = runner.run_one(spec, str(tmp_path / "runs"), budget)
+    assert record["status"] == "ok", record.get("error")
+    assert record["overrides"] == ["--checkpoint_every=1", "--keep_checkpoint_every=2"]
+    curve = record["curve"]
+    assert [p["step"] for p in curve["points"]] == [2, 4] and curve["curve_every"] == 2
+    assert curve["num_samples"] == 40 and curve["skipped"] == []
+    # the curve's last step is the evaluated one: same joint coherence
+    assert curve["points"][-1]["joint"] == record["metrics"]["joint_coherence"]["all"]
+    # a rerun starts no curve child and keeps the curve
+    log = tmp_path / "runs" / "logs" / "tiny.curve.log"
+    launches = log.read_text().count("$ ")
+    again = runner.run_one(spec, str(tmp_path / "runs"), budget)
+    assert again["curve"] == curve and log.read_text().count("$ ") == launches
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mmali_tf.reproduce", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120)

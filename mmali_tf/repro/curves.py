@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
-from mmali_tf.curve import CURVE_FILE, read_curve
+from mmali_tf.checkpoint_check import step_of
+from mmali_tf.curve import CURVE_FILE, curve_checkpoints, read_curve
 from mmali_tf.metrics import report
 
 #: the curve's values, in the table's and the chart's order: (point key, label)
@@ -33,6 +34,16 @@ def curve_record(eval_dir: str) -> dict[str, Any] | None:
     return {"curve_every": curve["curve_every"], "num_samples": curve["settings"]["num_samples"],
             "points": [{k: p[k] for k in keep} for p in curve["points"]],
             "skipped": list(curve["skipped"])}
+
+
+def curve_is_current(eval_dir: str, checkpoint_dir: str, every: int, num_samples: int) -> bool:
+    """Whether `<eval_dir>/curve.json` already scores, with `num_samples`, every checkpoint of
+    `checkpoint_dir` at a multiple of `every` (then the harness starts no child for it)."""
+    curve = read_curve(os.path.join(eval_dir, CURVE_FILE))
+    if curve is None or curve["settings"]["num_samples"] != num_samples:
+        return False
+    scored = {p["step"] for p in curve["points"]}
+    return all(step_of(p) in scored for p in curve_checkpoints(checkpoint_dir, every))
 
 
 def with_curves(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

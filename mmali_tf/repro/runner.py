@@ -293,7 +293,9 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
                     record["eval_wall_s"] = json.load(f)["eval_wall_s"]
             if metrics is None:
                 raise RuntimeError(f"evaluation wrote no metrics for step {step} at {eval_path}")
-            if budget.curve_every > 0:  # new checkpoints only: the child reuses scored steps
+            if budget.curve_every > 0 and not curves.curve_is_current(
+                    os.path.dirname(eval_path), os.path.join(run_dir, "checkpoints"),
+                    budget.curve_every, budget.num_samples):  # the child scores new steps only
                 _child(["-m", "mmali_tf.evaluate", f"--run_dir={run_dir}",
                         f"--protocol={budget.protocol}", f"--num_samples={budget.num_samples}",
                         f"--curve_every={budget.curve_every}"],
