@@ -12,8 +12,9 @@ verified first (`checkpoint_check.problem`) and a damaged one is listed under `s
 
 Writes `run_dir/eval/<protocol>[_<probe>]/curve.json` after every point (atomically), so an
 interrupted curve keeps its points; a rerun with the same settings keeps them (also those whose
-checkpoint is gone since) and scores only the new checkpoints. `curve.json`: `format`, `format_version`, `settings` (what a point
-depends on), `checkpoint_dir`, `curve_every`, `model`, `dataset`, `classifier_accuracy`,
+checkpoint is gone since) and scores only the new checkpoints. `curve.json`: `format`,
+`format_version`, `settings` (what a point depends on), `checkpoint_dir`, `curve_every`,
+`model`, `dataset`, `classifier_accuracy`,
 `points` (by step: `step`, `checkpoint`, `joint`, `cross` {"a->b": fraction}, `cross_mean`,
 `self` {m: fraction}, `collapsed` [set keys]) and `skipped` ([{step, why}]).
 """

@@ -6,8 +6,8 @@ Trains every run of the suite (`mmali_tf.repro.suites`; resuming or skipping wha
 hash, steps, training wall time, ms/step, metrics, protocol; the machine and the budget),
 `reproduction/<suite>.md` and `reproduction/<suite>.png` (with `--curve_every=N`, each run's
 step curve too: `repro/curves.py`, `reproduction/<suite>_curve.png`). Reduced budgets are
-recorded and printed in every table row. `--runs=REGEX` trains/evaluates only the matching runs and keeps
-the other runs' records of the existing `reproduction/<suite>.json` (each record carries the
+recorded and printed in every table row. `--runs=REGEX` trains/evaluates only the matching
+runs and keeps the other runs' records of the existing `reproduction/<suite>.json` (each record carries the
 budget it ran under), so a suite can be filled in parts at different budgets.
 `--update_readme` only re-renders the generated tables of the results page (`--readme`,
 default `docs/results.md`, which README links) and `reproduction/<suite>.md/.png` from
