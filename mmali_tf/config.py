@@ -159,7 +159,11 @@ class RunSettings(SeedSettings):
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(("strategy", "num_cpu_replicas"),
              lambda f: f["num_cpu_replicas"] == 0 or f["strategy"] == "mirrored",
-             "--num_cpu_replicas needs --strategy=mirrored"),)
+             "--num_cpu_replicas needs --strategy=mirrored"),
+        Rule(("keep_checkpoint_every", "checkpoint_every"),
+             lambda f: f["keep_checkpoint_every"] % f["checkpoint_every"] == 0,
+             "--keep_checkpoint_every must be a multiple of --checkpoint_every (checkpoints "
+             "are only written at those steps)"),)
 
     run_dir: str = setting("runs/default", "Run directory: flags.txt, checkpoints/, "
                            "tensorboard/, samples/, model.keras, train_log.csv. Rerunning the "
@@ -180,8 +184,13 @@ class RunSettings(SeedSettings):
                                     lower_bound=0)
     checkpoint_every: int = setting(500, "Write a checkpoint every N steps.", lower_bound=1)
     keep_checkpoints: int = setting(3, "How many checkpoints to keep (at least 2, so a damaged "
-                                    "newest one has an intact one to fall back on).",
+                                    "newest one has an intact one to fall back on), besides "
+                                    "those --keep_checkpoint_every keeps.",
                                     lower_bound=2)
+    keep_checkpoint_every: int = setting(
+        0, "Also keep, for good, every checkpoint whose step is a multiple of N (for a step "
+        "curve: python -m mmali_tf.evaluate --curve_every=N); the others still rotate under "
+        "--keep_checkpoints (0: keep none for good).", lower_bound=0)
     log_every: int = setting(100, "Steps per Keras 'epoch': progress bar, CSV and TensorBoard "
                              "scalars are written at this cadence.", lower_bound=1)
     sample_every: int = setting(1000, "Write sample grids every N steps (0: never).",

@@ -1,5 +1,8 @@
 """Evaluate a trained run: `python -m mmali_tf.evaluate --run_dir=runs/x [--protocol=clean]`.
 
+With `--curve_every=N [--checkpoint_dir=DIR]`: the step curve of the run instead
+(`mmali_tf.curve`: coherence of every kept checkpoint at a multiple of N, into curve.json).
+
 Writes `run_dir/eval/<protocol>[_<probe>]/` (`report.eval_dir_name`): `metrics.json` (schema
 in `mmali_tf.metrics.report`), `per_input.npz` (`per_input_arrays`: per scored input, whether
 it was right, and which distinct test input it was, for error bars), `report.md`,
@@ -309,6 +312,11 @@ def main(argv: Sequence[str]) -> None:
     with cli.user_errors():
         if not os.path.isdir(FLAGS.run_dir):
             raise FileNotFoundError(f"--run_dir={FLAGS.run_dir}: no such directory")
+        curve_job = prepare_curve() if FLAGS.curve_every or FLAGS.checkpoint_dir else None
+    if curve_job is not None:
+        write_curve(opts, *curve_job)
+        return
+    with cli.user_errors():
         from mmali_tf import data
         from mmali_tf.run_dir import load_trained
 
@@ -325,6 +333,46 @@ def main(argv: Sequence[str]) -> None:
         write_outputs(out_dir, metrics, figures)
     print(f"Wrote {out_dir}/metrics.json, report.md and figures "
           f"(protocol {opts.protocol}, step {trained.step})", flush=True)
+
+
+def prepare_curve() -> tuple[Any, dict[str, Any], Any, str]:
+    """`--curve_every`'s checks and loading: (model built from run.json, its config, its
+    dataset, the checkpoint directory); ValueError / FileNotFoundError for the user."""
+    from mmali_tf import curve, data
+    from mmali_tf.run_dir import rebuild
+
+    if not FLAGS.curve_every:
+        raise ValueError("--checkpoint_dir needs --curve_every=N")
+    if FLAGS.eval_step is not None:
+        raise ValueError("--eval_step and --curve_every exclude each other (a curve "
+                         "evaluates every kept step)")
+    checkpoint_dir = FLAGS.checkpoint_dir or os.path.join(FLAGS.run_dir, "checkpoints")
+    if not curve.curve_checkpoints(checkpoint_dir, FLAGS.curve_every):
+        raise FileNotFoundError(f"--checkpoint_dir={checkpoint_dir}: no ckpt-<step> "
+                                f"checkpoint at a multiple of {FLAGS.curve_every} (train with "
+                                f"--keep_checkpoint_every={FLAGS.curve_every})")
+    model, config = rebuild(FLAGS.run_dir)
+    return model, config, data.load(str(config["dataset"]), config), checkpoint_dir
+
+
+def write_curve(opts: EvalOptions, model: Any, config: dict[str, Any], ds: Any,
+                checkpoint_dir: str) -> None:
+    """The step curve of the run (`mmali_tf.curve`) into eval/<protocol>/curve.json."""
+    from mmali_tf import curve
+    from mmali_tf.metrics.report import eval_dir_name
+
+    if not opts.cache_dir:
+        opts.cache_dir = DataSettings.from_config(config).cache_dir
+    opts = opts.resolved()
+    out = os.path.join(FLAGS.run_dir, "eval", eval_dir_name(opts.protocol, opts.latent_probe),
+                       curve.CURVE_FILE)
+    with cli.disk_full_errors():  # classifier caches and curve.json
+        classifiers, accuracy = coherence_classifiers(ds, opts)
+        result = curve.evaluate_curve(model, ds, checkpoint_dir, FLAGS.curve_every, opts,
+                                      classifiers, accuracy, out)
+    print(f"Wrote {out} ({len(result['points'])} steps"
+          + (f", {len(result['skipped'])} damaged checkpoints skipped" if result["skipped"]
+             else "") + ")", flush=True)
 
 
 def run(argv: Sequence[str] | None = None) -> None:

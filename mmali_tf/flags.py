@@ -190,6 +190,14 @@ def define_eval_flags() -> None:
                       "raw when the run has no EMA) or the raw ones.")
     flags.DEFINE_integer("eval_step", None, "Checkpoint step to evaluate (default: latest).",
                          lower_bound=0)
+    flags.DEFINE_integer("curve_every", 0, "Step curve instead of one evaluation: joint, "
+                         "cross and self coherence of every checkpoint whose step is a multiple "
+                         "of N (train with --keep_checkpoint_every=N), written to run_dir/eval/"
+                         "<protocol>[_<probe>]/curve.json (mmali_tf/curve.py; 0: off).",
+                         lower_bound=0)
+    flags.DEFINE_string("checkpoint_dir", "", "With --curve_every: a directory of this run's "
+                        "ckpt-<step>.* files to read instead of run_dir/checkpoints/ (copies "
+                        "kept aside).")
     flags.DEFINE_integer("eval_batch_size", 256, "Batch size of evaluation passes.",
                          lower_bound=1)
     flags.DEFINE_integer("probe_epochs", None, "Epochs of each latent linear probe (default: "

@@ -4,9 +4,10 @@
 Trains every run of the suite (`mmali_tf.repro.suites`; resuming or skipping what exists in
 `--runs_root`), evaluates it, and writes `reproduction/<suite>.json` (per run: config, flags
 hash, steps, training wall time, ms/step, metrics, protocol; the machine and the budget),
-`reproduction/<suite>.md` and `reproduction/<suite>.png`. Reduced budgets are recorded and
-printed in every table row. `--runs=REGEX` trains/evaluates only the matching runs and keeps
-the other runs' records of the existing `reproduction/<suite>.json` (each record carries the
+`reproduction/<suite>.md` and `reproduction/<suite>.png` (with `--curve_every=N`, each run's
+step curve too: `repro/curves.py`, `reproduction/<suite>_curve.png`). Reduced budgets are
+recorded and printed in every table row. `--runs=REGEX` trains/evaluates only the matching
+runs and keeps the other runs' records of the existing `reproduction/<suite>.json` (each record carries the
 budget it ran under), so a suite can be filled in parts at different budgets.
 `--update_readme` only re-renders the generated tables of the results page (`--readme`,
 default `docs/results.md`, which README links) and `reproduction/<suite>.md/.png` from
@@ -51,6 +52,11 @@ def define_flags() -> None:
                        "measured on its first steps (0: none).", lower_bound=0.0)
     flags.DEFINE_enum("protocol", "clean", ("clean", "reference"), "Evaluation protocol.")
     flags.DEFINE_integer("num_samples", 2000, "evaluate --num_samples.", lower_bound=1)
+    flags.DEFINE_integer("curve_every", 0, "Also evaluate each run's step curve: joint and "
+                         "cross coherence of its checkpoints at multiples of N (each run "
+                         "trains with --keep_checkpoint_every=N added), in the suite JSON, a "
+                         "curve table and <suite>_curve.png (mmali_tf/repro/curves.py; 0: off).",
+                         lower_bound=0)
     flags.DEFINE_string("runs", "", "Regular expression: only the suite's runs whose name it "
                         "matches (re.search); the other runs' records of the existing suite "
                         "JSON are kept.")
@@ -134,14 +140,18 @@ def merge_previous(out: dict[str, Any], specs: Sequence[Any], path: str) -> None
 
 
 def write_suite(out: dict[str, Any], out_dir: str) -> None:
-    """<suite>.json, .md and .png, each written atomically."""
+    """<suite>.json, .md and .png (and <suite>_curve.png when runs have step curves), each
+    written atomically."""
     from mmali_tf.metrics import report
-    from mmali_tf.repro import tables
+    from mmali_tf.repro import curves, tables
 
     base = os.path.join(out_dir, out["suite"])
     report.write_json(base + ".json", out)
     report.write_text(base + ".md", tables.suite_markdown(out))
     tables.suite_chart(out, base + ".png")
+    curved = curves.with_curves(out["runs"])
+    if curved:
+        curves.curve_chart(curved, base + "_curve.png")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -181,7 +191,7 @@ def main(argv: Sequence[str]) -> None:
 
             raise ValueError(f"--suite is required (one of {', '.join(SUITES)})")
         budget = Budget(FLAGS.step_scale, FLAGS.max_steps, FLAGS.budget_minutes,
-                        FLAGS.protocol, FLAGS.num_samples)
+                        FLAGS.protocol, FLAGS.num_samples, FLAGS.curve_every)
     command = "python -m mmali_tf.reproduce " + " ".join(argv_flags())
     from mmali_tf.repro.suites import suite_runs
 
@@ -208,7 +218,7 @@ def main(argv: Sequence[str]) -> None:
 def argv_flags() -> list[str]:
     """The harness flags given on the command line, for the record."""
     names = ("suite", "runs", "jobs", "step_scale", "max_steps", "budget_minutes", "protocol",
-             "num_samples", "runs_root", "out_dir")
+             "num_samples", "curve_every", "runs_root", "out_dir")
     return [f"--{n}={FLAGS[n].value}" for n in names if FLAGS[n].present]
 
 

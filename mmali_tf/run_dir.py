@@ -146,6 +146,34 @@ def model_optimizers(model: Any) -> list[tuple[str, Any]]:
     return sorted(found, key=lambda item: item[0])
 
 
+def keeps_step(step: int, keep_every: int) -> bool:
+    """Whether a checkpoint at `step` is kept for good under `--keep_checkpoint_every`."""
+    return keep_every > 0 and step % keep_every == 0
+
+
+def step_kept_manager(keep_every: int) -> type:
+    """`tf.train.CheckpointManager`, or with `keep_every` > 0 a subclass whose rotation
+    (`max_to_keep`) skips the checkpoints at multiples of `keep_every`: they stay on disk and
+    in the manager's state (so `checkpoint_check`'s manifest and `--eval_step` cover them)."""
+    import tensorflow as tf
+
+    if keep_every <= 0:
+        return tf.train.CheckpointManager
+    from mmali_tf.checkpoint_check import step_of
+
+    class StepKeptManager(tf.train.CheckpointManager):
+        # TensorFlow's own sweep (`_sweep`, called by `save` between two writes of the state
+        # file) rotates every checkpoint; this one rotates only those not kept for good.
+        def _sweep(self) -> None:
+            rotating = [p for p in self._maybe_delete if not keeps_step(step_of(p), keep_every)]
+            for prefix in rotating[:max(len(rotating) - self._max_to_keep, 0)]:
+                del self._maybe_delete[prefix]
+                for path in glob.glob(glob.escape(prefix) + ".*"):
+                    os.remove(path)
+
+    return StepKeptManager
+
+
 class TrainingCheckpoint:
     """`tf.train.CheckpointManager` over explicit variable lists (Keras 3 models are not tracked
     by `tf.train.Checkpoint` directly): `model.variables` (networks, EMA clones, critics, RNG
@@ -158,10 +186,11 @@ class TrainingCheckpoint:
     """
 
     def __init__(self, directory: str, model: Any, keep: int = 3,
-                 optimizers: bool = True, restore_directory: str | None = None) -> None:
+                 optimizers: bool = True, restore_directory: str | None = None,
+                 keep_every: int = 0) -> None:
         import tensorflow as tf
 
-        self.directory, self.keep = directory, keep
+        self.directory, self.keep, self.keep_every = directory, keep, keep_every
         self.restore_directory = restore_directory or directory
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
         objects: dict[str, Any] = {"model_variables": list(model.variables)}
@@ -170,7 +199,12 @@ class TrainingCheckpoint:
                                      for name, opt in model_optimizers(model)}
         self._partial = not optimizers
         self.checkpoint = tf.train.Checkpoint(step=self.step, **objects)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep,
+        self.manager = self._new_manager()
+
+    def _new_manager(self) -> Any:
+        """The CheckpointManager of `directory` (reads its state file)."""
+        return step_kept_manager(self.keep_every)(self.checkpoint, self.directory,
+                                                  max_to_keep=self.keep,
                                                   checkpoint_name="ckpt")
 
     @property
@@ -228,8 +262,6 @@ class TrainingCheckpoint:
         owns (not a non-chief worker's view of the chief's), moved to `corrupt/`.
         ValueError when checkpoints exist but none is intact (nothing is moved then).
         """
-        import tensorflow as tf
-
         from mmali_tf import checkpoint_check as check
 
         choice = check.readable(self.restore_directory)
@@ -245,9 +277,7 @@ class TrainingCheckpoint:
             message += f": newer checkpoint damaged, {choice.describe()}"
             if self.restore_directory == self.directory:
                 moved = check.set_aside(self.directory, choice)
-                self.manager = tf.train.CheckpointManager(
-                    self.checkpoint, self.directory, max_to_keep=self.keep,
-                    checkpoint_name="ckpt")
+                self.manager = self._new_manager()
                 message += f"; moved to {', '.join(moved)}"
         return step, message
 
@@ -296,18 +326,12 @@ class TrainedRun:
     checkpoint_path: str
 
 
-def load_trained(run_dir: str, step: int | None = None) -> TrainedRun:
-    """Rebuild the model recorded in `run_dir` and restore its latest (or step `step`) checkpoint.
-
-    Inference uses the EMA networks by default when the run trained with EMA
-    (`model.encode(..., ema=False)` selects the raw ones).
-    """
+def rebuild(run_dir: str) -> tuple[Any, dict[str, Any]]:
+    """The model recorded in `run_dir`'s run.json, built but not restored, and its config."""
     from mmali_tf import flags as flags_lib
-    from mmali_tf import models
+    from mmali_tf import models, run_record
     from mmali_tf.config import RunSettings
     from mmali_tf.data.specs import ModalitySpec
-
-    from mmali_tf import checkpoint_check, run_record
 
     run = RunDir(run_dir)
     record = run_record.read_record(run)
@@ -323,6 +347,19 @@ def load_trained(run_dir: str, step: int | None = None) -> TrainedRun:
                          f"({type(error).__name__}: {error}); restore it") from None
     model = models.build(config["model"], specs, config)
     model.build_from_specs()
+    return model, config
+
+
+def load_trained(run_dir: str, step: int | None = None) -> TrainedRun:
+    """Rebuild the model recorded in `run_dir` and restore its latest (or step `step`) checkpoint.
+
+    Inference uses the EMA networks by default when the run trained with EMA
+    (`model.encode(..., ema=False)` selects the raw ones).
+    """
+    from mmali_tf import checkpoint_check
+
+    run = RunDir(run_dir)
+    model, config = rebuild(run_dir)
     ckpt = TrainingCheckpoint(run.checkpoints, model, optimizers=False)
     if step is None:
         path = next(iter(checkpoint_check.candidates(run.checkpoints)), None)

@@ -144,8 +144,9 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
         model.build_from_specs()
         model.compile(jit_compile=bool(config["jit_compile"]))
         checkpoint = run_dir_lib.TrainingCheckpoint(
-            run.checkpoints, model, keep=1 if suffix else int(config["keep_checkpoints"]),
-            restore_directory=restore_dir)
+            run.checkpoints, model, keep=1 if suffix else run_settings.keep_checkpoints,
+            restore_directory=restore_dir,
+            keep_every=0 if suffix else run_settings.keep_checkpoint_every)
         start, message = checkpoint.resume()
         if message:
             print(message, flush=True)

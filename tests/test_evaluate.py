@@ -224,3 +224,80 @@ def test_figures_are_written(tmp_path):
     for name in ("grid.png", "conf.png"):
         with open(tmp_path / name, "rb") as f:
             assert f.read(4) == b"\x89PNG"
+
+
+def _evaluate_exit(*args: str) -> int | None:
+    """Exit code of an in-process evaluation CLI run (its flags reset afterwards)."""
+    from absl import flags
+
+    try:
+        with pytest.raises(SystemExit) as exc:
+            evaluate.run(["evaluate", *args])
+    finally:
+        flags.FLAGS.unparse_flags()
+    return exc.value.code
+
+
+def test_step_curve_scores_kept_steps_reuses_points_and_reads_copies(run_dir, tmp_path, capsys,
+                                                                     monkeypatch):
+    import shutil
+
+    from mmali_tf import curve
+    from mmali_tf import run_dir as run_lib
+
+    root = tmp_path / "curved"
+    root.mkdir()
+    for name in ("run.json", "flags.txt"):
+        shutil.copy(os.path.join(run_dir, name), root / name)
+    model, _ = run_lib.rebuild(str(root))
+    ckpt = run_lib.TrainingCheckpoint(str(root / "checkpoints"), model, keep=2, keep_every=3)
+    rng = np.random.default_rng(0)
+    for step in (3, 5, 6, 7):  # a different model at every step
+        for v in model.trainable_variables:
+            v.assign(v + 0.5 * rng.standard_normal(v.shape).astype(np.float32))
+        ckpt.save(step)
+    assert _evaluate_exit(f"--run_dir={root}", "--curve_every=3", *FAST) in (None, 0)
+    path = root / "eval" / "clean" / "curve.json"
+    result = json.loads(path.read_text())
+    assert [p["step"] for p in result["points"]] == [3, 6] and result["skipped"] == []
+    assert result["settings"]["num_samples"] == 120 and result["curve_every"] == 3
+    for point in result["points"]:
+        assert set(point["cross"]) == {"a->b", "b->a"} and set(point["self"]) == {"a", "b"}
+        assert point["cross_mean"] == pytest.approx(np.mean(list(point["cross"].values())))
+        assert 0.0 <= point["joint"] <= 1.0
+    assert "Wrote" in capsys.readouterr().out
+    # joint coherence at a step equals the full evaluation's at that step
+    assert _evaluate_exit(f"--run_dir={root}", "--eval_step=6", *FAST) in (None, 0)
+    full = json.loads((root / "eval" / "clean" / "metrics.json").read_text())
+    assert full["joint_coherence"]["all"] == result["points"][1]["joint"]
+    # a rerun with the same settings scores nothing again
+    monkeypatch.setattr(curve, "coherence_point", lambda *a: pytest.fail("rescored"))
+    assert _evaluate_exit(f"--run_dir={root}", "--curve_every=3", *FAST) in (None, 0)
+    assert json.loads(path.read_text())["points"] == result["points"]
+    monkeypatch.undo()
+    # copies kept aside (no state file, no manifest); a damaged copy is skipped with its reason
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for step in (3, 6):
+        for f in (root / "checkpoints").glob(f"ckpt-{step}.*"):
+            shutil.copy(f, copies / f.name)
+    data_file = next(copies.glob("ckpt-6.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:-8])
+    path.unlink()
+    assert _evaluate_exit(f"--run_dir={root}", "--curve_every=3", f"--checkpoint_dir={copies}",
+                          *FAST) in (None, 0)
+    copied = json.loads(path.read_text())
+    assert copied["points"] == result["points"][:1]
+    assert [s["step"] for s in copied["skipped"]] == [6]
+    assert "1 damaged checkpoints skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--checkpoint_dir=/tmp"], "--checkpoint_dir needs --curve_every"),
+    (["--curve_every=3", "--eval_step=3"], "exclude each other"),
+    (["--curve_every=4"], "no ckpt-<step> checkpoint at a multiple of 4"),
+])
+def test_step_curve_bad_input_is_one_line(run_dir, args, message, capsys):
+    assert _evaluate_exit(f"--run_dir={run_dir}", *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err

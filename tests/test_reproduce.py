@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mmali_tf import reproduce
-from mmali_tf.repro import claims, runner, study, tables, targets
+from mmali_tf.repro import claims, curves, runner, study, tables, targets
 from mmali_tf.repro.suites import RunSpec, suite_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,6 +131,57 @@ def test_tables_mark_budget_and_collapse_and_readme_blocks_round_trip():
     assert "## Runs" in text and "Wall time: training 3.0 min" in text
 
 
+def _curve(*values: tuple[int, float, float], collapsed: tuple[str, ...] = ()) -> dict:
+    """A record's `curve`: (step, joint, mean cross) per point, cross the same both ways."""
+    return {"curve_every": 1500, "num_samples": 2000, "skipped": [], "points": [
+        {"step": s, "joint": j, "cross": {"hand->print": c, "print->hand": c},
+         "cross_mean": c, "collapsed": list(collapsed) if s == values[0][0] else []}
+        for s, j, c in values]}
+
+
+def test_passing_step_on_hand_made_curves():
+    def pts(*pairs):
+        return [{"step": s, "cross_mean": v} for s, v in pairs]
+
+    below_then_above = curves.passing_step(pts((1500, 0.2), (3000, 0.4), (4500, 0.6)),
+                                           pts((1500, 0.5), (3000, 0.5), (4500, 0.5), (6000, 0.9)))
+    assert below_then_above == {"steps": [1500, 3000, 4500], "passes_at": 4500,
+                                "ahead_from_start": False, "ahead_at_end": True}
+    # ahead at the start, falls back (a tie is not ahead), passes again: the first pass counts
+    again = curves.passing_step(pts((1, 0.6), (2, 0.5), (3, 0.7), (4, 0.4), (5, 0.9)),
+                                pts((1, 0.5), (2, 0.5), (3, 0.5), (4, 0.5), (5, 0.5)))
+    assert (again["passes_at"], again["ahead_from_start"]) == (3, True)
+    never = curves.passing_step(pts((1, 0.1), (2, 0.2)), pts((1, 0.3), (2, 0.3), (3, 0.0)))
+    assert (never["passes_at"], never["ahead_at_end"]) == (None, False)
+    assert curves.passing_step(pts((1, 0.9)), pts((2, 0.1)))["steps"] == []
+
+
+def test_curve_table_and_passing_lines_are_rendered_from_the_records(tmp_path):
+    mmali = {**_record("digits_mmali", _metrics("mmali", 0.5), 3000, 3000),
+             "curve": _curve((1500, 0.30, 0.40), (3000, 0.35, 0.62), collapsed=("joint/hand",))}
+    mmjsd = {**_record("digits_mmjsd", _metrics("mmjsd", 0.6), 4500, 5000),
+             "curve": _curve((1500, 0.50, 0.55), (3000, 0.52, 0.60), (4500, 0.55, 0.61))}
+    plain = _record("digits_mvae", _metrics("mvae", 0.3))
+    suite = _suite("digits", [plain, mmali, mmjsd])
+    block = tables.readme_block(suite)
+    assert "| step | `digits_mmali` | `digits_mmjsd` |" in block
+    assert "chart: `reproduction/digits_curve.png`" in block
+    assert "| 1,500 | 30.00 (collapsed) / 40.00 | 50.00 / 55.00 |" in block
+    assert "| 4,500 | - | 55.00 / 61.00 |" in block
+    assert ("- `digits_mmali` vs `digits_mmjsd`: step 1,500: `digits_mmjsd` ahead; "
+            "`digits_mmali` passes `digits_mmjsd` at step 3,000; step 3,000: `digits_mmali` "
+            "ahead") in block
+    assert "`digits_mvae`" not in block.split("Step curve")[1]
+    readme = tables.update_readme(tables.BEGIN.format("digits") + "\n" +
+                                  tables.END.format("digits") + "\n", {"digits": suite})
+    assert tables.readme_mismatches(readme, {"digits": suite}) == []
+    reproduce.write_suite(suite, str(tmp_path))
+    assert (tmp_path / "digits_curve.png").stat().st_size > 0
+    assert "Step curve" in (tmp_path / "digits.md").read_text()
+    # a suite without curves renders as before (no curve text, no curve chart)
+    assert "Step curve" not in tables.readme_block(_suite("digits", [plain]))
+
+
 def test_times_taken_under_load_are_marked_in_every_table():
     runs = [_record("digits_mvae", _metrics("mvae", 0.5), 1000, load=1.2),
             _record("digits_mmjsd", _metrics("mmjsd", 0.5), 1000, load=7.25),
@@ -226,6 +277,24 @@ def test_run_one_trains_evaluates_then_reruns_without_work(tmp_path):
     assert log.read_text().count("$ ") == launches
     assert again["eval_wall_s"] == first["eval_wall_s"]
     assert again["metrics"] == first["metrics"]
+
+
+def test_run_one_with_a_curve_keeps_and_scores_the_curve_steps(tmp_path):
+    spec = RunSpec("tiny", _features_config(tmp_path), ("--checkpoint_every=1",))
+    budget = runner.Budget(num_samples=40, curve_every=2)
+    record = runner.run_one(spec, str(tmp_path / "runs"), budget)
+    assert record["status"] == "ok", record.get("error")
+    assert record["overrides"] == ["--checkpoint_every=1", "--keep_checkpoint_every=2"]
+    curve = record["curve"]
+    assert [p["step"] for p in curve["points"]] == [2, 4] and curve["curve_every"] == 2
+    assert curve["num_samples"] == 40 and curve["skipped"] == []
+    # the curve's last step is the evaluated one: same joint coherence
+    assert curve["points"][-1]["joint"] == record["metrics"]["joint_coherence"]["all"]
+    # a rerun starts no curve child and keeps the curve
+    log = tmp_path / "runs" / "logs" / "tiny.curve.log"
+    launches = log.read_text().count("$ ")
+    again = runner.run_one(spec, str(tmp_path / "runs"), budget)
+    assert again["curve"] == curve and log.read_text().count("$ ") == launches
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

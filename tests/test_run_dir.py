@@ -229,6 +229,51 @@ def test_crash_during_checkpoint_save_keeps_previous_loadable(tmp_path, monkeypa
     assert run_dir.TrainingCheckpoint(directory, build_toy(cfg)).latest.endswith("ckpt-2")
 
 
+def _kept_steps(directory: str) -> list[int]:
+    return sorted(int(p.rsplit("-", 1)[1][:-len(".index")])
+                  for p in glob.glob(os.path.join(directory, "ckpt-*.index")))
+
+
+def test_checkpoints_at_multiples_of_keep_every_are_kept_and_the_rest_rotate(tmp_path):
+    from mmali_tf import checkpoint_check
+
+    model = build_toy(toy_config(tmp_path))
+    directory = str(tmp_path / "ck")
+    ckpt = run_dir.TrainingCheckpoint(directory, model, keep=2, keep_every=3)
+    for step in range(1, 9):
+        ckpt.save(step)
+    assert _kept_steps(directory) == [3, 6, 7, 8]
+    listed = [checkpoint_check.step_of(p) for p in ckpt.manager.checkpoints]
+    assert listed == [3, 6, 7, 8]
+    assert sorted(checkpoint_check.read_manifest(directory)) == [
+        f"ckpt-{s}" for s in (3, 6, 7, 8)]
+    # a reopened manager (a resumed run) knows the kept ones and goes on rotating the rest
+    reopened = run_dir.TrainingCheckpoint(directory, build_toy(toy_config(tmp_path)), keep=2,
+                                          keep_every=3)
+    assert reopened.path_for_step(3).endswith("ckpt-3")
+    for step in (9, 10, 11):
+        reopened.save(step)
+    assert _kept_steps(directory) == [3, 6, 9, 10, 11]
+    assert checkpoint_check.readable(directory).path.endswith("ckpt-11")
+    assert checkpoint_check.problem(reopened.path_for_step(6), checkpoint_check.read_manifest(
+        directory)["ckpt-6"]) is None
+    # keep_every=0: plain rotation
+    plain = str(tmp_path / "plain")
+    rotating = run_dir.TrainingCheckpoint(plain, model, keep=2)
+    for step in range(1, 7):
+        rotating.save(step)
+    assert _kept_steps(plain) == [5, 6]
+
+
+def test_training_keeps_checkpoints_at_multiples_of_keep_checkpoint_every(tmp_path, toys):
+    cfg = toy_config(tmp_path, max_steps=9, checkpoint_every=1, keep_checkpoints=2,
+                     keep_checkpoint_every=4)
+    train.train(cfg, verbose=0)
+    checkpoints = run_dir.RunDir(cfg["run_dir"]).checkpoints
+    assert _kept_steps(checkpoints) == [4, 7, 8, 9]  # 2 rotating (7, 9) besides 4, 8
+    assert run_dir.load_trained(cfg["run_dir"], step=4).step == 4
+
+
 # ----------------------------------------------------------------------------- driver
 def test_resume_continues_exactly_where_the_run_stopped(tmp_path, toys, capsys):
     """6 steps, stop, rerun to 9 == 9 uninterrupted steps: resume restores the step, the data

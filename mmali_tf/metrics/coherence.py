@@ -146,12 +146,13 @@ class ConditionalResult:
 def conditional_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
                           ds: PairedDataset, split: str, rows: np.ndarray,
                           batch_size: int = 256, seed: int = 0,
-                          fusion_methods: Sequence[str] = (), verbose: bool = False
-                          ) -> ConditionalResult:
+                          fusion_methods: Sequence[str] = (), verbose: bool = False,
+                          model_synergy: bool = True) -> ConditionalResult:
     """Cross, self and synergy coherence over the given pair rows, in one pass.
 
     Synergy (stochastic models only) is computed for the model's own joint posterior
-    (MODEL_SYNERGY) and for each of `fusion_methods` of the unimodal posteriors.
+    (MODEL_SYNERGY, unless `model_synergy` is False) and for each of `fusion_methods` of the
+    unimodal posteriors.
     """
     mods, c = view.modalities, ds.num_classes
     gen, clf_gen = seed_stream(seed, 4), seed_stream(seed, 5)
@@ -159,7 +160,8 @@ def conditional_coherence(view: InferenceView, classifiers: Mapping[str, Classif
         {pair_key(a, b): Tally(c) for a in mods for b in mods if a != b},
         {m: Tally(c) for m in mods},
         {f: {m: Tally(c) for m in mods}
-         for f in ((MODEL_SYNERGY, *fusion_methods) if view.stochastic else ())})
+         for f in (((MODEL_SYNERGY,) if model_synergy else ()) + tuple(fusion_methods)
+                   if view.stochastic else ())})
     bar = progress(len(rows), "cross/synergy coherence", verbose)
     for batch in paired_batches(ds.split(split), mods, rows, batch_size):
         y = batch["label"]

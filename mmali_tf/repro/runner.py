@@ -7,11 +7,14 @@ A run lives in `<runs_root>/<name>/` (a normal run directory). `run_one`:
 2. trains (`python -m mmali_tf.train --flagfile=<config> <overrides> --max_steps=<target>`)
    unless a checkpoint at or past the target exists, so reruns resume or skip;
 3. evaluates (`python -m mmali_tf.evaluate`) unless `eval/<protocol>/metrics.json` already
-   scores that step with these settings (and has its `per_input.npz`);
+   scores that step with these settings (and has its `per_input.npz`); with
+   `Budget.curve_every` N, also the step curve (`--curve_every=N`, which scores only
+   checkpoints not yet in its curve.json; training then gets `--keep_checkpoint_every=N`);
 4. returns the run's record (config, flags hash, steps, wall time, ms/step, metrics, and
    `per_input`: bootstrap replicates over distinct test inputs, `repro/stats.py`; and the load
    average sampled while it trained: `train_load`, the highest mean of its segments, None when
-   it was trained outside the harness).
+   it was trained outside the harness; and `curve` when the run has a curve.json,
+   `repro/curves.py`).
 A full disk (here or in a child) raises DiskFullError instead of a "failed" record, so the
 harness stops before it replaces the suite's JSON.
 A file lock per run directory makes a second harness that reaches the same run wait, then
@@ -39,7 +42,7 @@ from typing import Any, Mapping, Sequence
 
 from mmali_tf.atomic import DiskFullError, atomic_write_bytes
 from mmali_tf.metrics import report
-from mmali_tf.repro import stats
+from mmali_tf.repro import curves, stats
 from mmali_tf.repro.run_spec import RunSpec
 
 CALIBRATION_STEPS = 100
@@ -101,6 +104,7 @@ class Budget:
     budget_minutes: float = 0.0  # 0: no time budget
     protocol: str = "clean"
     num_samples: int = 2000
+    curve_every: int = 0        # 0: no step curve (`repro/curves.py`)
 
     def target_steps(self, config_steps: int) -> int:
         """Config steps scaled and capped (at least 1)."""
@@ -250,6 +254,9 @@ def probe_min_updates(protocol: str) -> int:
 
 def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
     """Train (resume/skip) and evaluate one run; its record (status "failed" on an error)."""
+    if budget.curve_every > 0:  # the curve's checkpoints stay (repro/curves.py)
+        spec = dataclasses.replace(spec, overrides=(
+            *spec.overrides, f"--keep_checkpoint_every={budget.curve_every}"))
     run_dir = os.path.join(runs_root, spec.name)
     log_dir = os.path.join(runs_root, "logs")
     config_steps = spec.config_steps()
@@ -295,6 +302,16 @@ def run_one(spec: RunSpec, runs_root: str, budget: Budget) -> dict[str, Any]:
                     record["eval_wall_s"] = json.load(f)["eval_wall_s"]
             if metrics is None:
                 raise RuntimeError(f"evaluation wrote no metrics for step {step} at {eval_path}")
+            if budget.curve_every > 0 and not curves.curve_is_current(
+                    os.path.dirname(eval_path), os.path.join(run_dir, "checkpoints"),
+                    budget.curve_every, budget.num_samples):  # the child scores new steps only
+                _child(["-m", "mmali_tf.evaluate", f"--run_dir={run_dir}",
+                        f"--protocol={budget.protocol}", f"--num_samples={budget.num_samples}",
+                        f"--curve_every={budget.curve_every}"],
+                       os.path.join(log_dir, f"{spec.name}.curve.log"), lock.fileno())
+            curve = curves.curve_record(os.path.dirname(eval_path))
+            if curve is not None:
+                record["curve"] = curve
             wall, ms = train_timing(run_dir)
             record.update(target_steps=target, steps=step, train_wall_s=round(wall, 1),
                           ms_per_step=None if ms is None else round(ms, 1),

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from mmali_tf.metrics import report
 from mmali_tf.repro import claims as claims_lib
-from mmali_tf.repro import many_modalities, study, targets
+from mmali_tf.repro import curves, many_modalities, study, targets
 from mmali_tf.repro.runner import IDLE_LOAD, load_note
 
 BEGIN, END = "<!-- reproduction:{}:begin -->", "<!-- reproduction:{}:end -->"
@@ -121,6 +121,9 @@ def readme_block(suite: Mapping[str, Any]) -> str:
                       f"- style probe >= {targets.CONTENT_GAP:g} points where a style code "
                       f"exists, training time <= {targets.MINUTES:g} min when measured on an "
                       "idle machine:", "", targets.targets_markdown(suite["runs"])]
+    curved = curves.with_curves(suite["runs"])
+    if curved:
+        parts += [curves.curve_markdown(suite["suite"], curved)]
     failed = [r for r in suite["runs"] if r.get("status") != "ok"]
     if failed:
         parts += ["Not run: " + "; ".join(f"`{r['name']}` ({r.get('error', r['status'])})"
