@@ -8,9 +8,12 @@ onnxruntime fuses into QLinearConv/QLinearMatMul when it loads the graph), calib
 (min/max) on real inputs of that graph: training examples of the modalities, the noise the
 manifest prescribes, and the latents and posteriors the float bundle's own graphs compute for
 those examples. Graphs without such nodes (fusion) are copied. Static rather than dynamic
-quantization, and Conv/MatMul only, from `bench/onnx_quantized.py`: onnxruntime's
-ConvInteger (dynamic) ran slower than float convolution on AVX2, and a QDQ ConvTranspose is
-not fused (it runs as dequantize + float ConvTranspose), so ConvTranspose stays float.
+quantization, from `bench/onnx_quantized.py`: onnxruntime's ConvInteger (dynamic) ran slower
+than float convolution on AVX2. A QDQ ConvTranspose is not fused (onnxruntime runs it as
+dequantize + float ConvTranspose), so each one is first rewritten as the equivalent sub-pixel
+convolution (`mmali_tf.export.subpixel`: Conv + a pixel shuffle); the shuffle's
+Reshape/Transpose/Slice nodes then move uint8 values, and a Relu after a quantized Conv or
+MatMul folds into that node's output range.
 
 No TensorFlow here; the fidelity report (TensorFlow classifiers) is added by
 `mmali_tf.export.fidelity`.
@@ -31,10 +34,14 @@ from onnxruntime import quantization as ortq
 from mmali_tf.export import bundle_files
 from mmali_tf.export import manifest as manifest_lib
 from mmali_tf.export import shared_weights
+from mmali_tf.export import subpixel
 from mmali_tf.export.runtime import Bundle
 
 METHOD = "static_int8"
 OP_TYPES = ("Conv", "MatMul")
+#: quantized too where they follow a quantized node: Relu (folded into its range) and the
+#: sub-pixel convolutions' pixel shuffles (`subpixel.SHUFFLE_OPS`, moving uint8 values).
+FOLLOWER_OP_TYPES = ("Relu", *subpixel.SHUFFLE_OPS)
 CALIBRATION_BATCH = 64
 
 
@@ -50,7 +57,7 @@ def calibration_feeds(bundle: Bundle, graph: str, xs: Mapping[str, np.ndarray],
                       rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
     """Batches of real inputs of `graph`: `xs` (modality -> examples, same count for every
     modality), noise of the manifest's distribution, and for decoders the latents the float
-    `reconstruct_<m>` graph samples, for fusion the float encoders' posteriors."""
+    `reconstruct_<m>` graph samples (`_latents`), for fusion the float encoders' posteriors."""
     entry = bundle.manifest["graphs"][graph]
     n = min(len(x) for x in xs.values())
     out = []
@@ -65,10 +72,7 @@ def calibration_feeds(bundle: Bundle, graph: str, xs: Mapping[str, np.ndarray],
             elif name.startswith("x_"):
                 feeds[name] = batch[name[2:]]
             elif name == "z":
-                feeds[name] = bundle.run(f"reconstruct_{entry['modality']}", {
-                    "x": batch[entry["modality"]],
-                    **({} if bundle.deterministic else
-                       {"noise": bundle.noise((k, bundle.latent_dim), rng)})})["z"]
+                feeds[name] = _latents(bundle, entry["modality"], batch[entry["modality"]], rng)
             elif name.startswith(("mean_", "logvar_")):
                 mean, logvar = bundle.encode(name.split("_", 1)[1], batch[name.split("_", 1)[1]])
                 feeds[name] = mean if name.startswith("mean_") else logvar
@@ -82,17 +86,36 @@ def calibration_feeds(bundle: Bundle, graph: str, xs: Mapping[str, np.ndarray],
     return out
 
 
+def _latents(bundle: Bundle, modality: str, x: np.ndarray,
+             rng: np.random.Generator) -> np.ndarray:
+    """Latents a decoder meets: those the float `reconstruct_<m>` graph samples for `x`, or
+    prior draws (as `generate` decodes) when the bundle was exported without that graph."""
+    noise = bundle.noise((len(x), bundle.latent_dim), rng)
+    if f"reconstruct_{modality}" not in bundle.manifest["graphs"]:
+        return noise
+    return bundle.run(f"reconstruct_{modality}",
+                      {"x": x, **({} if bundle.deterministic else {"noise": noise})})["z"]
+
+
 def _quantizable(model: onnx.ModelProto) -> bool:
-    return any(node.op_type in OP_TYPES for node in model.graph.node)
+    """Whether `model` has Conv/MatMul nodes, or ConvTranspose ones (sub-pixel Conv after
+    `subpixel.rewrite`)."""
+    return any(node.op_type in (*OP_TYPES, "ConvTranspose") for node in model.graph.node)
 
 
 def quantize_graph(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
                    workdir: str | os.PathLike) -> onnx.ModelProto:
-    """The static QDQ int8 version of a self-contained float graph, calibrated on `feeds`."""
+    """The static QDQ int8 version of a self-contained float graph (its ConvTranspose nodes
+    as sub-pixel convolutions), calibrated on `feeds`."""
     src, dst = Path(workdir) / "float.onnx", Path(workdir) / "int8.onnx"
+    model = subpixel.rewrite(model)
     onnx.save(model, str(src))
+    shuffles = set(subpixel.shuffle_nodes(model))
+    nodes = [n.name for n in model.graph.node
+             if n.op_type in OP_TYPES + ("Relu",) or n.name in shuffles]
     ortq.quantize_static(str(src), str(dst), _Feeds(feeds), quant_format=ortq.QuantFormat.QDQ,
-                         op_types_to_quantize=list(OP_TYPES), per_channel=True,
+                         op_types_to_quantize=[*OP_TYPES, *FOLLOWER_OP_TYPES],
+                         nodes_to_quantize=nodes, per_channel=True,
                          activation_type=ortq.QuantType.QUInt8,
                          weight_type=ortq.QuantType.QInt8,
                          calibrate_method=ortq.CalibrationMethod.MinMax)
@@ -134,6 +157,7 @@ def quantize_bundle(src: str | os.PathLike, out_dir: str | os.PathLike,
     manifest["external_data"] = shared_weights.WEIGHTS_FILE
     manifest["quantization"] = {
         "method": METHOD, "op_types": list(OP_TYPES), "per_channel": True,
+        "conv_transpose": "subpixel_conv",
         "calibration": {"examples": int(min(len(x) for x in xs.values())), "method": "minmax"},
         "float_manifest_sha256": manifest_lib.sha256_file(Path(src) / manifest_lib.MANIFEST_NAME)}
     return manifest_lib.write_manifest(out, manifest)
