@@ -13,7 +13,9 @@ than float convolution on AVX2. A QDQ ConvTranspose is not fused (onnxruntime ru
 dequantize + float ConvTranspose), so each one is first rewritten as the equivalent sub-pixel
 convolution (`mmali_tf.export.subpixel`: Conv + a pixel shuffle); the shuffle's
 Reshape/Transpose/Slice nodes then move uint8 values, and a Relu after a quantized Conv or
-MatMul folds into that node's output range.
+MatMul folds into that node's output range. Conv weights get zero point -1
+(`shift_conv_weight_zero_points`), which moves onnxruntime from its symmetric
+direct-convolution kernel to its int8 GEMM (AMX / VNNI).
 
 No TensorFlow here; the fidelity report (TensorFlow classifiers) is added by
 `mmali_tf.export.fidelity`.
@@ -29,6 +31,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnxruntime import quantization as ortq
 
 from mmali_tf.export import bundle_files
@@ -120,10 +123,40 @@ def quantize_graph(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
                          weight_type=ortq.QuantType.QInt8,
                          calibrate_method=ortq.CalibrationMethod.MinMax)
     out = onnx.load(str(dst))
+    shift_conv_weight_zero_points(out)
     del out.metadata_props[:]
     out.metadata_props.extend(model.metadata_props)
     out.doc_string, out.model_version = model.doc_string, model.model_version
     return out
+
+
+def shift_conv_weight_zero_points(model: onnx.ModelProto) -> int:
+    """Give the symmetric int8 weights of Conv nodes zero point -1 (values shifted by -1:
+    the same numbers, since q - zp is unchanged); returns how many tensors changed.
+
+    onnxruntime runs a QLinearConv whose weight zero points are all 0 through its symmetric
+    direct-convolution kernel and any other through im2col + its int8 GEMM, which uses AMX /
+    AVX-512 VNNI where the CPU has them (the direct kernel does not: `bench/onnx_throughput.py
+    --int8` measures the difference). Symmetric weights lie in -127..127, so the shift fits.
+    """
+    inits = {t.name: t for t in model.graph.initializer}
+    users: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users.setdefault(name, set()).add(node.op_type)
+    changed = 0
+    for node in model.graph.node:
+        if (node.op_type != "DequantizeLinear" or len(node.input) < 3
+                or users.get(node.output[0]) != {"Conv"}
+                or not {node.input[0], node.input[2]} <= set(inits)):
+            continue
+        w, zp = (numpy_helper.to_array(inits[n]) for n in (node.input[0], node.input[2]))
+        if w.dtype != np.int8 or zp.any() or w.min() < -127:
+            continue
+        inits[node.input[0]].CopyFrom(numpy_helper.from_array(w - np.int8(1), node.input[0]))
+        inits[node.input[2]].CopyFrom(numpy_helper.from_array(zp - np.int8(1), node.input[2]))
+        changed += 1
+    return changed
 
 
 def quantize_bundle(src: str | os.PathLike, out_dir: str | os.PathLike,
@@ -157,7 +190,7 @@ def quantize_bundle(src: str | os.PathLike, out_dir: str | os.PathLike,
     manifest["external_data"] = shared_weights.WEIGHTS_FILE
     manifest["quantization"] = {
         "method": METHOD, "op_types": list(OP_TYPES), "per_channel": True,
-        "conv_transpose": "subpixel_conv",
+        "conv_transpose": "subpixel_conv", "conv_weight_zero_point": -1,
         "calibration": {"examples": int(min(len(x) for x in xs.values())), "method": "minmax"},
         "float_manifest_sha256": manifest_lib.sha256_file(Path(src) / manifest_lib.MANIFEST_NAME)}
     return manifest_lib.write_manifest(out, manifest)
