@@ -66,7 +66,6 @@ def test_every_conv_transpose_becomes_a_conv_with_the_same_outputs():
     one = subpixel.rewrite(_conv_transpose((1, 1), (4, 4), 1, (0,) * 4, 0, True, rng))
     assert [n.op_type for n in one.graph.node] == [
         "Conv", "Relu", "Transpose", "Reshape", "Transpose", "Reshape", "Transpose"]
-    assert len(subpixel.shuffle_nodes(one)) == 5
 
 
 def test_ineligible_conv_transposes_are_kept():

@@ -42,8 +42,9 @@ from mmali_tf.export.runtime import Bundle
 
 METHOD = "static_int8"
 OP_TYPES = ("Conv", "MatMul")
-#: quantized too where they follow a quantized node: Relu (folded into its range) and the
-#: sub-pixel convolutions' pixel shuffles (`subpixel.SHUFFLE_OPS`, moving uint8 values).
+#: quantized where their input is (the quantizer leaves them float elsewhere): Relu, folded
+#: into that input's range, and data movement (the sub-pixel convolutions' pixel shuffles,
+#: `subpixel.SHUFFLE_OPS`), which then moves uint8 values.
 FOLLOWER_OP_TYPES = ("Relu", *subpixel.SHUFFLE_OPS)
 CALIBRATION_BATCH = 64
 
@@ -111,14 +112,9 @@ def quantize_graph(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
     """The static QDQ int8 version of a self-contained float graph (its ConvTranspose nodes
     as sub-pixel convolutions), calibrated on `feeds`."""
     src, dst = Path(workdir) / "float.onnx", Path(workdir) / "int8.onnx"
-    model = subpixel.rewrite(model)
-    onnx.save(model, str(src))
-    shuffles = set(subpixel.shuffle_nodes(model))
-    nodes = [n.name for n in model.graph.node
-             if n.op_type in OP_TYPES + ("Relu",) or n.name in shuffles]
+    onnx.save(subpixel.rewrite(model), str(src))
     ortq.quantize_static(str(src), str(dst), _Feeds(feeds), quant_format=ortq.QuantFormat.QDQ,
-                         op_types_to_quantize=[*OP_TYPES, *FOLLOWER_OP_TYPES],
-                         nodes_to_quantize=nodes, per_channel=True,
+                         op_types_to_quantize=[*OP_TYPES, *FOLLOWER_OP_TYPES], per_channel=True,
                          activation_type=ortq.QuantType.QUInt8,
                          weight_type=ortq.QuantType.QInt8,
                          calibrate_method=ortq.CalibrationMethod.MinMax)

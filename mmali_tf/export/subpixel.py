@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
-#: the operators of a pixel shuffle (and its crop), as `rewrite` names them.
+#: the operators of a pixel shuffle and its crop.
 SHUFFLE_OPS = ("Reshape", "Transpose", "Slice")
 #: the tag in the name of every node `rewrite` adds.
 TAG = "/subpixel_"
@@ -131,11 +131,6 @@ def rewrite(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.initializer[:]
     graph.initializer.extend(keep)
     return out
-
-
-def shuffle_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the pixel-shuffle and crop nodes `rewrite` added to `model`."""
-    return [n.name for n in model.graph.node if TAG in n.name and n.op_type in SHUFFLE_OPS]
 
 
 def _replacement(node, inits, shapes, consumers, graph):
