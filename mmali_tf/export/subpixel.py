@@ -26,6 +26,7 @@ axes. Others stay as they are.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import onnx
@@ -133,47 +134,31 @@ def rewrite(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def _replacement(node, inits, shapes, consumers, graph):
-    """(new nodes, the Relu moved into them or None) for an eligible ConvTranspose, else None."""
+def _replacement(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto],
+                 shapes: dict[str, list[int]], consumers: dict[str, list[onnx.NodeProto]],
+                 graph: onnx.GraphProto
+                 ) -> tuple[list[onnx.NodeProto], onnx.NodeProto | None] | None:
+    """(new nodes, the Relu moved into them or None) for an eligible ConvTranspose, else None.
+    The new nodes' constants are added to `graph`'s initializers."""
     if node.op_type != "ConvTranspose" or any(i and i not in inits for i in node.input[1:]):
         return None
     shape = shapes.get(node.input[0], [])
     w = numpy_helper.to_array(inits[node.input[1]])
     if len(shape) != 4 or w.ndim != 4 or min(shape[2:]) < 1:
         return None
-    has_bias = len(node.input) > 2 and node.input[2]
-    bias = numpy_helper.to_array(inits[node.input[2]]) if has_bias else np.zeros(w.shape[1],
-                                                                                 w.dtype)
     plan = _plans(node, tuple(shape[2:]), w.shape[2:])
     if plan is None:
         return None
     s, h, v = plan
-    weight, b = _weights(w, bias, s, h, v)
-    name = f"{node.name or node.output[0]}{TAG}"
+    has_bias = len(node.input) > 2 and node.input[2]
+    bias = (numpy_helper.to_array(inits[node.input[2]]) if has_bias
+            else np.zeros(w.shape[1], w.dtype))
     after = consumers.get(node.output[0], [])
     relu = after[0] if (len(after) == 1 and after[0].op_type == "Relu"
                         and node.output[0] not in {o.name for o in graph.output}) else None
-    c_out, s_c = w.shape[1], s * w.shape[1]
-    crop = (h.crop[0], v.crop[0], h.crop[1], v.crop[1]) != (0, 0, h.length, v.length)
-    steps = [("Conv", [weight, b], {"kernel_shape": [h.kernel, v.kernel],
-                                    "pads": [h.pads[0], v.pads[0], h.pads[1], v.pads[1]]})]
-    if relu is not None:
-        steps.append(("Relu", [], {}))
-    axes = [2, 3]
-    if s > 1:  # DepthToSpace (DCR) in NHWC: rows of s*Cout contiguous values move as blocks
-        q_w = v.length // s
-        steps += [("Transpose", [], {"perm": [0, 2, 3, 1]}),
-                  ("Reshape", [np.array([-1, q_w, s, s_c], np.int64)], {}),
-                  ("Transpose", [], {"perm": [0, 2, 1, 3]}),
-                  ("Reshape", [np.array([-1, h.length, v.length, c_out], np.int64)], {})]
-        axes = [1, 2]
-    if crop:
-        steps.append(("Slice", [np.array([h.crop[0], v.crop[0]], np.int64),
-                                np.array([h.crop[0] + h.crop[1], v.crop[0] + v.crop[1]],
-                                         np.int64), np.array(axes, np.int64)], {}))
-    if s > 1:
-        steps.append(("Transpose", [], {"perm": [0, 3, 1, 2]}))
+    name = f"{node.name or node.output[0]}{TAG}"
     new, last = [], node.input[0]
+    steps = _steps(s, h, v, *_weights(w, bias, s, h, v), relu is not None)
     for i, (op, consts, attrs) in enumerate(steps):
         step = f"{name}{i}_{op.lower()}"
         names = [f"{step}_{j}" for j in range(len(consts))]
@@ -182,3 +167,27 @@ def _replacement(node, inits, shapes, consumers, graph):
         new.append(helper.make_node(op, [last, *names], [out], name=step, **attrs))
         last = out
     return new, relu
+
+
+def _steps(s: int, h: _Axis, v: _Axis, weight: np.ndarray, bias: np.ndarray, relu: bool
+           ) -> list[tuple[str, list[np.ndarray], dict[str, Any]]]:
+    """(operator, constant inputs after the data input, attributes) of each new node."""
+    c_out = weight.shape[0] // (s * s)
+    steps = [("Conv", [weight, bias], {"kernel_shape": [h.kernel, v.kernel],
+                                       "pads": [h.pads[0], v.pads[0], h.pads[1], v.pads[1]]})]
+    if relu:
+        steps.append(("Relu", [], {}))
+    axes = [2, 3]
+    if s > 1:  # DepthToSpace (DCR) in NHWC: rows of s*Cout contiguous values move as blocks
+        steps += [("Transpose", [], {"perm": [0, 2, 3, 1]}),
+                  ("Reshape", [np.array([-1, v.length // s, s, s * c_out], np.int64)], {}),
+                  ("Transpose", [], {"perm": [0, 2, 1, 3]}),
+                  ("Reshape", [np.array([-1, h.length, v.length, c_out], np.int64)], {})]
+        axes = [1, 2]
+    if (h.crop[0], v.crop[0], h.crop[1], v.crop[1]) != (0, 0, h.length, v.length):
+        starts = np.array([h.crop[0], v.crop[0]], np.int64)
+        ends = starts + np.array([h.crop[1], v.crop[1]], np.int64)
+        steps.append(("Slice", [starts, ends, np.array(axes, np.int64)], {}))
+    if s > 1:
+        steps.append(("Transpose", [], {"perm": [0, 3, 1, 2]}))
+    return steps
