@@ -1,11 +1,13 @@
 """Latency of cross-modal translation: onnxruntime bundle vs the Keras model (eager, tf.function).
 
     python bench/onnx_latency.py [--runs 2000] [--batch 256] [--threads N] \
-        [--mode latency|throughput] [--int8] [--json bench/results/onnx_latency.json]
+        [--mode latency|throughput] [--int8] [--models digits,mnist_svhn] \
+        [--json bench/results/onnx_latency.json]
 
 Builds randomly initialised mmALI models with the digits and MNIST-SVHN modality shapes
 (28x28x1 through the MLP family, 32x32x3 through the conv family; latent 20 = style 10 +
-content 10), exports their translate graphs, and times one translation in both directions:
+content 10; `--models` picks some), exports their translate graphs, and times one translation
+in both directions:
 
 * `ort run`: `session.run` of the translate graph with prepared feeds (graph only);
 * `Bundle`: `Bundle.translate(..., seed=0)` (input validation + a seeded numpy Generator +
@@ -119,8 +121,14 @@ def main() -> None:
     parser.add_argument("--mode", choices=("latency", "throughput"), default="latency",
                         help="Bundle's mode (throughput: batch split across workers)")
     parser.add_argument("--int8", action="store_true", help="also time the int8 bundle")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help=f"comma-separated subset of {list(MODELS)}")
     parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args()
+    chosen = args.models.split(",")
+    if not chosen or set(chosen) - set(MODELS):
+        parser.error(f"--models={args.models!r}: expected a comma-separated subset of "
+                     f"{list(MODELS)}")
     from bench import host
 
     start = host.machine()
@@ -133,7 +141,8 @@ def main() -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, specs in MODELS.items():
+        for name in chosen:
+            specs = MODELS[name]
             model = models.build("mmali", list(specs), CONFIG)
             model.build_from_specs()
             a, b = (s.name for s in specs)

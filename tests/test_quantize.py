@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from conftest import make_toy_dataset
@@ -40,11 +41,13 @@ def test_int8_bundle_quantizes_conv_and_matmul_with_standard_operators(bundle_pa
         (bundle_path / "manifest.json").read_bytes()).hexdigest()
     assert (out / "weights.bin").stat().st_size < 0.5 * (bundle_path / "weights.bin").stat().st_size
     shared = (out / "weights.bin").read_bytes()
-    for graph in ("encoder_print", "decoder_hand", "translate_hand_to_print"):
+    assert record["conv_transpose"] == "subpixel_conv" and record["conv_weight_zero_point"] == -1
+    for graph in ("encoder_print", "decoder_hand", "decoder_print", "translate_hand_to_print"):
         data = (out / f"{graph}.onnx").read_bytes()
         model = bundle_files.check_graph(graph, data, "weights.bin", len(shared))
         ops = {n.op_type for n in model.graph.node}
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops, (graph, ops)
+        assert "ConvTranspose" not in ops, graph  # sub-pixel convolutions, quantized
         assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}
         int8 = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
         assert int8 and all(t.data_location == onnx.TensorProto.EXTERNAL
@@ -57,6 +60,38 @@ def test_int8_bundle_quantizes_conv_and_matmul_with_standard_operators(bundle_pa
                "translate_hand_to_print", "reconstruct_hand")
                for t in onnx.load(str(out / f"{g}.onnx"), load_external_data=False)
                .graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
+
+
+def _conv_weight_zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    convs = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    return [inits[n.input[2]] for n in model.graph.node
+            if n.op_type == "DequantizeLinear" and n.output[0] in convs]
+
+
+def test_conv_weight_zero_point_shift_keeps_the_numbers(int8_bundle):
+    out, manifest, _ = int8_bundle
+    shared = (out / "weights.bin").read_bytes()
+    data = (out / "decoder_print.onnx").read_bytes()
+    shifted = bundle_files.check_graph("decoder_print", data, "weights.bin", len(shared))
+    shared_weights.inline(shifted, shared, "weights.bin", "decoder_print")
+    zero_points = _conv_weight_zero_points(shifted)
+    assert len(zero_points) == 4 and all((zp == -1).all() for zp in zero_points)
+    assert quantize.shift_conv_weight_zero_points(shifted) == 0  # nothing left at 0
+    symmetric = onnx.ModelProto()
+    symmetric.CopyFrom(shifted)
+    inits = {t.name: t for t in symmetric.graph.initializer}
+    convs = {n.input[1] for n in symmetric.graph.node if n.op_type == "Conv"}
+    for node in symmetric.graph.node:  # undo the shift: zero point 0, values + 1
+        if node.op_type == "DequantizeLinear" and node.output[0] in convs:
+            for name in (node.input[0], node.input[2]):
+                value = onnx.numpy_helper.to_array(inits[name])
+                inits[name].CopyFrom(onnx.numpy_helper.from_array(value + np.int8(1), name))
+    assert all((zp == 0).all() for zp in _conv_weight_zero_points(symmetric))
+    z = np.random.default_rng(0).standard_normal((9, 8)).astype(np.float32)
+    run = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+           .run(None, {"z": z})[0] for m in (shifted, symmetric)]
+    np.testing.assert_array_equal(run[0], run[1])
 
 
 def test_int8_bundle_runs_close_to_the_float_bundle(bundle_path, int8_bundle):

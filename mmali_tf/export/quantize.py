@@ -8,9 +8,14 @@ onnxruntime fuses into QLinearConv/QLinearMatMul when it loads the graph), calib
 (min/max) on real inputs of that graph: training examples of the modalities, the noise the
 manifest prescribes, and the latents and posteriors the float bundle's own graphs compute for
 those examples. Graphs without such nodes (fusion) are copied. Static rather than dynamic
-quantization, and Conv/MatMul only, from `bench/onnx_quantized.py`: onnxruntime's
-ConvInteger (dynamic) ran slower than float convolution on AVX2, and a QDQ ConvTranspose is
-not fused (it runs as dequantize + float ConvTranspose), so ConvTranspose stays float.
+quantization, from `bench/onnx_quantized.py`: onnxruntime's ConvInteger (dynamic) ran slower
+than float convolution on AVX2. A QDQ ConvTranspose is not fused (onnxruntime runs it as
+dequantize + float ConvTranspose), so each one is first rewritten as the equivalent sub-pixel
+convolution (`mmali_tf.export.subpixel`: Conv + a pixel shuffle); the shuffle's
+Reshape/Transpose/Slice nodes then move uint8 values, and a Relu after a quantized Conv or
+MatMul folds into that node's output range. Conv weights get zero point -1
+(`shift_conv_weight_zero_points`), which moves onnxruntime from its symmetric
+direct-convolution kernel to its int8 GEMM (AMX / VNNI).
 
 No TensorFlow here; the fidelity report (TensorFlow classifiers) is added by
 `mmali_tf.export.fidelity`.
@@ -26,15 +31,21 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnxruntime import quantization as ortq
 
 from mmali_tf.export import bundle_files
 from mmali_tf.export import manifest as manifest_lib
 from mmali_tf.export import shared_weights
+from mmali_tf.export import subpixel
 from mmali_tf.export.runtime import Bundle
 
 METHOD = "static_int8"
 OP_TYPES = ("Conv", "MatMul")
+#: quantized where their input is (the quantizer leaves them float elsewhere): Relu, folded
+#: into that input's range, and data movement (the sub-pixel convolutions' pixel shuffles,
+#: `subpixel.SHUFFLE_OPS`), which then moves uint8 values.
+FOLLOWER_OP_TYPES = ("Relu", *subpixel.SHUFFLE_OPS)
 CALIBRATION_BATCH = 64
 
 
@@ -50,7 +61,7 @@ def calibration_feeds(bundle: Bundle, graph: str, xs: Mapping[str, np.ndarray],
                       rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
     """Batches of real inputs of `graph`: `xs` (modality -> examples, same count for every
     modality), noise of the manifest's distribution, and for decoders the latents the float
-    `reconstruct_<m>` graph samples, for fusion the float encoders' posteriors."""
+    `reconstruct_<m>` graph samples (`_latents`), for fusion the float encoders' posteriors."""
     entry = bundle.manifest["graphs"][graph]
     n = min(len(x) for x in xs.values())
     out = []
@@ -65,10 +76,7 @@ def calibration_feeds(bundle: Bundle, graph: str, xs: Mapping[str, np.ndarray],
             elif name.startswith("x_"):
                 feeds[name] = batch[name[2:]]
             elif name == "z":
-                feeds[name] = bundle.run(f"reconstruct_{entry['modality']}", {
-                    "x": batch[entry["modality"]],
-                    **({} if bundle.deterministic else
-                       {"noise": bundle.noise((k, bundle.latent_dim), rng)})})["z"]
+                feeds[name] = _latents(bundle, entry["modality"], batch[entry["modality"]], rng)
             elif name.startswith(("mean_", "logvar_")):
                 mean, logvar = bundle.encode(name.split("_", 1)[1], batch[name.split("_", 1)[1]])
                 feeds[name] = mean if name.startswith("mean_") else logvar
@@ -82,25 +90,69 @@ def calibration_feeds(bundle: Bundle, graph: str, xs: Mapping[str, np.ndarray],
     return out
 
 
+def _latents(bundle: Bundle, modality: str, x: np.ndarray,
+             rng: np.random.Generator) -> np.ndarray:
+    """Latents a decoder meets: those the float `reconstruct_<m>` graph samples for `x`, or
+    prior draws (as `generate` decodes) when the bundle was exported without that graph."""
+    noise = bundle.noise((len(x), bundle.latent_dim), rng)
+    if f"reconstruct_{modality}" not in bundle.manifest["graphs"]:
+        return noise
+    return bundle.run(f"reconstruct_{modality}",
+                      {"x": x, **({} if bundle.deterministic else {"noise": noise})})["z"]
+
+
 def _quantizable(model: onnx.ModelProto) -> bool:
-    return any(node.op_type in OP_TYPES for node in model.graph.node)
+    """Whether `model` has Conv/MatMul nodes, or ConvTranspose ones (sub-pixel Conv after
+    `subpixel.rewrite`)."""
+    return any(node.op_type in (*OP_TYPES, "ConvTranspose") for node in model.graph.node)
 
 
 def quantize_graph(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
                    workdir: str | os.PathLike) -> onnx.ModelProto:
-    """The static QDQ int8 version of a self-contained float graph, calibrated on `feeds`."""
+    """The static QDQ int8 version of a self-contained float graph (its ConvTranspose nodes
+    as sub-pixel convolutions), calibrated on `feeds`."""
     src, dst = Path(workdir) / "float.onnx", Path(workdir) / "int8.onnx"
-    onnx.save(model, str(src))
+    onnx.save(subpixel.rewrite(model), str(src))
     ortq.quantize_static(str(src), str(dst), _Feeds(feeds), quant_format=ortq.QuantFormat.QDQ,
-                         op_types_to_quantize=list(OP_TYPES), per_channel=True,
+                         op_types_to_quantize=[*OP_TYPES, *FOLLOWER_OP_TYPES], per_channel=True,
                          activation_type=ortq.QuantType.QUInt8,
                          weight_type=ortq.QuantType.QInt8,
                          calibrate_method=ortq.CalibrationMethod.MinMax)
     out = onnx.load(str(dst))
+    shift_conv_weight_zero_points(out)
     del out.metadata_props[:]
     out.metadata_props.extend(model.metadata_props)
     out.doc_string, out.model_version = model.doc_string, model.model_version
     return out
+
+
+def shift_conv_weight_zero_points(model: onnx.ModelProto) -> int:
+    """Give the symmetric int8 weights of Conv nodes zero point -1 (values shifted by -1:
+    the same numbers, since q - zp is unchanged); returns how many tensors changed.
+
+    onnxruntime runs a QLinearConv whose weight zero points are all 0 through its symmetric
+    direct-convolution kernel and any other through im2col + its int8 GEMM, which uses AMX /
+    AVX-512 VNNI where the CPU has them (the direct kernel does not: `bench/onnx_throughput.py
+    --int8` measures the difference). Symmetric weights lie in -127..127, so the shift fits.
+    """
+    inits = {t.name: t for t in model.graph.initializer}
+    users: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users.setdefault(name, set()).add(node.op_type)
+    changed = 0
+    for node in model.graph.node:
+        if (node.op_type != "DequantizeLinear" or len(node.input) < 3
+                or users.get(node.output[0]) != {"Conv"}
+                or not {node.input[0], node.input[2]} <= set(inits)):
+            continue
+        w, zp = (numpy_helper.to_array(inits[n]) for n in (node.input[0], node.input[2]))
+        if w.dtype != np.int8 or zp.any() or w.min() < -127:
+            continue
+        inits[node.input[0]].CopyFrom(numpy_helper.from_array(w - np.int8(1), node.input[0]))
+        inits[node.input[2]].CopyFrom(numpy_helper.from_array(zp - np.int8(1), node.input[2]))
+        changed += 1
+    return changed
 
 
 def quantize_bundle(src: str | os.PathLike, out_dir: str | os.PathLike,
@@ -134,6 +186,7 @@ def quantize_bundle(src: str | os.PathLike, out_dir: str | os.PathLike,
     manifest["external_data"] = shared_weights.WEIGHTS_FILE
     manifest["quantization"] = {
         "method": METHOD, "op_types": list(OP_TYPES), "per_channel": True,
+        "conv_transpose": "subpixel_conv", "conv_weight_zero_point": -1,
         "calibration": {"examples": int(min(len(x) for x in xs.values())), "method": "minmax"},
         "float_manifest_sha256": manifest_lib.sha256_file(Path(src) / manifest_lib.MANIFEST_NAME)}
     return manifest_lib.write_manifest(out, manifest)
