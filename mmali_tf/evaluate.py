@@ -58,6 +58,7 @@ class EvalOptions:
     iwae_samples: int = 100
     ll_items: int = 500
     cca_dim: int = 40
+    fid_samples: int = 10000
     cache_dir: str = ""
     verbose: bool = False
 
@@ -69,8 +70,8 @@ class EvalOptions:
                    classifier_epochs=FLAGS.classifier_epochs,
                    classifier_threshold=FLAGS.classifier_threshold,
                    text_scorer=FLAGS.text_scorer, iwae_samples=FLAGS.iwae_samples,
-                   ll_items=FLAGS.ll_items, cca_dim=FLAGS.cca_dim, cache_dir=FLAGS.cache_dir,
-                   verbose=True)
+                   ll_items=FLAGS.ll_items, cca_dim=FLAGS.cca_dim,
+                   fid_samples=FLAGS.fid_samples, cache_dir=FLAGS.cache_dir, verbose=True)
 
     def resolved(self) -> "EvalOptions":
         """A copy with the protocol's defaults (PROTOCOL_DEFAULTS) filled into unset fields."""
@@ -143,6 +144,8 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
     from mmali_tf.metrics import (cca, coherence, latent_accuracy, likelihood, report,
                                   subset_coherence)
     from mmali_tf.metrics.common import InferenceView, sample_rows
+    from mmali_tf.metrics.sample_quality import FeatureBank
+    from mmali_tf.metrics.scoring import Scorer
     from mmali_tf.plots import display_images
 
     opts = opts.resolved()
@@ -161,6 +164,10 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
     split = ds.split(opts.split)
     rows = sample_rows(split.num_pairs, opts.num_samples, opts.seed)
     probe_correct: dict[str, np.ndarray] = {}
+    images = [s.name for s in ds.specs
+              if s.kind == "image" and hasattr(classifiers[s.name], "embed")]
+    bank = FeatureBank(images, opts.fid_samples) if opts.fid_samples > 0 and images else None
+    scorer = Scorer(view, classifiers, bank)
     joint_correct: dict[str, np.ndarray] = {}
     metrics: dict[str, Any] = {
         "latent_accuracy": latent_accuracy.latent_accuracy(
@@ -171,7 +178,7 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
     joint, joint_hist = coherence.joint_coherence(
         view, classifiers, opts.num_samples, opts.batch_size, opts.seed,
         shared_z=opts.protocol == "reference", verbose=opts.verbose, num_classes=ds.num_classes,
-        record=joint_correct)
+        record=joint_correct, scorer=scorer)
     metrics["joint_coherence"] = {"all": joint}
     methods = FUSION_METHODS if view.stochastic else ()
     if not view.stochastic:
@@ -179,11 +186,12 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
                      "joint latent probe")
     conditional = coherence.conditional_coherence(
         view, classifiers, ds, opts.split, rows, opts.batch_size, opts.seed, methods,
-        opts.verbose)
+        opts.verbose, scorer=scorer)
     (metrics["cross_coherence"], metrics["self_coherence"],
      metrics["synergy_coherence"]) = conditional.accuracies()
     metrics["subset_coherence"], subset_hist = subset_coherence.subset_coherence(
-        view, classifiers, ds, opts.split, rows, opts.batch_size, opts.seed, opts.verbose)
+        view, classifiers, ds, opts.split, rows, opts.batch_size, opts.seed, opts.verbose,
+        scorer=scorer)
     histograms = {f"joint/{m}": h for m, h in joint_hist.items()}
     histograms.update(conditional.histograms())
     histograms.update(subset_hist)
@@ -223,6 +231,9 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
             opts.seed, opts.num_samples, per_batch_mean=opts.protocol == "reference")
         meta["cca_modalities"] = vectors[:2]
         meta["cca_dim"] = min(opts.cca_dim, ds.spec(vectors[0]).size, ds.spec(vectors[1]).size)
+    if bank is not None:
+        metrics["fid"], metrics["prd"], meta["sample_quality"] = sample_quality_metrics(
+            bank, classifiers, split, opts, ds.spec)
     meta["notes"] = notes
     metrics["meta"] = meta
     generations = coherence.cross_generations(view, ds, opts.split, opts.seed)
@@ -237,6 +248,34 @@ def evaluate_model(model: Any, ds: Any, opts: EvalOptions, step: int | None = No
                                for k, v in generations.items()
                                if all(ds.spec(m).kind != "vector" for m in k.split("->"))}}
     return metrics, figures
+
+
+def sample_quality_metrics(bank: Any, classifiers: Mapping[str, Any], split: Any,
+                           opts: EvalOptions, spec: Any
+                           ) -> tuple[dict[str, float], dict[str, dict[str, float]],
+                                      dict[str, Any]]:
+    """(fid, prd, meta) of every generated image set in `bank` against the split's real
+    instances of its modality (`metrics.sample_quality`), with the settings that produced
+    them."""
+    from mmali_tf.metrics import classifiers as clf_lib
+    from mmali_tf.metrics import sample_quality as sq
+    from mmali_tf.metrics.scoring import real_features
+
+    real = real_features(classifiers, {m: split.instances[m] for m in sorted(bank.modalities)},
+                         opts.fid_samples, opts.seed + 9, opts.batch_size)
+    generated = bank.sets()
+    fid, prd, prd_samples = sq.sample_quality(generated, real, opts.seed)
+    meta = {"embedding": {m: f"{clf_lib.architecture(spec(m))} coherence classifier, "
+                             f"penultimate layer ({x.shape[1]} features)"
+                          for m, x in real.items()},
+            "real_samples": {m: int(len(x)) for m, x in real.items()},
+            "generated_samples": {k: int(len(x)) for k, (_, x) in generated.items()},
+            "prd_samples": prd_samples, "fid_samples": opts.fid_samples,
+            "prd": {"num_clusters": sq.PRD_CLUSTERS, "num_angles": sq.PRD_ANGLES,
+                    "num_runs": sq.PRD_RUNS, "beta": sq.PRD_BETA,
+                    "kmeans_init": sq.PRD_KMEANS_INIT},
+            "note": sq.COMPARABILITY}
+    return fid, prd, meta
 
 
 def per_input_arrays(split: Any, modalities: Sequence[str], rows: np.ndarray,

@@ -226,6 +226,11 @@ def define_eval_flags() -> None:
                          "(0: skip log-likelihoods).", lower_bound=0)
     flags.DEFINE_integer("cca_dim", 40, "k: CCA dimensions of the correlation score of vector "
                          "modalities.", lower_bound=1)
+    flags.DEFINE_integer("fid_samples", 10000, "Sample quality (FID and PRD precision/recall "
+                         "of generated vs real images, on the coherence classifiers' "
+                         "penultimate features): at most this many real test images per image "
+                         "modality and generated images per set (0: skip sample quality).",
+                         lower_bound=0)
 
 
 def define_compare_flags() -> None:

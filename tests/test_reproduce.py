@@ -347,3 +347,18 @@ def test_runs_filter_keeps_the_other_records(tmp_path):
     assert [r["name"] for r in out["runs"]] == ["a_s0", "b_s0"]   # suite order, new wins
     assert out["runs"][0]["budget_label"] == "at most 500 steps"
     assert out["budget"]["label"] == "per run, one of: at most 300 steps; at most 500 steps"
+
+
+def test_tables_add_fid_columns_when_a_run_has_sample_quality():
+    old = _record("digits_mvae", _metrics("mvae", 0.5))
+    new = _record("digits_mmali", {**_metrics("mmali", 0.5),
+                                   "fid": {"cross/hand->print": 10.0, "cross/print->hand": 20.0,
+                                           "joint/hand": 3.0, "joint/print": 4.0,
+                                           "self/hand": 1.0}})
+    assert "FID" not in tables.runs_table([old])   # committed evaluations render unchanged
+    table = tables.runs_table([old, new])
+    header = table.splitlines()[0]
+    assert header.endswith("| FID cross | FID joint |")
+    assert table.splitlines()[2].endswith("| - | - |")
+    assert table.splitlines()[3].endswith("| 15.0 | 3.5 |")
+    assert tables.FID_LEGEND in table

@@ -116,15 +116,26 @@ class DigitClassifier:
     always_on_dropout: float
     test_accuracy: float = float("nan")
 
-    def logits(self, x: Any, seed: Any = None) -> tf.Tensor:
-        h = self.features(tf.convert_to_tensor(x, tf.float32), training=False)
+    def embed(self, x: Any) -> tf.Tensor:
+        """Penultimate features (the input of the head) of a batch of model-range inputs."""
+        return self.features(tf.convert_to_tensor(x, tf.float32), training=False)
+
+    def head_logits(self, h: Any, seed: Any = None) -> tf.Tensor:
+        """Logits from penultimate features (with the protocol's always-on dropout)."""
         if self.always_on_dropout > 0.0:
             h = keras.random.dropout(h, self.always_on_dropout, seed=seed)
         return self.head(h, training=False)
 
+    def logits(self, x: Any, seed: Any = None) -> tf.Tensor:
+        return self.head_logits(self.embed(x), seed)
+
+    def predict_features(self, h: Any, seed: Any = None) -> np.ndarray:
+        """Predicted class from penultimate features (`embed`)."""
+        return np.argmax(self.head_logits(h, seed).numpy(), axis=-1).astype(np.int32)
+
     def predict(self, x: Any, seed: Any = None) -> np.ndarray:
         """Predicted class of a batch of model-range inputs."""
-        return np.argmax(self.logits(x, seed).numpy(), axis=-1).astype(np.int32)
+        return self.predict_features(self.embed(x), seed)
 
     def accuracy(self, x: np.ndarray, y: np.ndarray, seed: Any = None,
                  batch_size: int = 512) -> float:

@@ -28,6 +28,7 @@ from mmali_tf.data.specs import PairedDataset
 from mmali_tf.metrics.common import (InferenceView, paired_batches, progress, seed_stream,
                                      tick)
 from mmali_tf.metrics.report import MODEL_SYNERGY
+from mmali_tf.metrics.scoring import Scorer
 
 
 class Classifier(Protocol):
@@ -82,11 +83,13 @@ class Tally:
 def joint_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
                     num_samples: int = 10000, batch_size: int = 256, seed: int = 0,
                     shared_z: bool = False, verbose: bool = False,
-                    num_classes: int = 10, record: dict[str, np.ndarray] | None = None
-                    ) -> tuple[float, dict[str, np.ndarray]]:
+                    num_classes: int = 10, record: dict[str, np.ndarray] | None = None,
+                    scorer: Scorer | None = None) -> tuple[float, dict[str, np.ndarray]]:
     """Fraction of prior samples whose decodings get the same class in every modality, and
     the predicted-class histogram of each modality; `record`, when given, receives the
-    per-sample agreement under "all"."""
+    per-sample agreement under "all". `scorer` (default: one over `classifiers`) decodes and
+    classifies (sets `joint/<m>`)."""
+    score = scorer or Scorer(view, classifiers)
     gen, clf_gen = seed_stream(seed, 2), seed_stream(seed, 3)
     tallies = {m: Tally(num_classes) for m in view.modalities}
     agreed, bar = [], progress(num_samples, "joint coherence", verbose)
@@ -95,8 +98,7 @@ def joint_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
         z = view.sample_prior(n, gen)
         if shared_z:
             z = {m: z[view.modalities[0]] for m in view.modalities}
-        preds = np.stack([classifiers[m].predict(view.decode(m, z[m]), clf_gen)
-                          for m in view.modalities])
+        preds = np.stack([score(f"joint/{m}", m, z[m], clf_gen) for m in view.modalities])
         for m, pred in zip(view.modalities, preds):
             tallies[m].add(pred)
         agreed.append(np.all(preds == preds[:1], axis=0))
@@ -147,13 +149,16 @@ def conditional_coherence(view: InferenceView, classifiers: Mapping[str, Classif
                           ds: PairedDataset, split: str, rows: np.ndarray,
                           batch_size: int = 256, seed: int = 0,
                           fusion_methods: Sequence[str] = (), verbose: bool = False,
-                          model_synergy: bool = True) -> ConditionalResult:
+                          model_synergy: bool = True,
+                          scorer: Scorer | None = None) -> ConditionalResult:
     """Cross, self and synergy coherence over the given pair rows, in one pass.
 
     Synergy (stochastic models only) is computed for the model's own joint posterior
     (MODEL_SYNERGY, unless `model_synergy` is False) and for each of `fusion_methods` of the
-    unimodal posteriors.
+    unimodal posteriors. `scorer` (default: one over `classifiers`) decodes and classifies,
+    keyed like `histograms`.
     """
+    score = scorer or Scorer(view, classifiers)
     mods, c = view.modalities, ds.num_classes
     gen, clf_gen = seed_stream(seed, 4), seed_stream(seed, 5)
     result = ConditionalResult(
@@ -169,19 +174,20 @@ def conditional_coherence(view: InferenceView, classifiers: Mapping[str, Classif
         params = {m: view.encode(m, batch[m]) for m in mods}
         z = {m: view.sample(*view.unimodal(m, params[m]), gen) for m in mods}
         for a in mods:
-            result.self_rec[a].add(classifiers[a].predict(view.decode(a, z[a]), clf_gen), y)
+            result.self_rec[a].add(score(f"self/{a}", a, z[a], clf_gen), y)
             for b in mods:
                 if a != b:
-                    x = view.decode(b, view.cross_latent(z[a], b, gen))
-                    result.cross[pair_key(a, b)].add(classifiers[b].predict(x, clf_gen), y)
+                    key = pair_key(a, b)
+                    result.cross[key].add(score(f"cross/{key}", b,
+                                                view.cross_latent(z[a], b, gen), clf_gen), y)
         for source, tallies in result.synergy.items():
             if source == MODEL_SYNERGY:
                 content = view.sample_joint_content(params, xs, gen)
             else:
                 content = view.sample(*view.fuse(params, source), gen)
             for t in mods:
-                x = view.decode(t, view.synergy_latent(content, z[t], t, gen))
-                tallies[t].add(classifiers[t].predict(x, clf_gen), y)
+                tallies[t].add(score(f"synergy/{source}/{t}", t,
+                                     view.synergy_latent(content, z[t], t, gen), clf_gen), y)
         tick(bar, len(y))
     return result
 

@@ -6,7 +6,10 @@ posterior), `classifier_accuracy` (fractions in [0, 1]), `self_coherence` (fract
 `prediction_stats` (`{"joint/m" | "cross/a->b" | "self/m" | "synergy/<source>/m" |
 "subset/<size>/m": {"top_share", "top_class", "entropy_bits"}}`), optional `log_likelihood` (nats), optional
 `cca_correlation` (cosines in [-1, 1]), optional `subset_coherence` (`by_size` {k: fraction}
-and `by_subset` {"m0+m1": fraction}) and `meta`. Evaluations written before
+and `by_subset` {"m0+m1": fraction}), optional `fid` ({set: FID >= 0}) and `prd` ({set:
+{"precision", "recall", "ap"}} in [0, 1]) of every generated image set, keyed like
+`prediction_stats` (`metrics.sample_quality`; settings in `meta["sample_quality"]`), and
+`meta`. Evaluations written before
 `self_coherence` and `prediction_stats` existed still validate.
 """
 
@@ -28,7 +31,8 @@ from mmali_tf.atomic import atomic_write_bytes  # noqa: E402
 FRACTION_KEYS = ("latent_accuracy", "joint_coherence", "cross_coherence", "synergy_coherence",
                  "classifier_accuracy")
 OPTIONAL_KEYS = {"log_likelihood": (-math.inf, 0.0), "cca_correlation": (-1.0, 1.0),
-                 "self_coherence": (0.0, 1.0), "subset_coherence": (0.0, 1.0)}
+                 "self_coherence": (0.0, 1.0), "subset_coherence": (0.0, 1.0),
+                 "fid": (0.0, math.inf), "prd": (0.0, 1.0)}
 STAT_RANGES = {"top_share": (0.0, 1.0), "top_class": (0.0, math.inf),
                "entropy_bits": (0.0, math.inf)}
 #: a generated set is collapsed when one class takes more than this share of it.
@@ -145,6 +149,14 @@ def render_report(metrics: Mapping[str, Any]) -> str:
     if scorer:
         lines += ["", f"Text is scored by {TEXT_SCORERS.get(scorer, scorer)} "
                       f"(`--text_scorer={scorer}`)."]
+    if "fid" in metrics:
+        lines += ["", "## Sample quality (generated vs real images)", "",
+                  sample_quality_legend(meta.get("sample_quality", {})), ""]
+        prd = metrics.get("prd", {})
+        lines += _table(["set", "FID", "PRD precision", "PRD recall", "PRD AP"],
+                        [[k, f"{v:.2f}"] + [_pct(prd.get(k, {}).get(p))
+                                            for p in ("precision", "recall", "ap")]
+                         for k, v in metrics["fid"].items()])
     if "log_likelihood" in metrics:
         lines += ["", f"## Log-likelihoods (IWAE, K={meta.get('iwae_samples')}, nats)", ""]
         lines += _table(["term", "log p"], [[f"log p({k.replace('|', ' | ')})", f"{v:.2f}"]
@@ -159,6 +171,20 @@ def render_report(metrics: Mapping[str, Any]) -> str:
         lines += _table(["pairing", "correlation"],
                         [[k, f"{v:.3f}"] for k, v in metrics["cca_correlation"].items()])
     return "\n".join(lines) + "\n"
+
+
+def sample_quality_legend(settings: Mapping[str, Any]) -> str:
+    """One paragraph: the embedding, sample counts and PRD settings behind the FID/PRD table."""
+    prd = settings.get("prd", {})
+    return ("Embedding: " + "; ".join(f"{m}: {e}" for m, e in
+                                      settings.get("embedding", {}).items())
+            + f". Real images per modality: {settings.get('real_samples')}; generated images "
+            f"per set: at most {settings.get('fid_samples')}. PRD (Sajjadi et al. 2018): "
+            f"{prd.get('num_clusters')} clusters, {prd.get('num_angles')} angles, "
+            f"{prd.get('num_runs')} runs on equally many real and generated images; precision "
+            f"= max F_1/{prd.get('beta'):g}, recall = max F_{prd.get('beta'):g}, AP = mean of "
+            f"the curves (mmJSD). Values: {settings.get('note')}."
+            if prd else "")
 
 
 def coherence_rows(metrics: Mapping[str, Any]) -> list[list[str]]:

@@ -31,6 +31,7 @@ from mmali_tf.latent import nonempty_subsets
 from mmali_tf.metrics.coherence import Classifier
 from mmali_tf.metrics.common import (InferenceView, paired_batches, progress, seed_stream,
                                      tick)
+from mmali_tf.metrics.scoring import Scorer
 
 
 def subset_key(modalities: tuple[str, ...]) -> str:
@@ -55,10 +56,12 @@ def sample_subset_content(view: InferenceView, params: Mapping[str, tuple[Any, A
 
 def subset_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
                      ds: PairedDataset, split: str, rows: np.ndarray, batch_size: int = 256,
-                     seed: int = 0, verbose: bool = False
+                     seed: int = 0, verbose: bool = False, scorer: Scorer | None = None
                      ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
     """({"by_size": {"k": acc}, "by_subset": {"m0+m1": acc}}, predicted-class histograms
-    {"subset/<k>/<t>": counts}) over the given pair rows."""
+    {"subset/<k>/<t>": counts}) over the given pair rows; `scorer` (default: one over
+    `classifiers`) decodes and classifies, keyed like the histograms."""
+    score = scorer or Scorer(view, classifiers)
     mods, lay = view.modalities, view.layout
     max_size = len(mods) - 1 if view.stochastic else 1
     subsets = [tuple(mods[i] for i in s) for s in nonempty_subsets(len(mods))
@@ -76,10 +79,11 @@ def subset_coherence(view: InferenceView, classifiers: Mapping[str, Classifier],
             styles = view.sample_prior(n, gen)
             for t in mods:
                 if t not in s:
-                    x = view.decode(t, lay.join(lay.style(styles[t]), content))
-                    pred = np.asarray(classifiers[t].predict(x, clf_gen), np.int64)
+                    key = f"subset/{len(s)}/{t}"
+                    pred = np.asarray(score(key, t, lay.join(lay.style(styles[t]), content),
+                                            clf_gen), np.int64)
                     hits[s] += int(np.sum(pred == y)) / (len(mods) - len(s))
-                    np.add.at(histograms[f"subset/{len(s)}/{t}"], pred, 1)
+                    np.add.at(histograms[key], pred, 1)
         tick(bar, n)
     total = max(len(rows), 1)
     by_subset = {subset_key(s): h / total for s, h in hits.items()}

@@ -58,18 +58,41 @@ def _groups(suite: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
     return out
 
 
+#: sample-quality columns: (column, prefix of the `fid` keys it averages)
+FID_COLUMNS = (("FID cross", "cross/"), ("FID joint", "joint/"))
+FID_LEGEND = ("FID cross / FID joint: mean FID of the cross-modal / prior-sampled image sets "
+              "against the real test images, on the penultimate features of the coherence "
+              "classifiers (not Inception: not comparable with papers' FIDs; lower is better); "
+              "- where the evaluation predates sample quality.")
+
+
+def fid_cell(metrics: Mapping[str, Any], prefix: str) -> str:
+    """Mean FID of a run's generated image sets whose key starts with `prefix` ("-" if none)."""
+    values = [v for k, v in metrics.get("fid", {}).items() if k.startswith(prefix)]
+    return f"{sum(values) / len(values):.1f}" if values else "-"
+
+
+def _has_fid(records: Sequence[Mapping[str, Any]]) -> bool:
+    return any("fid" in r["metrics"] for r in records)
+
+
 def _metric_cells(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, list]]:
     """Columns and per-run cells: Table-2 layout for two modalities, `many_modalities`'
-    compact layout beyond."""
+    compact layout beyond; FID columns when any run has sample quality."""
     if many_modalities.applies(records):
         columns = many_modalities.columns(records)
-        return columns, {r["name"]: many_modalities.cells(r, columns) for r in records}
-    columns, values = report.comparison({r["name"]: r["metrics"] for r in records})
-    cells = {}
-    for rec in records:
-        bad = report.collapsed_columns(rec["metrics"], columns)
-        cells[rec["name"]] = [report.mark_cell(v, c in bad)
-                              for v, c in zip(values[rec["name"]], columns)]
+        cells = {r["name"]: many_modalities.cells(r, columns) for r in records}
+    else:
+        columns, values = report.comparison({r["name"]: r["metrics"] for r in records})
+        cells = {}
+        for rec in records:
+            bad = report.collapsed_columns(rec["metrics"], columns)
+            cells[rec["name"]] = [report.mark_cell(v, c in bad)
+                                  for v, c in zip(values[rec["name"]], columns)]
+    if _has_fid(records):
+        columns = list(columns) + [c for c, _ in FID_COLUMNS]
+        for rec in records:
+            cells[rec["name"]] += [fid_cell(rec["metrics"], p) for _, p in FID_COLUMNS]
     return list(columns), cells
 
 
@@ -85,6 +108,8 @@ def runs_table(records: Sequence[Mapping[str, Any]]) -> str:
         lines.append("| " + " | ".join(cells + metric_cells[rec["name"]]) + " |")
     if many_modalities.applies(records):
         lines += ["", many_modalities.legend(records)]
+    if _has_fid(records):
+        lines += ["", FID_LEGEND]
     return "\n".join(lines) + "\n"
 
 
