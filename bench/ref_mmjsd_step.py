@@ -21,12 +21,13 @@ import importlib.machinery
 import json
 import os
 import sys
-import time
 import types
 
 SRC = sys.argv[1]
 sys.path.insert(0, SRC)
 import torch  # noqa: E402
+
+from ref_timing import ms_per_step  # noqa: E402  (next to this file)
 
 for name in ["torchvision", "torchvision.utils", "torchvision.transforms", "matplotlib",
              "matplotlib.pyplot", "mpl_toolkits", "mpl_toolkits.axes_grid1", "sklearn",
@@ -77,8 +78,5 @@ step()
 text_nets = (model.encoder_text, model.decoder_text)
 assert all(q.grad is None for net in text_nets for q in net.parameters()), "text ran"
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-t = time.perf_counter()
-for _ in range(n):
-    step()
 print(f"reference mmJSD (MNIST+SVHN, text dropped) B={B}: "
-      f"{(time.perf_counter() - t) / n * 1e3:.1f} ms/step, torch threads {torch.get_num_threads()}")
+      f"{ms_per_step(step, n):.1f} ms/step, torch threads {torch.get_num_threads()}")
