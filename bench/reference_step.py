@@ -72,8 +72,9 @@ DIFFERENCES = {
              "20; their text networks are built but never run. Our side runs the same networks: "
              "their SVHN convnets (64-channel third layer, 128-unit linear head) are our "
              "`mmjsd_svhn` family, which replaces the `svhn_conv` of our mnist_svhn config "
-             "(`NETWORKS`); records made before 2026-12-07 timed `svhn_conv`, about 1.5x the "
-             "convolution work (`bench/ref_mmjsd_step.py`).",
+             "(`NETWORKS`); records made before 2026-12-07 timed `svhn_conv` (128 channels in "
+             "the third layer of encoder and decoder), more work than theirs "
+             "(`bench/ref_mmjsd_step.py`).",
 }
 
 
