@@ -1,10 +1,13 @@
 """Where one training iteration's time goes, per TensorFlow op type, and what cheap levers do.
 
-    python bench/profile_step.py [--model mmali] [--threads 1] [--steps 3] [--rounds 2]
+    python bench/profile_step.py [--model mmali|mmvae|mmjsd] [--threads 1] [--steps 3] [--rounds 2]
+                                 [--ref_python $REF_VENV/bin/python --ref_src SNAPSHOT]
+                                 [--emulate_isa avx2]
                                  [--json bench/results/profile_mmali.json] [--readme docs/performance.md]
     python bench/profile_step.py --render bench/results/profile_mmali.json --readme docs/performance.md
 
-Profile: `train_step` of the model on `configs/mnist_svhn_<model>.cfg` (random data, XLA off,
+Profile: `train_step` of the model on `configs/mnist_svhn_<model>.cfg` with the networks of
+the side-by-side comparison (`reference_step.compared_setup`; random data, XLA off,
 so that every kernel is a TensorFlow op; with XLA on a step is a few opaque clusters), traced
 with `tf.profiler` for `--steps` iterations. Each kernel event of the trace is named
 `<node>:<op type>`; op types are summed per iteration and grouped into categories
@@ -14,12 +17,18 @@ products, optimizer variable updates, everything else = elementwise and data mov
 op types without it are Eigen kernels. "Executor overhead" is the traced wall span minus the
 kernel time (meaningful with `--threads 1`, where kernels run one at a time).
 
+With `--ref_python` and `--ref_src` (the snapshot `bench/reference_step.py` takes for the
+model), the authors' step of the same comparison (`bench/ref_<model>_step.py`) is profiled too,
+with `torch.profiler` (`bench/ref_timing.py`: self CPU ms per `aten::` op and step), so both
+sides' top ops stand next to each other. `--emulate_isa avx2` caps both sides' kernels at AVX2
+(`host.ISA_CAPS`; an emulation on an AVX-512 CPU, recorded as such).
+
 Levers (`LEVERS`): each variant times the same iteration (median of `--steps`) in a
 fresh process with its environment, alternating variant by variant for `--rounds` rounds;
 the speed-up is the `default` median over the variant's.
 
-`--json` writes the record; `--readme` rewrites the README block between
-`<!-- profile_step:begin -->` and `<!-- profile_step:end -->` from it.
+`--json` writes the record; `--readme` rewrites the block between
+`<!-- profile_step:<model>:begin -->` and `<!-- profile_step:<model>:end -->` from it.
 """
 
 from __future__ import annotations
@@ -40,10 +49,12 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import host  # noqa: E402
 import provenance  # noqa: E402
-from reference_step import machine, replace_block  # noqa: E402
+from reference_step import REFERENCE, compared_setup, replace_block  # noqa: E402
 
-BEGIN, END = "<!-- profile_step:begin -->", "<!-- profile_step:end -->"
+#: rows of the authors' torch.profiler table in the rendered block
+REFERENCE_TOP = 10
 MATMUL = "MatMul (dense layers, incl. fused)"
 #: category -> regex on the op type (without the `_Mkl`/`_MklNative` prefix); first match wins
 CATEGORIES = {
@@ -78,7 +89,7 @@ def build_step(model_name: str, threads: int, jit: bool = False):
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    specs, config, batch = ours.setup_config(model_name, "mnist_svhn")
+    specs, config, batch = compared_setup(model_name)
     net = ours.make_model(model_name, specs, config, jit)
     data = ours.random_batch(specs, batch * net.draws_per_step)
     step = tf.function(net.train_step, jit_compile=jit, reduce_retracing=True)
@@ -157,6 +168,25 @@ def profile(model_name: str, threads: int, steps: int) -> dict[str, Any]:
             "matmul_by_layer": dict(sorted(matmul_layers.items(), key=lambda kv: -kv[1]))}
 
 
+def markers(model: str) -> tuple[str, str]:
+    """The begin / end markers of `model`'s block in the docs."""
+    return f"<!-- profile_step:{model}:begin -->", f"<!-- profile_step:{model}:end -->"
+
+
+def reference_profile(args: argparse.Namespace) -> dict[str, Any]:
+    """The authors' step of `args.model` profiled by torch.profiler (`bench/ref_timing.py`):
+    {torch, threads, profiled_step_ms, self_ms_total, ops: [{op, ms, calls}]}."""
+    script = os.path.join(HERE, REFERENCE[args.model][0])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "profile.json")
+        env = {**os.environ, "REF_TORCH_PROFILE": path,
+               **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
+        subprocess.run([args.ref_python, script, args.ref_src, str(args.steps)], env=env,
+                       check=True, capture_output=True, text=True)
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+
 def time_variant(model_name: str, threads: int, steps: int, env: dict[str, str],
                  jit: bool) -> float:
     """Median ms per iteration of a fresh `--time_only` process under `env`."""
@@ -187,7 +217,8 @@ def levers(args: argparse.Namespace) -> dict[str, Any]:
 def render(record: dict[str, Any]) -> str:
     """The README block of a profile record."""
     p = record["profile"]
-    lines = [BEGIN, "", f"One {record['model']} iteration (XLA off, {record['threads']} "
+    begin, end = markers(record["model"])
+    lines = [begin, "", f"One {record['model']} iteration (XLA off, {record['threads']} "
              f"thread(s)), per category of TensorFlow op type:", "",
              "| category | ms / iteration | share of kernel time |", "|---|---|---|"]
     for name, ms in p["categories"].items():
@@ -205,6 +236,14 @@ def render(record: dict[str, Any]) -> str:
         lines += ["", "MatMul time by layer (node scope):", "", "| layer | ms / iteration |",
                   "|---|---|"]
         lines += [f"| `{k}` | {v:.1f} |" for k, v in list(p["matmul_by_layer"].items())[:5]]
+    ref = record.get("reference_profile")
+    if ref:
+        lines += ["", f"The authors' step (torch {ref['torch']}, {ref['threads']} thread(s), "
+                  f"`torch.profiler`): {ref['profiled_step_ms']:.0f} ms per profiled step, "
+                  f"{ref['self_ms_total']:.0f} ms of op self time. Top ops:", "",
+                  "| torch op | self ms / step | calls / step |", "|---|---|---|"]
+        lines += [f"| `{o['op']}` | {o['ms']:.1f} | {o['calls']:.0f} |"
+                  for o in ref["ops"][:REFERENCE_TOP]]
     if record.get("levers"):
         lines += ["", "| lever (environment) | what it changes | median ms | speed-up |",
                   "|---|---|---|---|"]
@@ -213,11 +252,12 @@ def render(record: dict[str, Any]) -> str:
             lines.append(f"| {n} ({env}) | {e['what']} | {e['median_ms']:.0f} | "
                          f"{e['speedup']:.2f}x |")
     start = record["machine_start"]
-    lines += ["", f"{record['date']}, {start['cores']} cores ({start['cpu']}), TensorFlow "
+    lines += ["", f"{record['date']}, {host.host_type(start)}, {start['cores']} cores "
+              f"({start['cpu']}), TensorFlow "
               f"{record['tensorflow']}, load average {start['load_average'][0]:.1f} at the start "
               f"and {record['machine_end']['load_average'][0]:.1f} at the end (shared machine: "
               f"under load); `{record['command']}`; record: `bench/results/"
-              f"profile_{record['model']}.json`.", "", END]
+              f"profile_{record['model']}.json`.", "", end]
     return "\n".join(lines)
 
 
@@ -228,12 +268,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of the levers")
     p.add_argument("--levers", default=",".join(LEVERS), help=f"comma list of {list(LEVERS)}")
+    p.add_argument("--ref_python", default=os.environ.get("REF_PYTHON", ""),
+                   help="torch virtualenv's python: profile the authors' step too")
+    p.add_argument("--ref_src", default="", help="the authors' snapshot for the model's "
+                   "reference script (as bench/reference_step.py's --<model>_src)")
+    p.add_argument("--emulate_isa", default="", choices=["", *host.ISA_CAPS],
+                   help="cap both sides' kernel libraries at this ISA (emulation, recorded)")
     p.add_argument("--json", default="")
     p.add_argument("--readme", default="")
     p.add_argument("--render", default="", help="only render this record into --readme")
     p.add_argument("--time_only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--xla", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    try:
+        os.environ.update(host.emulation_env(args.emulate_isa))  # before TF is imported
+    except ValueError as e:
+        p.error(f"--emulate_isa: {e}")
+    if bool(args.ref_python) != bool(args.ref_src) or args.model not in REFERENCE and args.ref_src:
+        p.error("--ref_python and --ref_src go together, for a model of "
+                f"{sorted(REFERENCE)}")
     if args.time_only:
         import train_step as ours
 
@@ -252,10 +305,13 @@ def main(argv: list[str] | None = None) -> None:
                   "date": datetime.datetime.now(datetime.timezone.utc).strftime(
                       "%Y-%m-%d %H:%M UTC"),
                   "tensorflow": tf.__version__, "model": args.model, "threads": args.threads,
-                  "machine_start": machine(), "profile": profile(args.model, args.threads,
-                                                                 args.steps)}
+                  "emulated_isa": args.emulate_isa or None,
+                  "machine_start": host.machine(args.emulate_isa),
+                  "profile": profile(args.model, args.threads, args.steps)}
+        if args.ref_src:
+            record["reference_profile"] = reference_profile(args)
         record["levers"] = levers(args) if args.levers else {}
-        record["machine_end"] = machine()
+        record["machine_end"] = host.machine(args.emulate_isa)
         if args.json:
             os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
             with open(args.json + ".tmp", "w", encoding="utf-8") as f:
@@ -264,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
             os.replace(args.json + ".tmp", args.json)
     print(render(record))
     if args.readme:
-        replace_block(args.readme, BEGIN, END, render(record))
+        replace_block(args.readme, *markers(record["model"]), render(record))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ REF_DIR is an unpacked snapshot of the public repository 6b5d/mmali (never copie
 project); needs torch (CPU), numpy, scipy, scikit-image in their own virtual environment.
 Usage: python bench/ref_mmali_step.py REF_DIR [iters] [threads]
 Run by bench/reference_step.py, alternating with our step; its records hold the measurements."""
-import sys, time, copy
+import sys, copy
 ref, iters = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 30
 sys.path.insert(0, ref)
 import torch, torch.nn as nn
+from ref_timing import ms_per_step  # next to this file
 if len(sys.argv) > 3: torch.set_num_threads(int(sys.argv[3]))
 import models, models.mnist, models.svhn, models.mnist_svhn, models.mmali.factor2, utils
 B, L, S = 64, 20, 10
@@ -45,7 +46,5 @@ def it():
     ema.lerp(model, 0.9999)
 model.train()
 for _ in range(5): it()
-t = time.perf_counter()
-for _ in range(iters): it()
-dt = (time.perf_counter() - t) / iters
+dt = ms_per_step(it, iters) / 1e3
 print(f"reference torch {torch.__version__} threads={torch.get_num_threads()} iter_ms={dt*1e3:.1f} it_per_s={1/dt:.2f}")

@@ -25,12 +25,13 @@ import importlib.machinery
 import json
 import os
 import sys
-import time
 import types
 
 SRC = sys.argv[1]
 sys.path.insert(0, SRC)
 import torch  # noqa: E402
+
+from ref_timing import ms_per_step  # noqa: E402  (next to this file)
 
 for name in ["torchvision", "torchvision.utils", "torchvision.transforms", "matplotlib",
              "matplotlib.pyplot", "mpl_toolkits", "mpl_toolkits.axes_grid1", "sklearn",
@@ -94,9 +95,6 @@ text_nets = (model.encoder_text, model.decoder_text)
 text_ran = [q.grad is not None for net in text_nets for q in net.parameters()]
 assert all(text_ran) if TEXT else not any(text_ran), "text ran" if not TEXT else "text idle"
 n = int(ARGS[0]) if ARGS else 5
-t = time.perf_counter()
-for _ in range(n):
-    step()
 setup = "MNIST+SVHN+text" if TEXT else "MNIST+SVHN, text dropped"
 print(f"reference mmJSD ({setup}) B={B}: "
-      f"{(time.perf_counter() - t) / n * 1e3:.1f} ms/step, torch threads {torch.get_num_threads()}")
+      f"{ms_per_step(step, n):.1f} ms/step, torch threads {torch.get_num_threads()}")

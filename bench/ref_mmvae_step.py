@@ -4,9 +4,10 @@ SRC is the `src/` folder of an unpacked snapshot of iffsid/mmvae (never copied i
 Modules the step never uses (data loading, plotting) are stubbed so that only torch is needed.
 Usage: python bench/ref_mmvae_step.py SRC [steps]
 Run by bench/reference_step.py, alternating with our step; its records hold the measurements."""
-import sys, time, argparse
+import sys, argparse
 sys.path.insert(0, sys.argv[1])
 import torch
+from ref_timing import ms_per_step  # next to this file
 import types
 for name in ["torchnet", "torchnet.dataset", "torchvision", "torchvision.utils", "vis", "datasets"]:
     m = types.ModuleType(name); sys.modules[name] = m
@@ -30,6 +31,4 @@ def step():
 model.train()
 for _ in range(1): step()
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-t = time.perf_counter()
-for _ in range(n): step()
-print(f"reference MMVAE dreg_looser K={K} B={B}: {(time.perf_counter()-t)/n*1e3:.0f} ms/step, torch threads {torch.get_num_threads()}")
+print(f"reference MMVAE dreg_looser K={K} B={B}: {ms_per_step(step, n):.0f} ms/step, torch threads {torch.get_num_threads()}")

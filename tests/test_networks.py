@@ -227,3 +227,26 @@ def test_unknown_family_names_valid_values():
     object.__setattr__(bogus, "network", "resnet")
     with pytest.raises(ValueError, match=r"unknown network family 'resnet'.*mnist_mlp"):
         build_encoder(bogus, 4)
+
+
+@pytest.mark.parametrize("strides,activation", [(1, "relu"), (2, None)])
+def test_conv2d_transpose_of_a_1x1_map_as_matmul_equals_keras(strides, activation):
+    from mmali_tf.networks.init import Conv2DTranspose
+
+    x = tf.random.stateless_normal((6, 1, 1, 5), seed=(7, 8))
+    ours = Conv2DTranspose(8, 4, strides=strides, padding="valid", activation=activation,
+                           bias_initializer="random_normal")
+    keras_layer = keras.layers.Conv2DTranspose(8, 4, strides=strides, padding="valid",
+                                               activation=activation)
+    y = ours(x)
+    keras_layer.build(x.shape)
+    keras_layer.set_weights(ours.get_weights())
+    np.testing.assert_allclose(y, keras_layer(x), rtol=1e-5, atol=1e-6)
+    assert ours.name.startswith("conv2d_transpose")  # Keras' names: checkpoints unchanged
+    with tf.GradientTape() as tape:  # gradients of the matrix product equal the conv's
+        a = tf.reduce_sum(tf.square(ours(x)))
+    with tf.GradientTape() as tape_k:
+        b = tf.reduce_sum(tf.square(keras_layer(x)))
+    for g, h in zip(tape.gradient(a, ours.trainable_variables),
+                    tape_k.gradient(b, keras_layer.trainable_variables)):
+        np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-5)

@@ -81,5 +81,39 @@ def likelihood(spec: ModalitySpec, param: tf.Tensor) -> tfd.Distribution:
 
 
 def log_likelihood(spec: ModalitySpec, param: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
-    """log p(x | z) summed over the event dims; `x` (B, ...) broadcasts against (..., B, ...)."""
+    """log p(x | z) summed over the event dims; `x` (B, ...) broadcasts against (..., B, ...).
+    Laplace: `laplace_log_likelihood` (the same density in fewer passes)."""
+    if spec.likelihood == "laplace" and param.shape.rank >= x.shape.rank:
+        return laplace_log_likelihood(param, x, spec.likelihood_scale, len(spec.shape),
+                                      bounded_output(spec))
     return likelihood(spec, param).log_prob(x)
+
+
+def laplace_log_likelihood(mean: tf.Tensor, x: tf.Tensor, scale: float, ndims: int,
+                           clamp: bool) -> tf.Tensor:
+    """sum over the last `ndims` axes of log Laplace(x; m, scale), m = `mean` clamped to
+    [MEAN_EPS, 1 - MEAN_EPS] when `clamp` (as `likelihood`), with its gradient w.r.t. `mean`
+    written out: d/dmean = sign(x - m) / scale where the clamp passes. The value is TFP's
+    `Laplace.log_prob` summed, op for op (importance weights of K ~ 1e4-sized log-weights
+    amplify any other rounding); the gradient takes a few passes over the (..., B, *shape)
+    tensor instead of the dozen of autodiff through the clamp and the density -- the MMVAE
+    step decodes K x M x B images. `mean` has at least `x`'s rank (`x` broadcasts)."""
+    axes = list(range(-ndims, 0))
+    scale_t = tf.constant(scale, mean.dtype)
+
+    @tf.custom_gradient
+    def log_lik(mean):
+        m = tf.clip_by_value(mean, MEAN_EPS, 1.0 - MEAN_EPS) if clamp else mean
+        z = (x - m) / scale_t
+        out = tf.reduce_sum(-tf.abs(z) - np.log(2.0) - tf.math.log(scale_t), axis=axes)
+
+        def grad(upstream):
+            g = tf.sign(z) * tf.reshape(upstream / scale_t,
+                                        tf.concat([tf.shape(upstream), [1] * ndims], 0))
+            if clamp:  # clip_by_value's gradient: zero where the clamp is active
+                g = tf.where((mean >= MEAN_EPS) & (mean <= 1.0 - MEAN_EPS), g, 0.0)
+            return g
+
+        return out, grad
+
+    return log_lik(mean)
