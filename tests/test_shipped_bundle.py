@@ -52,6 +52,14 @@ def test_shipped_bundle_comes_from_the_main_jobs_config():
         assert str(recorded) == value, (name, recorded, value)
 
 
+def test_shipped_bundle_is_from_the_full_run():
+    manifest = Bundle(shipped.DIGITS).manifest
+    full = int(config_flags(CONFIG)["max_steps"])
+    assert manifest["checkpoint_step"] == full, (
+        f"the shipped bundle records step {manifest['checkpoint_step']}, the config trains "
+        f"{full}: re-export it from a full run (BUILD.md, 'The shipped bundle')")
+
+
 def test_translate_cli_defaults_to_the_shipped_bundle(tmp_path):
     yy, xx = np.mgrid[:28, :28]
     ring = np.abs(np.hypot(yy - 14, xx - 14) - 8) < 2
