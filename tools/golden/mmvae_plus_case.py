@@ -12,13 +12,15 @@ K = 4), by their Adam(lr=1e-3, amsgrad=True) object.
 Reduced setting: the first M = 3 of their five VAEs (`model.vaes` truncated after
 construction); their channel widths 64, 128, 256 narrowed to 1, 2, 3 (and the 256 x 7 x 7 =
 12544 features to 3 x 7 x 7: `NARROW`, torch_common.narrow_layers; distinct widths stay
-distinct, so every block keeps its kind of shortcut, identity or learned), so the fixture stores every
-tensor of the trajectory whole (packed: one array per iteration and slot); their classes and
-forward code unchanged. Records per
-iteration the batch, every Laplace draw (each VAE's K posterior samples, every r_d(w)
-cross-style sample), the log-weights lw (M, K, B), the objective and the loss, every weight and
-Adam slot (m, v, vhat) (tools/golden/trajectory.py); the seed is the first whose kink inputs
-keep the margin (tools/golden/kinks.py). The full-size tensor shapes are recorded too.
+distinct, so every block keeps its kind of shortcut, identity or learned), so the fixture
+stores every tensor of the trajectory whole (packed: one array per iteration and slot); their
+classes and forward code unchanged. Records per iteration the batch (pixels 0.25 / 0.75, far
+from the kink of |x - mean| for their unbounded decoder mean), every Laplace draw (each VAE's
+K posterior samples, every r_d(w) cross-style sample), the log-weights lw (M, K, B), the
+objective and the loss, every weight and Adam slot (m, v, vhat) (tools/golden/trajectory.py);
+the seed is the first whose kink inputs keep the margin (tools/golden/kinks.py). The
+full-size tensor shapes are recorded too. The released `m_dreg`'s gradient is the IWAE
+gradient, so both cases train the same weights; they differ in the objective value.
 """
 
 from __future__ import annotations
