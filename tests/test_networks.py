@@ -18,6 +18,7 @@ SVHN = ModalitySpec("svhn", (32, 32, 3), "image", "svhn_conv")
 CAP = ModalitySpec("cap", (1024,), "vector", "feature_mlp")
 IMG = ModalitySpec("img", (2048,), "vector", "feature_mlp")
 SMALL = ModalitySpec("vec", (64,), "vector", "feature_mlp", value_range=(-3.0, 3.0))
+POLY = ModalitySpec("m0", (28, 28, 3), "image", "mmvaeplus_resnet")
 
 
 def _count(model: keras.Model) -> int:
@@ -46,6 +47,11 @@ def _count(model: keras.Model) -> int:
     (lambda: build_xz_critic(IMG, 64, 3), 3_166_723),
     (lambda: build_xz_critic(IMG, 64, 1), 3_165_697),
     (lambda: build_joint_critic([CAP, IMG]), 3_985_921),
+    # epalu/mmvaeplus vae_polymnist.py: Enc(32, 32), Dec(64); without style, one trunk: the
+    # z trunk and heads of their Enc(., 16) alone
+    (lambda: build_encoder(POLY, 128, "torch", style_dim=32), 2_946_048),
+    (lambda: build_decoder(POLY, 64, "torch"), 1_485_251),
+    (lambda: build_encoder(POLY, 32, "torch"), 1_071_584),
 ])
 def test_parameter_counts_match_spec_table(build, expected):
     assert _count(build()) == expected
@@ -214,6 +220,8 @@ def test_clone_and_keras_file_round_trip(tmp_path):
     (lambda: build_decoder(ModalitySpec("f", (4,), "vector", "feature_mlp"), 4),
      "'feature_mlp' needs a vector"),
     (lambda: build_xz_critic(MNIST, 20, 2.5), "out_dim must be a positive integer"),
+    (lambda: build_encoder(POLY, 9), "out_dim must be even"),
+    (lambda: build_encoder(POLY, 8, style_dim=4), r"style_dim must be in \[0, 4\)"),
     (lambda: build_joint_critic([MNIST]), "at least 2 modality specs"),
     (lambda: build_joint_xz_critic([MNIST], 0, 2), "z_dim must be a positive integer"),
 ])

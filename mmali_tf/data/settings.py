@@ -15,7 +15,7 @@ from mmali_tf.config import DataSettings, Rule, Settings, setting
 from mmali_tf.data.specs import CATEGORICAL
 
 #: network families of the PolyMNIST-style datasets (`--poly_network`).
-POLY_NETWORKS = ("mnist_mlp", "polymnist_conv")
+POLY_NETWORKS = ("mnist_mlp", "polymnist_conv", "mmvaeplus_resnet")
 #: base image sets of `multimnist` (`--base_set`).
 BASE_SETS = ("mnist", "fashion", "digits")
 
@@ -78,8 +78,9 @@ class PolyNetworkSettings(Settings):
     """Network family of the PolyMNIST-style datasets."""
 
     poly_network: str = setting("mnist_mlp", "polymnist, polydigits: network family of the "
-                                "modalities: MLPs, or the MoPoE paper's PolyMNIST convnets "
-                                "(decoders without output sigmoid, as the authors').",
+                                "modalities: MLPs, the MoPoE paper's PolyMNIST convnets or "
+                                "the MMVAE+ paper's ResNets (both with decoders without "
+                                "output sigmoid, as the authors').",
                                 choices=POLY_NETWORKS)
 
 

@@ -4,7 +4,9 @@ Families (declared in their modules with `registry.register_network_family`): `m
 (MLPs on flattened images), `svhn_conv` (32x32xC convnets), `polymnist_conv` (MoPoE's
 28x28xC PolyMNIST convnets), `feature_mlp` (vector features), `swish_mlp` / `swish_embedding`
 (MVAE's image and label networks), `mmjsd_svhn` (mmJSD's SVHN convnets), `text_conv`
-(mmJSD's 1-D convolutional text networks). Encoders output raw
+(mmJSD's 1-D convolutional text networks), `mmvaeplus_resnet` (MMVAE+'s PolyMNIST ResNets,
+one encoder trunk per latent part: families with `SPLIT_LATENT = True` receive the latent
+layout as `style_dim`). Encoders output raw
 linear parameters (callers split [mean | logvar]); image decoders end in a sigmoid scaled to
 `spec.value_range` unless their family sets `BOUNDED_OUTPUT = False`,
 `categorical` vector and text decoders in a softmax (`categorical_logratio` ones in
@@ -46,13 +48,17 @@ def bounded_output(spec) -> bool:
 
 
 def build_encoder(spec, out_dim: int, init: str = "normal",
-                  name: str | None = None) -> keras.Model:
-    """x (None, *spec.shape) -> (None, out_dim) raw linear output."""
+                  name: str | None = None, style_dim: int = 0) -> keras.Model:
+    """x (None, *spec.shape) -> (None, out_dim) raw linear output. `style_dim`: the latent
+    layout [w | z] of a VAE's [mean | scale] output (the first `style_dim` entries of each
+    half are modality-specific), read by families with `SPLIT_LATENT = True`."""
     module = family(spec)
     check_init(init)
     out_dim = check_dim("out_dim", out_dim)
     x = keras.Input(spec.shape, name="x")
-    return keras.Model(x, module.encoder(x, out_dim, init), name=name or f"{spec.name}_encoder")
+    layout = {"style_dim": style_dim} if getattr(module, "SPLIT_LATENT", False) else {}
+    return keras.Model(x, module.encoder(x, out_dim, init, **layout),
+                       name=name or f"{spec.name}_encoder")
 
 
 def build_decoder(spec, latent_dim: int, init: str = "normal",

@@ -3,7 +3,10 @@
 - `seeded_weights` regenerates the starting weights from a seed (N(0, 0.02) kernels, zero
   biases: the authors' `init_param_normal` distribution) on both sides, so fixtures store
   what training changes, not where it starts;
-- `summarise` stores a tensor whole (float32) and `compare` checks every entry of it.
+- `summarise` stores a tensor whole (float32) and `compare` checks every entry of it;
+- `pack` / `unpack`: one group of tensors (every trained tensor of a model, in a fixed key
+  order) as one flat array, so that a fixture with many small tensors per iteration does not
+  spend most of its bytes on one archive member per tensor.
 """
 
 from __future__ import annotations
@@ -65,3 +68,31 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, rtol: float,
 def summarise(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every tensor, whole, as float32 (what a fixture stores and `compare` checks)."""
     return {k: np.asarray(v, np.float32) for k, v in values.items()}
+
+
+def pack(values: Mapping[str, np.ndarray], shapes: Iterable[tuple[str, tuple[int, ...]]]
+         ) -> np.ndarray:
+    """The tensors `values` (exactly the keys of `shapes`, each of its shape) raveled and
+    concatenated in the order of `shapes`, as float32."""
+    shapes = [(k, tuple(int(d) for d in s)) for k, s in shapes]
+    if set(values) != {k for k, _ in shapes}:
+        raise ValueError(f"pack: tensors {sorted(set(values) ^ {k for k, _ in shapes})} are "
+                         "not both in the values and in the key order")
+    for k, s in shapes:
+        if np.shape(values[k]) != s:
+            raise ValueError(f"pack: {k} has shape {np.shape(values[k])}, expected {s}")
+    return np.concatenate([np.asarray(values[k], np.float32).ravel() for k, _ in shapes])
+
+
+def unpack(flat: np.ndarray, shapes: Iterable[tuple[str, tuple[int, ...]]]
+           ) -> dict[str, np.ndarray]:
+    """The inverse of `pack`: key -> tensor of its shape."""
+    out, start = {}, 0
+    for k, s in shapes:
+        s = tuple(int(d) for d in s)
+        size = int(np.prod(s))
+        out[k] = np.asarray(flat[start:start + size]).reshape(s)
+        start += size
+    if start != np.size(flat):
+        raise ValueError(f"unpack: {np.size(flat)} entries, the key order holds {start}")
+    return out

@@ -5,8 +5,8 @@ model's) to one of our models; `TorchLayout` maps our arrays (weights, gradients
 authors' tensors. Supported: mmALI (6b5d/mmali `FactorModel`), its joint-discriminator ablation
 (`JointModel`), MMVAE (iffsid/mmvae), mmJSD / mmJSD-MS (thomassutter/mmjsd: MNIST MLPs, SVHN
 convnets, text 1-D convnets), MVAE (mhw32/multimodal-vae-public, MNIST image + label), MoPoE
-(thomassutter/MoPoE, PolyMNIST convnets or MLP networks) and MMVAE+ (epalu/mmvaeplus, one-trunk
-encoders).
+(thomassutter/MoPoE, PolyMNIST convnets or MLP networks) and MMVAE+ (epalu/mmvaeplus, PolyMNIST
+ResNets).
 """
 
 from __future__ import annotations
@@ -126,12 +126,17 @@ def mopoe_pairs(model, state) -> list[Pair]:
 
 
 def mmvae_plus_pairs(model, state) -> list[Pair]:
-    """epalu/mmvaeplus: vaes.<i>.enc (one trunk, heads fc_mu_w + fc_mu_z + fc_lv_w + fc_lv_z
-    as our [mean | scale] layout [w, z | w, z]), vaes.<i>.dec, and the auxiliary priors'
-    logits `vaes.<i>._pw_params.1` (one row each of our `aux_prior_logits`)."""
+    """epalu/mmvaeplus: vaes.<i>.enc (their ResNet `Enc`, our `mmvaeplus_resnet` encoder: the
+    w trunk with heads fc_mu_w, fc_lv_w, then the z trunk with fc_mu_z, fc_lv_z), vaes.<i>.dec,
+    and the auxiliary priors' logits `vaes.<i>._pw_params.1` (one row each of our
+    `aux_prior_logits`)."""
     keys = _keys(state, "vaes", model)
-    heads = ("fc_mu_w", "fc_mu_z", "fc_lv_w", "fc_lv_z")
-    return ([Pair(model.encoders[m], f"vaes.{k}.enc.", merge=heads) for m, k in keys.items()]
+    other = next((s for s in model.specs if s.network != "mmvaeplus_resnet"), None)
+    if other is not None:
+        raise ImportMismatch(f"the authors' MMVAE+ networks are the 'mmvaeplus_resnet' family "
+                             f"(--poly_network=mmvaeplus_resnet); modality {other.name!r} uses "
+                             f"{other.network!r}")
+    return ([Pair(model.encoders[m], f"vaes.{k}.enc.") for m, k in keys.items()]
             + [Pair(model.decoders[m], f"vaes.{k}.dec.") for m, k in keys.items()]
             + [Pair(model.aux_prior_logits,
                     "+".join(f"vaes.{k}._pw_params.1" for k in keys.values()))])

@@ -15,13 +15,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class Fixture:
-    """A golden case: `meta` (its JSON) and its named arrays, selected by prefix."""
+    """A golden case: `meta` (its JSON) and its named arrays, selected by prefix. Arrays the
+    meta lists as `packed` (tools/golden/trajectory.py) are unpacked into `<name>/<key>`."""
 
     def __init__(self, case: str) -> None:
         with open(os.path.join(HERE, case + ".json")) as f:
             self.meta = json.load(f)
         with np.load(os.path.join(HERE, case + ".npz")) as z:
             self.arrays = {k: z[k] for k in z.files}
+        for name in self.meta.get("packed", []):
+            tensors = golden.unpack(self.arrays.pop(name), self.meta["weight_shapes"])
+            self.arrays.update({f"{name}/{k}": v for k, v in tensors.items()})
 
     def group(self, prefix: str) -> dict[str, np.ndarray]:
         return {k[len(prefix):]: v for k, v in self.arrays.items() if k.startswith(prefix)}
@@ -112,7 +116,8 @@ WIDTH_CONSTANTS = [("mmali_tf.networks.mlp", "HIDDEN"), ("mmali_tf.networks.mlp"
                    ("mmali_tf.networks.mmjsd_svhn", "FEATURES"),
                    ("mmali_tf.networks.mmjsd_svhn", "DECODER_CHANNELS"),
                    ("mmali_tf.networks.polymnist_conv", "CHANNELS"),
-                   ("mmali_tf.networks.text_conv", "DIM")]
+                   ("mmali_tf.networks.text_conv", "DIM"),
+                   ("mmali_tf.networks.mmvaeplus_resnet", "CHANNELS")]
 
 
 @contextlib.contextmanager

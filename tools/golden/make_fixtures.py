@@ -8,7 +8,10 @@ Developer tool: run it with a Python that has torch (CPU) and NumPy, e.g.
         --mopoe=/path/to/thomassutter+MoPoE --mmvaeplus=/path/to/epalu+mmvaeplus/src
 
 Each --<repo> is an unmodified snapshot of the authors' public repository (never vendored into
-this project). Cases whose repository is not given are skipped.
+this project). Cases whose repository is not given are skipped. Torch runs on one thread: its
+multi-threaded CPU kernels split reductions by the number of cores, which moves the last bits
+of the recorded values (and kink margins, hence possibly the drawn seed) from one machine to
+the next; one thread gives the same bytes on every run of the same CPU kind.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
 
 from tools.golden import torch_common  # noqa: E402
 
@@ -51,6 +56,7 @@ def main(argv=None) -> int:
     add_poly_arguments(ap)
     ap.add_argument("--out", default=OUT)
     args = ap.parse_args(argv)
+    torch.set_num_threads(1)  # see the module doc
     written = []
     if args.mmali:
         torch_common.add_to_path(args.mmali)

@@ -1,22 +1,26 @@
-"""Golden cases: one training step of the authors' MMVAE+ (epalu/mmvaeplus, src/).
+"""Golden cases: training trajectories of the authors' MMVAE+ (epalu/mmvaeplus, src/).
 
 Built with their `PolyMNIST_5modalities` (models/mmvae_polymnist.py: `MMVAE.forward` with the
 auxiliary-prior cross styles of the `mmvaeplus` variant, prior Laplace(0, softmax * D)) and
-their per-modality `PolyMNIST` VAEs (models/vae_polymnist.py: Laplace posterior/likelihood,
-learned auxiliary prior `_pw_params`, `Enc.forward`'s per-part softmax scales + eta,
-`Dec.forward`'s scale 0.75), trained one step with `m_dreg` and, from the same weights, with
-`m_elbo` (objectives.py, K = 4), Adam(amsgrad, lr 1e-3) as in main_polymnist.py.
+their per-modality `PolyMNIST` VAEs with their own networks (models/vae_polymnist.py: the
+ResNet `Enc` with one trunk for w and one for z, per-part softmax scales + eta, the ResNet
+`Dec` with scale 0.75; Laplace posterior/likelihood, learned auxiliary prior `_pw_params`) =
+our `mmvaeplus_resnet` family, trained for `ITERATIONS` iterations of main_polymnist.py's
+`train()` loop body with `m_dreg` and, from the same weights, with `m_elbo` (objectives.py,
+K = 4), by their Adam(lr=1e-3, amsgrad=True) object.
 
-Reduced setting (our network families have no equivalent of their ResNets):
-- the first M = 3 of their five VAEs (`model.vaes` truncated after construction);
-- inside each `Enc`, the two ResNet trunks are replaced by ONE shared trunk that is our
-  `mnist_mlp` encoder body (Flatten -> Linear(2352, 400) -> ReLU, 400 narrowed to 4: `NARROW`)
-  and the four heads by Linear(400, .) layers; `Enc.forward` itself (w/z split, softmax scales, eta) is theirs;
-- inside each `Dec`, `fc` is Linear(D, 400), `resnet` a ReLU and `conv_img` Linear(400, 2352)
-  -> sigmoid -> (3, 28, 28), i.e. our `mnist_mlp` decoder; `Dec.forward` (their leaky ReLU
-  before `conv_img` is the identity on ReLU outputs, the 0.75 scale) is theirs.
-Records every Laplace draw (each VAE's K posterior samples, every r_d(w) cross-style sample),
-the log-weights lw (M, K, B), the objective value, every gradient and updated parameter.
+Reduced setting: the first M = 3 of their five VAEs (`model.vaes` truncated after
+construction); their channel widths 64, 128, 256 narrowed to 1, 2, 3 (and the 256 x 7 x 7 =
+12544 features to 3 x 7 x 7: `NARROW`, torch_common.narrow_layers; distinct widths stay
+distinct, so every block keeps its kind of shortcut, identity or learned), so the fixture
+stores every tensor of the trajectory whole (packed: one array per iteration and slot); their
+classes and forward code unchanged. Records per iteration the batch (pixels 0.25 / 0.75, far
+from the kink of |x - mean| for their unbounded decoder mean), every Laplace draw (each VAE's
+K posterior samples, every r_d(w) cross-style sample), the log-weights lw (M, K, B), the
+objective and the loss, every weight and Adam slot (m, v, vhat) (tools/golden/trajectory.py);
+the seed is the first whose kink inputs keep the margin (tools/golden/kinks.py). The
+full-size tensor shapes are recorded too. The released `m_dreg`'s gradient is the IWAE
+gradient, so both cases train the same weights; they differ in the objective value.
 """
 
 from __future__ import annotations
@@ -27,28 +31,29 @@ import importlib
 import numpy as np
 import torch
 import torch.distributions as dist
-import torch.nn as nn
 
 from mmali_tf.reference import golden
-from tools.golden.kinks import MARGIN, KinkRecorder
+from tools.golden import trajectory
+from tools.golden.kinks import KinkRecorder, first_robust_seed
+from tools.golden.mmjsd_case import batch_of
 from tools.golden.snapshot_import import isolated
-from tools.golden.torch_common import Fixture, nhwc, repo_commit
+from tools.golden.torch_common import Fixture, narrow_layers, nhwc, repo_commit
 
 MMVAEPLUS_COMMIT = "d83dcf86c7d86e2c776610a561d437ceeaa6b5b3"
-M, K, B = 3, 4, 4
-DW, DZ = 4, 8
-PIXELS = 3 * 28 * 28
-#: our mnist_mlp body's hidden width 400 narrowed to 4 (golden_fixtures.narrow_networks), so
-#: the fixture stores every gradient and updated parameter whole
-NARROW = {400: 4}
-HIDDEN = NARROW[400]
+M, K, B = 3, 4, 2
+DW, DZ = 2, 2
+ITERATIONS = 5
+#: their channel widths (nf * 2^i) and the flattened 7x7 features -> narrowed
+NARROW = {64: 1, 128: 2, 256: 3, 256 * 7 * 7: 3 * 7 * 7}
 MODS = tuple(f"m{i}" for i in range(M))
-BETA, LR = 2.5, 1e-3
+BETA = 2.5
+#: start weights: N(0, 0.05) kernels, N(0, 0.01) biases (golden.seeded_weights)
 STDDEV = 0.05
+BIAS_STDDEV = 0.01
 CONFIG = dict(model="mmvae_plus", latent_dim=DW + DZ, style_dim=DW, init="torch",
-              posterior="laplace", learn_prior=False, amsgrad=True, lr=LR, beta1=0.9,
-              beta2=0.999, adam_epsilon=1e-8, num_importance_samples=K, beta=BETA,
+              posterior="laplace", learn_prior=False, num_importance_samples=K, beta=BETA,
               kl_anneal_steps=0, ema_decay=0.0)
+OBJECTIVES = {"dreg": ("m_dreg", "_m_dreg"), "iwae": ("m_elbo", "_m_iwae")}
 
 STUBS = {"torchvision": {"transforms": None}, "torchvision.utils": {"save_image": None,
                                                                    "make_grid": None},
@@ -61,22 +66,6 @@ def load(src: str):
     objectives = importlib.import_module("objectives")
     models = importlib.import_module("models")
     return objectives, models.VAE_polymnist_5modalities
-
-
-def reduce_networks(vae) -> None:
-    """Swap the ResNet trunks of one `PolyMNIST` VAE for our `mnist_mlp` bodies (module doc)."""
-    enc, dec, d = vae.enc, vae.dec, DW + DZ
-    trunk = nn.Sequential(nn.Flatten(), nn.Linear(PIXELS, HIDDEN), nn.ReLU())
-    enc.nf0, enc.s0 = HIDDEN, 1
-    enc.conv_img_w = enc.conv_img_z = trunk
-    enc.resnet_w = enc.resnet_z = nn.Identity()
-    enc.fc_mu_w, enc.fc_lv_w = nn.Linear(HIDDEN, DW), nn.Linear(HIDDEN, DW)
-    enc.fc_mu_z, enc.fc_lv_z = nn.Linear(HIDDEN, DZ), nn.Linear(HIDDEN, DZ)
-    dec.nf0, dec.s0 = HIDDEN, 1
-    dec.fc = nn.Linear(d, HIDDEN)
-    dec.resnet = nn.ReLU()
-    dec.conv_img = nn.Sequential(nn.Flatten(), nn.Linear(HIDDEN, PIXELS), nn.Sigmoid(),
-                                 nn.Unflatten(1, (3, 28, 28)))
 
 
 class LaplaceRecorder:
@@ -118,85 +107,96 @@ def our_draws(draws: list[np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def make_all(src: str, seed: int = 0, tries: int = 50) -> list[Fixture]:
-    """Both cases from the first seed whose kink inputs keep the margin in both
-    (tools/golden/kinks.py)."""
-    for s in range(seed, seed + tries):
-        fixtures = make_pair(src, s)
-        if all(fx.meta["kink_margin"] is None or fx.meta["kink_margin"] >= MARGIN
-               for fx in fixtures):
-            return fixtures
-        print(f"  seed {s}: kink margins {[fx.meta['kink_margin'] for fx in fixtures]}: redraw")
-    raise RuntimeError(f"no seed in [{seed}, {seed + tries}) keeps kink inputs {MARGIN} from "
-                       "their kinks")
-
-
-def make_pair(src: str, seed: int) -> list[Fixture]:
-    """The dreg and iwae one-step cases from seed `seed`."""
-    objectives, PolyMNIST5 = load(src)
+def their_model(PolyMNIST5, widths: dict[int, int]):
+    """Their model, the first M of its VAEs, built with widths through `widths` (layers by
+    `narrow_layers`; the channel count `nf0` their `Enc` / `Dec.forward` view the 7x7 maps
+    with, set in their constructors, through `widths` too)."""
     params = argparse.Namespace(latent_dim_w=DW, latent_dim_z=DZ, beta=BETA, K=K,
                                 variant="mmvaeplus", no_cuda=True, tmpdir="/nonexistent",
                                 batch_size=B)
-    torch.manual_seed(seed)
-    model = PolyMNIST5(params)
+    with narrow_layers(widths):
+        model = PolyMNIST5(params)
     model.vaes = model.vaes[:M]
     for vae in model.vaes:
-        reduce_networks(vae)
+        for net in (vae.enc, vae.dec):
+            net.nf0 = widths.get(net.nf0, net.nf0)
+    return model
+
+
+def trained_shapes(model) -> list[tuple[str, tuple[int, ...]]]:
+    """(key, shape) of every tensor their optimizer trains."""
+    return [(k, tuple(p.shape)) for k, p in model.named_parameters() if p.requires_grad]
+
+
+def make(src: str, name: str, seed: int) -> tuple[Fixture, KinkRecorder]:
+    """The `name` ("dreg" | "iwae") trajectory from seed `seed`."""
+    objectives, PolyMNIST5 = load(src)
+    fn_name, inner_name = OBJECTIVES[name]
+    fn = getattr(objectives, fn_name)
+    torch.manual_seed(seed)
+    model = their_model(PolyMNIST5, NARROW)
     trained = {k: p for k, p in model.named_parameters() if p.requires_grad}
-    shapes = [(k, tuple(p.shape)) for k, p in trained.items()]
+    shapes = trained_shapes(model)
     with torch.no_grad():
-        for k, v in golden.seeded_weights(shapes, seed, STDDEV).items():
+        for k, v in golden.seeded_weights(shapes, seed, STDDEV, BIAS_STDDEV).items():
             trained[k].copy_(torch.from_numpy(v))
-    start = {k: p.detach().clone() for k, p in trained.items()}
-    # 0/1 pixels: the Laplace likelihood's |x - mean| stays ~0.5 from its kink
-    x = [(torch.rand(B, 3, 28, 28) < 0.5).float() for _ in MODS]
-    out = []
-    for name, fn, inner in (("dreg", objectives.m_dreg, "_m_dreg"),
-                            ("iwae", objectives.m_elbo, "_m_iwae")):
-        with torch.no_grad():
-            for k, p in trained.items():
-                p.copy_(start[k])
-        model.zero_grad(set_to_none=True)
-        model.train()
-        opt = torch.optim.Adam(filter(lambda p: p.requires_grad, model.parameters()), lr=LR,
-                               amsgrad=True)
+    full_shapes = trained_shapes(their_model(PolyMNIST5, {}))
+    model.train()
+    # main_polymnist.py: their optimizer object, built as their script builds it
+    opt = torch.optim.Adam(filter(lambda p: p.requires_grad, model.parameters()), lr=1e-3,
+                           amsgrad=True)
+    settings = trajectory.adam_settings(opt)
+    fx = Fixture(f"mmvae_plus_m3_{name}", dict(
+        case=f"mmvae_plus_m3_{name}", repo="epalu/mmvaeplus",
+        commit=repo_commit(src, MMVAEPLUS_COMMIT),
+        files=[f"src/objectives.py ({fn_name}, {inner_name})",
+               "src/models/mmvae.py (forward, variant mmvaeplus)",
+               "src/models/mmvae_polymnist.py (PolyMNIST_5modalities, pu_params)",
+               "src/models/vae.py (forward)",
+               "src/models/vae_polymnist.py (PolyMNIST, pw_params, ResnetBlock, Enc, Dec)",
+               "src/utils.py (log_mean_exp, Constants.eta)",
+               "src/main_polymnist.py (train(): Adam(lr=1e-3, amsgrad=True), zero_grad, "
+               "loss = -objective, backward, step)"],
+        config=dict(CONFIG, objective=name, lr=settings["lr"], beta1=settings["betas"][0],
+                    beta2=settings["betas"][1], adam_epsilon=settings["eps"],
+                    amsgrad=settings["amsgrad"]),
+        modalities=list(MODS), shape=[28, 28, 3], network="mmvaeplus_resnet", seed=seed,
+        stddev=STDDEV, bias_stddev=BIAS_STDDEV, narrow={str(k): v for k, v in NARROW.items()},
+        weight_shapes=[[k, list(s)] for k, s in shapes], packed=[],
+        full_weight_shapes=[[k, list(s)] for k, s in full_shapes],
+        note=f"M = 3 of their PolyMNIST VAEs with their ResNets (channels narrowed); "
+             f"{ITERATIONS} iterations of main_polymnist.py's train() loop body"))
+    original_inner = getattr(objectives, inner_name)
+    gen = torch.Generator().manual_seed(seed)
+
+    def iteration(t):
         lws = []
-        original_inner = getattr(objectives, inner)
 
         def recording_inner(*a, **k):
             res = original_inner(*a, **k)
-            lws.append((res[0] if isinstance(res, tuple) else res).detach().numpy().copy())
+            lws.append((res[0] if isinstance(res, tuple) else res).detach())
             return res
-        setattr(objectives, inner, recording_inner)
+        x = [batch_of((B, 3, 28, 28), gen) for _ in MODS]
+        setattr(objectives, inner_name, recording_inner)
         try:
-            with LaplaceRecorder() as rec, KinkRecorder(model) as kinks:
-                value = fn(model, x, K=K)
-            opt.zero_grad()
-            (-value).backward()
-            opt.step()
+            with LaplaceRecorder() as rec:
+                opt.zero_grad()
+                loss = -fn(model, x, K=K)
+                loss.backward()
+                opt.step()
         finally:
-            setattr(objectives, inner, original_inner)
+            setattr(objectives, inner_name, original_inner)
         assert len(lws) == 1, len(lws)
-        fx = Fixture(f"mmvae_plus_m3_{name}", dict(
-            case=f"mmvae_plus_m3_{name}", repo="epalu/mmvaeplus",
-            commit=repo_commit(src, MMVAEPLUS_COMMIT),
-            files=[f"src/objectives.py ({fn.__name__}, {inner})",
-                   "src/models/mmvae.py (forward, variant mmvaeplus)",
-                   "src/models/mmvae_polymnist.py (PolyMNIST_5modalities, pu_params)",
-                   "src/models/vae.py (forward)",
-                   "src/models/vae_polymnist.py (PolyMNIST, pw_params, Enc.forward, "
-                   "Dec.forward)", "src/utils.py (log_mean_exp, Constants.eta)",
-                   "src/main_polymnist.py (loss = -objective, Adam amsgrad lr 1e-3)"],
-            config=dict(CONFIG, objective=name), modalities=list(MODS), seed=seed,
-            stddev=STDDEV, narrow={str(k): v for k, v in NARROW.items()}, weight_shapes=[[k, list(s)] for k, s in shapes],
-            note="M = 3 of their PolyMNIST VAEs, ResNet trunks replaced by our mnist_mlp "
-                 "bodies (hidden width 4; one shared encoder trunk for w and z); loss = -objective(model, x, "
-                 "K); backward; Adam(amsgrad) step"))
-        fx.meta.update(kinks.summary())
-        fx.add("batch/", {m: nhwc(v) for m, v in zip(MODS, x)})
-        fx.add("draw/", our_draws(rec.draws))
-        fx.add("out/", {"lw": lws[0], "objective": np.float32(value.item())})
-        fx.add("grad/", golden.summarise({k: p.grad.numpy() for k, p in trained.items()}))
-        fx.add("after/", golden.summarise({k: p.detach().numpy() for k, p in trained.items()}))
-        out.append(fx)
-    return out
+        # the looser IWAE bound of the step's log-weights (m_elbo's reduction), which our
+        # loss is the negative of for both objectives
+        bound = objectives.log_mean_exp(lws[0], dim=1).mean(0).sum()
+        terms = {"objective": -loss.item(), "loss": -bound.item()}
+        fx.add(f"it{t}/out/", {"lw": lws[0].numpy()})
+        return {m: nhwc(v) for m, v in zip(MODS, x)}, our_draws(rec.draws), terms
+
+    return trajectory.run_watched(fx, ITERATIONS, trained, opt, iteration, model, strict=True)
+
+
+def make_all(src: str, seed: int = 0) -> list[Fixture]:
+    """Both trajectories, each from the first seed whose kink inputs keep the margin."""
+    return [first_robust_seed(lambda s: make(src, name, s), seed)[1] for name in OBJECTIVES]

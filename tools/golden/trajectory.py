@@ -9,6 +9,9 @@ their `torch.optim.Adam` object's `step()`), and after each iteration t stores, 
 - `it<t>/m/<key>`, `it<t>/v/<key>` (and `it<t>/vhat/<key>` with amsgrad): Adam's slots
   `exp_avg`, `exp_avg_sq` (`max_exp_avg_sq`) after the step;
 - `it1/grad/<key>`: the first iteration's gradients (later ones are implied by m).
+A case whose meta sets `"packed": []` before the run stores each of these weight, slot and
+gradient groups as one flat array `it<t>/<slot>` in the order of its `weight_shapes`
+(`golden.pack`; the meta lists the packed names, tests/golden/golden_fixtures.py unpacks them).
 The meta records the number of iterations and the optimizer's settings as their object holds
 them (`lr`, `betas`, `eps`, `amsgrad`).
 """
@@ -20,6 +23,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from mmali_tf.reference import golden
 from tools.golden.kinks import KinkRecorder
 from tools.golden.torch_common import Fixture
 
@@ -55,12 +59,17 @@ def record(fx: Fixture, t: int, params: Mapping[str, torch.nn.Parameter],
     fx.add(f"it{t}/batch/", batch)
     fx.add(f"it{t}/draw/", draws)
     fx.add(f"it{t}/term/", {k: np.float32(v) for k, v in terms.items()})
-    fx.add(f"it{t}/weight/", {k: p.detach().numpy() for k, p in params.items()})
-    for slot, values in slots(opt, params).items():
-        fx.add(f"it{t}/{slot}/", values)
+    groups = {f"it{t}/weight": {k: p.detach().numpy() for k, p in params.items()}}
+    groups.update({f"it{t}/{slot}": values for slot, values in slots(opt, params).items()})
     if t == 1:
-        fx.add("it1/grad/", {k: p.grad.detach().numpy() for k, p in params.items()
-                             if p.grad is not None})
+        groups["it1/grad"] = {k: p.grad.detach().numpy() for k, p in params.items()
+                              if p.grad is not None}
+    for name, values in groups.items():
+        if "packed" in fx.meta:
+            fx.meta["packed"].append(name)
+            fx.add("", {name: golden.pack(values, fx.meta["weight_shapes"])})
+        else:
+            fx.add(name + "/", values)
 
 
 def run(fx: Fixture, iterations: int, params: Mapping[str, torch.nn.Parameter],
@@ -77,10 +86,12 @@ def run(fx: Fixture, iterations: int, params: Mapping[str, torch.nn.Parameter],
 
 def run_watched(fx: Fixture, iterations: int, params: Mapping[str, torch.nn.Parameter],
                 opt: torch.optim.Adam, iteration: Callable[[int], tuple[dict, dict, dict]],
-                model: torch.nn.Module) -> tuple[Fixture, KinkRecorder]:
+                model: torch.nn.Module, strict: bool = False) -> tuple[Fixture, KinkRecorder]:
     """`run` with every kink input of `model`'s passes recorded (tools/golden/kinks.py) into
-    the fixture's meta; returns what `kinks.first_robust_seed` expects of a case."""
-    with KinkRecorder(model) as kinks:
+    the fixture's meta; returns what `kinks.first_robust_seed` expects of a case (`strict`:
+    raise `kinks.TooClose` at the first input below the margin, so a seed search drops the
+    seed without running its whole trajectory)."""
+    with KinkRecorder(model, strict=strict) as kinks:
         run(fx, iterations, params, opt, iteration)
     fx.meta.update(kinks.summary())
     return fx, kinks

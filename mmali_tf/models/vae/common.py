@@ -112,7 +112,8 @@ class VAEModel(MultimodalModel):
         init = self.settings.init
         d = self.layout.latent_dim
         for s in self.specs:
-            self.encoders[s.name] = build_encoder(s, 2 * d, init=init)
+            self.encoders[s.name] = build_encoder(s, 2 * d, init=init,
+                                                  style_dim=self.layout.style_dim)
             self.decoders[s.name] = build_decoder(s, d, init=init)
         #: decoders without their final activation (same variables), which `decode_many`
         #: calls for a likelihood on logits
