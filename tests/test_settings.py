@@ -23,7 +23,8 @@ from mmali_tf.data.specs import ModalitySpec
 #: 44f178b: `python -m mmali_tf.train --flagfile=configs/digits_<model>.cfg --max_steps=1`).
 OLD_RUNS = os.path.join(ROOT, "tests", "fixtures", "runs_44f178b")
 #: settings added since those runs, at the defaults that keep an old run's behaviour
-ADDED_SINCE = {"mmjsd_kl_epoch_steps": 0, "keep_checkpoint_every": 0}
+ADDED_SINCE = {"mmjsd_kl_epoch_steps": 0, "keep_checkpoint_every": 0,
+               "text_likelihood": "categorical"}
 
 
 def _parsed_config(*args: str) -> dict:
