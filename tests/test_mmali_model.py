@@ -152,27 +152,6 @@ def test_keras_roundtrip_restores_both_optimizers(tmp_path):
     assert int(loaded.g_optimizer.iterations.numpy()) == 3
 
 
-def test_prior_style_modality_encodes_the_prior_style_and_round_trips(tmp_path):
-    model = make([HAND, MLP2], prior_style=("rot",), ema_decay=0.99, ema_start=1)
-    fit(model, 2)
-    x = tf.random.stateless_uniform((4, 28, 28, 1), seed=(0, 1))
-    d, s = BASE["latent_dim"], BASE["style_dim"]
-    for encoder in (model.encoders["rot"], model.ema.encoders["rot"]):
-        raw = encoder(x).numpy()
-        np.testing.assert_array_equal(raw[:, :s], 0.0)          # style mean: the prior's
-        np.testing.assert_array_equal(raw[:, d:d + s], 0.0)     # style log-variance: 0
-        assert np.abs(raw[:, s:d]).min() > 0 and np.ptp(raw[:, s:d], axis=0).max() > 0
-    assert np.ptp(model.encoders["hand"](x).numpy()[:, :s], axis=0).max() > 0
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(loaded.encoders["rot"](x), model.encoders["rot"](x))
-    for bad, expected in (({"prior_style": ("text",)}, "--prior_style=text: expected"),
-                          ({"prior_style": ("rot",), "style_dim": 0}, "--style_dim > 0")):
-        with pytest.raises(ValueError, match=expected):
-            models.build("mmali", [HAND, MLP2], {**BASE, **bad})
-
-
 def test_mirrored_strategy_two_logical_cpus():
     code = textwrap.dedent("""
         import os, sys

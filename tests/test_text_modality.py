@@ -122,17 +122,6 @@ def test_likelihood_weights_count_text_positions():
     assert weights == pytest.approx({"hand": 3072 / 784, "print": 1.0, "text": 3072 / 8})
 
 
-def test_mmali_reconstruction_of_a_text_is_one_squared_error_per_character():
-    from mmali_tf.models import mmali_losses
-    rng = np.random.default_rng(0)
-    target = tf.one_hot(rng.integers(0, len(ALPHABET), (4, RULE.length)), len(ALPHABET))
-    probs = tf.nn.softmax(rng.normal(size=(4, RULE.length, len(ALPHABET))).astype("float32"))
-    per_char = tf.reduce_sum(tf.square(probs - target), axis=-1)  # (batch, length)
-    assert TEXT.recon_weight == len(ALPHABET)
-    weighted = TEXT.recon_weight * mmali_losses.mse(probs, target)
-    np.testing.assert_allclose(weighted, tf.reduce_mean(per_char), rtol=1e-5)
-
-
 def test_text_networks_shapes_and_checks():
     enc = networks.build_encoder(TEXT, 40)
     dec = networks.build_decoder(TEXT, 20)

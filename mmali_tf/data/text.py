@@ -44,13 +44,9 @@ class WordRule:
     def spec(self, name: str = "text", network: str = "text_conv",
              likelihood: str = "categorical") -> ModalitySpec:
         """The (length, len(alphabet)) text spec with a categorical `likelihood`
-        (`specs.CATEGORICAL`). mmALI's reconstruction terms (a mean squared error over every
-        element) get weight len(alphabet): one squared error per character, summed over the
-        one-hot axis, as an image's is one per pixel; plain means would weigh a text's 8
-        characters as 8/71 of a pixel each."""
+        (`specs.CATEGORICAL`)."""
         return ModalitySpec(name, (self.length, len(self.alphabet)), "text", network,
-                            likelihood=likelihood, recon_weight=float(len(self.alphabet)),
-                            alphabet=self.alphabet)
+                            likelihood=likelihood, alphabet=self.alphabet)
 
     def _tables(self) -> tuple[np.ndarray, np.ndarray]:
         """(word codes (C, length) left-aligned, number of start indices (C,))."""

@@ -30,7 +30,6 @@ from mmali_tf.models import mmali_losses as L
 from mmali_tf.models.base import MultimodalModel
 from mmali_tf.models.optimizers import attach_optimizers
 from mmali_tf.models.settings import AdversarialSettings
-from mmali_tf.networks.prior_style import with_prior_style
 from mmali_tf.registry import register_model
 
 Batch = Mapping[str, tf.Tensor]
@@ -81,16 +80,8 @@ class AdversarialModel(MultimodalModel):
         init = settings.init
         d = self.layout.latent_dim
         out_dim = d if self.deterministic else 2 * d
-        unknown = set(settings.prior_style) - {s.name for s in self.specs}
-        if unknown or (settings.prior_style and not self.layout.style_dim):
-            raise ValueError(f"--prior_style={','.join(settings.prior_style)}: expected "
-                             f"modalities of the dataset ({', '.join(self.modalities)}) and "
-                             f"--style_dim > 0 (got {self.layout.style_dim})")
         for s in self.specs:
-            encoder = networks.build_encoder(s, out_dim, init=init)
-            if s.name in settings.prior_style:
-                encoder = with_prior_style(encoder, self.layout.style_dim, d, out_dim // d)
-            self.encoders[s.name] = encoder
+            self.encoders[s.name] = networks.build_encoder(s, out_dim, init=init)
             self.decoders[s.name] = networks.build_decoder(s, d, init=init)
         self.build_critics()
         self.trackers = {n: keras.metrics.Mean(name=n)

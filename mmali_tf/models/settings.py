@@ -67,10 +67,6 @@ class AdversarialSettings(ModelSettings):
     joint_rec: bool = setting(False, "Use the joint (geometric-mean) reconstruction terms "
                               "instead of the unimodal ones for x and c.")
     deterministic: bool = setting(False, "Deterministic encoders (no posterior noise).")
-    prior_style: tuple[str, ...] = setting(
-        (), "Modalities without a private style code (our extension; e.g. a text, which holds "
-        "its class and little else): their encoder's style part is the prior N(0, I) whatever "
-        "x is, so their decoder learns to ignore it and their content carries everything.")
     dis_iter: int = setting(1, "Critic updates per iteration.", lower_bound=1, upper_bound=10)
     gen_iter: int = setting(1, "Generator updates per iteration.", lower_bound=1,
                             upper_bound=10)
