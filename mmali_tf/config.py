@@ -9,11 +9,12 @@ field), and what a model or dataset reads (`MVAESettings.from_config(config)`: f
 a dict lookup with its own default).
 
 A field is declared with `setting(default, help, ...)`; its type is its annotation (`bool`,
-`int`, `float`, `str`, `float | None`, or `tuple[str, ...]` for a list flag). A flag shared by
-several classes is one field of one class that they all inherit (a mixin), so it has one
-definition (`mmali_tf.flags` refuses two different definitions of one name). Settings classes
-of the package live in modules that import neither TensorFlow nor absl, so flags are defined
-and checked before TensorFlow loads.
+`int`, `float`, `str`, `float | None`, `tuple[str, ...]` for a list flag, or `Switch`: a bool
+that may also be `AUTO`, which the code that reads it resolves, e.g. `--jit_compile=auto`).
+A flag shared by several classes is one field of one class that they all inherit (a mixin), so
+it has one definition (`mmali_tf.flags` refuses two different definitions of one name).
+Settings classes of the package live in modules that import neither TensorFlow nor absl, so
+flags are defined and checked before TensorFlow loads.
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from typing import Any, Callable, ClassVar, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Literal, Mapping, TypeVar, Union
 
 #: metadata key of a field's `Meta`.
 META = "mmali_setting"
 #: strategies of `--strategy` (the driver builds them: `mmali_tf.distribute`).
 STRATEGIES = ("default", "mirrored", "multi_worker")
+
+#: the value of a `Switch` setting that leaves on/off to the code that reads it.
+AUTO = "auto"
+#: a bool setting that also takes `AUTO` (flag: --name, --noname, --name=true|false|auto).
+Switch = Union[bool, Literal["auto"]]
 
 S = TypeVar("S", bound="Settings")
 
@@ -67,21 +73,25 @@ class Rule:
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """One resolved settings field: name, value type, default and `Meta`."""
+    """One resolved settings field: name, value type, default and `Meta`; `switch`: a `Switch`
+    (type bool, values also `AUTO`)."""
 
     name: str
     type: type
     default: Any
     meta: Meta
     optional: bool = False
+    switch: bool = False
 
     @property
     def signature(self) -> tuple:
         """What must agree when two classes declare a field of the same name."""
-        return (self.type, self.default, self.meta, self.optional)
+        return (self.type, self.default, self.meta, self.optional, self.switch)
 
 
 def _resolve_type(hint: Any) -> tuple[type, bool]:
+    if hint == Switch:
+        return bool, False
     args = typing.get_args(hint)
     if type(None) in args:
         (inner,) = [a for a in args if a is not type(None)]
@@ -89,8 +99,8 @@ def _resolve_type(hint: Any) -> tuple[type, bool]:
     if typing.get_origin(hint) is tuple:
         return tuple, False
     if hint not in (bool, int, float, str):
-        raise TypeError(f"settings fields are bool, int, float, str, X | None or "
-                        f"tuple[str, ...]; got {hint!r}")
+        raise TypeError(f"settings fields are bool, int, float, str, X | None, "
+                        f"tuple[str, ...] or Switch; got {hint!r}")
     return hint, False
 
 
@@ -109,7 +119,8 @@ class Settings:
         out = []
         for f in dataclasses.fields(cls):
             kind, optional = _resolve_type(hints[f.name])
-            out.append(Field(f.name, kind, f.default, f.metadata[META], optional))
+            out.append(Field(f.name, kind, f.default, f.metadata[META], optional,
+                             switch=hints[f.name] == Switch))
         return tuple(out)
 
     @classmethod
@@ -138,6 +149,8 @@ def coerce(field: Field, value: Any) -> Any:
         return None
     if field.type is tuple:
         return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
+    if field.switch and isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
     if field.type is bool and isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes")
     return field.type(value)
@@ -195,7 +208,11 @@ class RunSettings(SeedSettings):
                              "scalars are written at this cadence.", lower_bound=1)
     sample_every: int = setting(1000, "Write sample grids every N steps (0: never).",
                                 lower_bound=0)
-    jit_compile: bool = setting(True, "Compile train_step with XLA.")
+    jit_compile: Switch = setting(
+        AUTO, "Compile train_step with XLA: true, false, or auto: time a few steps of each on "
+        "this host and the run's batches (state restored after) and train with the faster; "
+        "the choice and both times go to run.json, and a resume reuses them "
+        "(mmali_tf/xla.py).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,7 @@ from absl import flags
 
 from mmali_tf import config as config_lib
 from mmali_tf import registry
+from mmali_tf.flags_text import flag_value_text
 
 FLAGS = flags.FLAGS
 
@@ -64,6 +65,36 @@ class RegistryEnumParser(flags.EnumParser):
         """The choices always come from the registry."""
 
 
+class SwitchParser(flags.BooleanParser):
+    """Parser of a `config.Switch`: a boolean, or `auto`."""
+
+    def parse(self, argument: Any) -> bool | str:
+        if isinstance(argument, str) and argument.strip().lower() == config_lib.AUTO:
+            return config_lib.AUTO
+        try:
+            return super().parse(argument)
+        except (TypeError, ValueError):
+            raise ValueError(f"{argument!r} is not true, false or {config_lib.AUTO}") from None
+
+    def flag_type(self) -> str:
+        return f"bool|{config_lib.AUTO}"
+
+
+class SwitchSerializer(flags.ArgumentSerializer):
+    def serialize(self, value: Any) -> str:
+        return flag_value_text(value)
+
+
+class SwitchFlag(flags.Flag):
+    """A boolean flag that also takes `auto`: --name, --noname, --name=true|false|auto."""
+
+    def __init__(self, name: str, default: Any, help: str) -> None:
+        super().__init__(SwitchParser(), SwitchSerializer(), name, default, help, boolean=True)
+
+    def _serialize(self, value: Any) -> str:
+        return "" if value is None else f"--{self.name}={self.serializer.serialize(value)}"
+
+
 def _registry_help(kind: str, text: str) -> str:
     return f"<{'|'.join(registry.names(kind))}>: {text}"
 
@@ -77,7 +108,9 @@ _rules: list[config_lib.Rule] = []
 
 def _define_field(field: config_lib.Field) -> None:
     meta, name, default = field.meta, field.name, field.default
-    if meta.registry:
+    if field.switch:
+        flags.DEFINE_flag(SwitchFlag(name, default, meta.help))
+    elif meta.registry:
         flags.DEFINE(RegistryEnumParser(meta.registry), name, default,
                      _registry_help(meta.registry, meta.help),
                      serializer=flags.ArgumentSerializer())

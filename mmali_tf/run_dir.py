@@ -5,6 +5,7 @@ run_dir/
   flags.txt                 resolved mmali_tf training flags, one --name=value per line
                             (`--flagfile=run_dir/flags.txt` replays the run)
   run.json                  typed copy of those flags + modality specs (used by load_trained)
+                            + how XLA was chosen ("xla": `mmali_tf.xla.Choice.record`)
   checkpoints/ckpt-<step>.* tf.train.CheckpointManager (model, EMA, critics, RNG, optimizers, step)
   checkpoints/manifest.json size + sha256 of each kept checkpoint's files (`checkpoint_check`)
   checkpoints/corrupt/      damaged checkpoints a resume set aside (never deleted)
@@ -127,12 +128,14 @@ def prepare(root: str, config: Mapping[str, Any]) -> RunDir:
     return run
 
 
-def write_run_files(run: RunDir, config: Mapping[str, Any], specs: Sequence[Any]) -> None:
-    """Write flags.txt and run.json (typed flags + modality specs), both atomically."""
+def write_run_files(run: RunDir, config: Mapping[str, Any], specs: Sequence[Any],
+                    xla: Mapping[str, Any] | None = None) -> None:
+    """Write flags.txt and run.json (typed flags + modality specs + the XLA choice
+    `xla.Choice.record()`), both atomically."""
     from mmali_tf import run_record
 
     atomic_write_text(run.flags_txt, format_flags(config))
-    record = run_record.record_of(dict(config), [s.to_dict() for s in specs])
+    record = run_record.record_of(dict(config), [s.to_dict() for s in specs], xla)
     atomic_write_text(run.run_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 

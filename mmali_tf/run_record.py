@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any
+from typing import Any, Mapping
 
 from mmali_tf.flags_text import format_flags, parse_flags_text, shape_flags
 
@@ -50,8 +50,9 @@ def read_flags(run: Any) -> dict[str, str] | None:
 
 
 def read_record(run: Any) -> dict[str, Any] | None:
-    """run.json ({"config", "specs", "format_version"}), None when absent; ValueError when
-    damaged, from a newer release, or contradicting flags.txt on a shape flag."""
+    """run.json ({"config", "specs", "format_version"} and, since --jit_compile=auto, "xla"),
+    None when absent; ValueError when damaged, from a newer release, or contradicting
+    flags.txt on a shape flag."""
     if not os.path.exists(run.run_json):
         return None
     fix = "restore it, or delete it and rerun the training command to rewrite it"
@@ -85,6 +86,11 @@ def read_record(run: Any) -> dict[str, Any] | None:
     return record
 
 
-def record_of(config: dict[str, Any], specs: list[dict[str, Any]]) -> dict[str, Any]:
-    """What run.json holds for `config` and the modality specs (as dicts)."""
-    return {"format_version": FORMAT_VERSION, "config": config, "specs": specs}
+def record_of(config: dict[str, Any], specs: list[dict[str, Any]],
+              xla: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What run.json holds for `config`, the modality specs (as dicts) and, when given, how
+    XLA was chosen (`mmali_tf.xla.Choice.record`; absent in runs written before it)."""
+    record = {"format_version": FORMAT_VERSION, "config": config, "specs": specs}
+    if xla is not None:
+        record["xla"] = dict(xla)
+    return record

@@ -1,8 +1,9 @@
 """Training entry point: `python -m mmali_tf.train --flagfile=configs/<exp>.cfg [--flag=value ...]`.
 
 flags -> strategy -> run directory check -> data.load -> models.build/compile (in the strategy
-scope) -> restore the newest intact checkpoint (resume) -> Model.fit in chunks of --log_every
-steps with the callbacks of `mmali_tf.callbacks` -> final checkpoint + model.keras.
+scope) -> restore the newest intact checkpoint (resume) -> XLA on or off (`mmali_tf.xla`:
+--jit_compile=auto measures) -> Model.fit in chunks of --log_every steps with the callbacks
+of `mmali_tf.callbacks` -> final checkpoint + model.keras.
 
 Flag parsing imports absl only, so usage errors are reported in a fraction of a second as one
 line (`error: ...`, exit code 2). A NaN/Inf loss stops training with exit code 1, keeping the
@@ -117,7 +118,7 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
     import keras
     import tensorflow as tf
 
-    from mmali_tf import data, distribute, models
+    from mmali_tf import data, distribute, models, run_record, xla
     from mmali_tf import run_dir as run_dir_lib
     from mmali_tf.data import pipeline
 
@@ -125,16 +126,14 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
     run_settings = RunSettings.from_config(config)
     flags_lib.load_plugins(run_settings.plugins)
     strategy = strategy or tf.distribute.get_strategy()
-    if run_settings.jit_compile and not distribute.xla_supported(strategy):
-        print("note: training without XLA (--jit_compile ignored): XLA cannot compile the "
-              "cross-worker collectives of a multi-worker step on CPUs", flush=True)
-        config["jit_compile"] = False
     suffix = distribute.worker_suffix(strategy)
     if suffix is None:
         run, restore_dir = run_dir_lib.prepare(config["run_dir"], config), None
     else:  # same checks as the chief (so both stop on a bad run dir); writes go to scratch
         restore_dir = run_dir_lib.check_compatible(config["run_dir"], config).checkpoints
         run = run_dir_lib.prepare(tempfile.mkdtemp(prefix=f"mmali_{suffix}_"), config)
+    choice = xla.decide(run_settings.jit_compile, strategy,
+                        run_record.read_record(run_dir_lib.RunDir(config["run_dir"])))
     dataset = data.load(config["dataset"], config)
     pipeline.check_augment(dataset, DataSettings.from_config(config).augment)
     distribute.check_global_batch(strategy, int(config["batch_size"]))
@@ -142,7 +141,7 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
     with strategy.scope():
         model = models.build(config["model"], dataset.specs, config)
         model.build_from_specs()
-        model.compile(jit_compile=bool(config["jit_compile"]))
+        model.compile(jit_compile=choice is not None and choice.jit_compile)
         checkpoint = run_dir_lib.TrainingCheckpoint(
             run.checkpoints, model, keep=1 if suffix else run_settings.keep_checkpoints,
             restore_directory=restore_dir,
@@ -150,10 +149,26 @@ def prepare(config: Mapping[str, Any], strategy: Any = None) -> TrainSession:
         start, message = checkpoint.resume()
         if message:
             print(message, flush=True)
+        if choice is None:
+            choice = xla.measure(model, train_batches(config, dataset, model, start), strategy,
+                                 start)
+    line = choice.describe(run_settings.jit_compile)
+    if line:
+        print(line, flush=True)
     if suffix is None:
-        run_dir_lib.write_run_files(run, config, dataset.specs)
+        run_dir_lib.write_run_files(run, config, dataset.specs, xla=choice.record())
     return TrainSession(config, strategy, run, dataset, model, checkpoint, start,
                         scratch=suffix is not None)
+
+
+def train_batches(config: Mapping[str, Any], dataset: Any, model: Any, start_step: int) -> Any:
+    """The run's training stream from `start_step` (the same for every call)."""
+    from mmali_tf.data import pipeline
+
+    return pipeline.train_batches(
+        dataset, int(config["batch_size"]), int(model.draws_per_step), int(config["seed"]),
+        start_step=start_step, unpaired_pool=config["unpaired"] == "pool",
+        augment=tuple(config["augment"]))
 
 
 def _fixed_inputs(session: TrainSession) -> tuple[dict[str, Any], Any]:
@@ -207,7 +222,6 @@ def fit(session: TrainSession, verbose: str | int = "auto") -> TrainResult:
     import tensorflow as tf
 
     from mmali_tf import callbacks as cb
-    from mmali_tf.data import pipeline
     from mmali_tf.atomic import atomic_path
 
     cfg, run, model, ckpt = session.config, session.run, session.model, session.checkpoint
@@ -221,11 +235,8 @@ def fit(session: TrainSession, verbose: str | int = "auto") -> TrainResult:
             while clock.step < max_steps and guard.tripped is None:
                 begin = clock.step
                 initial_epoch, epochs, steps_per_epoch = _chunk(begin, max_steps, log_every)
-                batches = pipeline.train_batches(
-                    session.dataset, int(cfg["batch_size"]), int(model.draws_per_step),
-                    int(cfg["seed"]), start_step=begin, unpaired_pool=cfg["unpaired"] == "pool",
-                    augment=tuple(cfg["augment"]))
-                model.fit(batches, initial_epoch=initial_epoch, epochs=epochs,
+                model.fit(train_batches(cfg, session.dataset, model, begin),
+                          initial_epoch=initial_epoch, epochs=epochs,
                           steps_per_epoch=steps_per_epoch, callbacks=list(roles.values()),
                           verbose=verbose, shuffle=False)
                 if clock.step == begin:

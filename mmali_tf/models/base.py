@@ -332,3 +332,10 @@ class MultimodalModel(keras.Model):
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         self.compile(jit_compile=bool(config["jit_compile"]))
+
+    def use_xla(self, on: bool) -> None:
+        """Compile the training step with XLA or not from now on, keeping the optimizers
+        (`compile(jit_compile=...)` makes new ones); the next `fit` traces it anew."""
+        self._jit_requested = bool(on)
+        self.jit_compile = bool(on)
+        self.train_function = None
