@@ -89,7 +89,18 @@ def worker_suffix(strategy: tf.distribute.Strategy) -> str | None:
     return f"{task_type}_{task_id}"
 
 
-def xla_supported(strategy: tf.distribute.Strategy) -> bool:
-    """False for a multi-worker job without GPUs: XLA does not compile the cross-worker
-    collectives of a training step for CPU devices (TensorFlow b/194942685)."""
-    return not (multi_worker_mode(strategy) and not tf.config.list_logical_devices("GPU"))
+def no_xla_reason(strategy: tf.distribute.Strategy) -> str:
+    """Why XLA cannot compile the training step under `strategy` ("" when it can).
+
+    Keras compiles the whole step, `strategy.run` included, as one XLA function, which cannot
+    reach variables on several devices of one process ("Trying to access resource ...
+    located in device CPU:1 from device CPU:0"; keras-team/keras#19005); and XLA does not
+    compile the cross-worker collectives of a multi-worker step for CPUs (TensorFlow
+    b/194942685).
+    """
+    mirrored = (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if isinstance(strategy, mirrored) and len(strategy.extended.worker_devices) > 1:
+        return "XLA cannot compile a step whose variables are mirrored on several devices"
+    if multi_worker_mode(strategy) and not tf.config.list_logical_devices("GPU"):
+        return "XLA cannot compile the cross-worker collectives of a multi-worker step on CPUs"
+    return ""

@@ -24,8 +24,6 @@ from mmali_tf.config import AUTO
 WARMUP_STEPS = 1
 #: timed steps of each setting (their median decides).
 TIMED_STEPS = 3
-_NO_XLA_NOTE = ("XLA cannot compile the cross-worker collectives of a multi-worker step on "
-                "CPUs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +32,9 @@ class Choice:
 
     `how`: "setting" (--jit_compile=true/false), "measured" (auto: `ms_per_step` holds the
     median ms/step of each, "xla" and "no_xla", measured at training step `step`),
-    "unsupported" (the strategy cannot compile the step with XLA) or "multi_worker" (auto does
-    not measure in a multi-worker job, whose workers could each choose differently; XLA where
-    the strategy supports it). `reused`: taken from an earlier invocation's run.json.
+    "unsupported" (the strategy cannot compile the step with XLA: `reason`) or "multi_worker"
+    (auto does not measure in a multi-worker job, whose workers could each choose
+    differently, and compiles with XLA). `reused`: taken from an earlier invocation's run.json.
     """
 
     jit_compile: bool
@@ -44,6 +42,7 @@ class Choice:
     ms_per_step: Mapping[str, float] | None = None
     step: int | None = None
     reused: bool = False
+    reason: str = ""
 
     def record(self) -> dict[str, Any]:
         """run.json's "xla" entry (`reused` is not recorded: the entry stays the measured one)."""
@@ -51,13 +50,15 @@ class Choice:
         if self.how == "measured":
             out.update(ms_per_step=dict(self.ms_per_step or {}), step=self.step,
                        warmup_steps=WARMUP_STEPS, timed_steps=TIMED_STEPS)
+        if self.reason:
+            out["reason"] = self.reason
         return out
 
     def describe(self, setting: bool | str) -> str:
         """The line the training driver prints ("" when the setting was simply followed)."""
         if self.how == "unsupported":
             given = "=auto" if setting == AUTO else " ignored"
-            return f"note: training without XLA (--jit_compile{given}): {_NO_XLA_NOTE}"
+            return f"note: training without XLA (--jit_compile{given}): {self.reason}"
         if self.how == "multi_worker":
             return ("XLA: on (--jit_compile=auto does not measure in a multi-worker job: its "
                     "workers could each choose differently)")
@@ -83,8 +84,9 @@ def decide(setting: bool | str, strategy: Any,
 
     if setting is False:
         return Choice(False, "setting")
-    if not distribute.xla_supported(strategy):
-        return Choice(False, "unsupported")
+    reason = distribute.no_xla_reason(strategy)
+    if reason:
+        return Choice(False, "unsupported", reason=reason)
     if setting is True:
         return Choice(True, "setting")
     if multi_worker_mode(strategy):

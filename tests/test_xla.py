@@ -73,13 +73,15 @@ def test_decide_without_measuring(monkeypatch):
     assert reused.record() == measured.record()
     assert "reusing run.json's choice, measured at step 4" in reused.describe("auto")
     assert xla.Choice(False, "setting").describe(False) == ""
-    monkeypatch.setattr("mmali_tf.distribute.xla_supported", lambda s: False)
+    monkeypatch.setattr("mmali_tf.distribute.no_xla_reason", lambda s: "no XLA here")
     assert xla.decide(False, strategy, None) == xla.Choice(False, "setting")
     for setting, given in ((True, " ignored"), ("auto", "=auto")):
         choice = xla.decide(setting, strategy, None)
-        assert choice == xla.Choice(False, "unsupported")
-        assert choice.describe(setting).startswith(
-            f"note: training without XLA (--jit_compile{given}): XLA cannot compile")
+        assert choice == xla.Choice(False, "unsupported", reason="no XLA here")
+        assert choice.describe(setting) == (f"note: training without XLA (--jit_compile{given})"
+                                            ": no XLA here")
+        assert choice.record() == {"jit_compile": False, "how": "unsupported",
+                                   "reason": "no XLA here"}
 
 
 def _checkpoint(run: str, step: int) -> dict[str, np.ndarray]:
