@@ -110,7 +110,7 @@ def test_logratio_likelihood_is_the_authors_one_hot_categorical_of_log_softmax()
     probs = dec(z).numpy()
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(probs, networks.logsoftmax_ratio(
-        networks.decoder_logits(dec)(z)).numpy(), rtol=1e-6)
+        networks.decoder_logits(dec)([z])).numpy(), rtol=1e-6)
     again = keras.models.model_from_json(dec.to_json())    # the activation serialises by name
     again.set_weights(dec.get_weights())
     np.testing.assert_allclose(again(z).numpy(), probs, rtol=1e-6)

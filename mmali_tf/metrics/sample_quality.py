@@ -25,6 +25,7 @@ are produced once and the coherence numbers do not change.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -83,7 +84,12 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
     mu_r, mu_f = real.mean(axis=0), fake.mean(axis=0)
     cov_r = np.atleast_2d(np.cov(real, rowvar=False))
     cov_f = np.atleast_2d(np.cov(fake, rowvar=False))
-    root = linalg.sqrtm(cov_r @ cov_f)
+    with warnings.catch_warnings():
+        # feature units that never fire make the covariances singular; scipy then warns
+        # "Matrix is singular" and still returns the principal root, which is used unless it
+        # is not finite (then the jittered product below)
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_r @ cov_f)
     if not np.all(np.isfinite(root)):
         jitter = FID_JITTER * np.eye(len(cov_r))
         root = linalg.sqrtm((cov_r + jitter) @ (cov_f + jitter))
