@@ -28,7 +28,7 @@ def _config(name: str, **over) -> dict:
     uses_style = int(digits_config_value(name, "style_dim") or 10) > 0  # flag default 10
     cfg = dict(latent_dim=6, style_dim=2 if uses_style else 0, num_importance_samples=2,
                num_negatives=2, lr=2e-3, beta1=0.9, ema_decay=0.0, seed=0, init="torch",
-               kl_anneal_steps=10, beta=1.0)
+               kl_anneal_steps=0 if name[:3] in ("ci_", "cc_") else 10, beta=1.0)
     cfg.update(over)
     return cfg
 
@@ -137,6 +137,9 @@ def test_gamma_one_warns_and_bad_configs_raise():
         build("mmvae", SMALL, _config("mmvae", objective="bogus"))
     with pytest.raises(ValueError, match="elbo"):
         build("ci_mmvae", SMALL, _config("ci_mmvae", objective="elbo"))
+    for bad in ({"kl_anneal_steps": 125}, {"beta": 0.5}):   # unbounded negative term
+        with pytest.raises(ValueError, match="kl_anneal_steps=0 and --beta >= 1"):
+            build("ci_mvae", SMALL, _config("ci_mvae", **bad))
 
 
 def test_mmvae_elbo_objective(small_ds):
