@@ -116,3 +116,42 @@ def test_claims_markdown_and_chart(tmp_path):
     suite = {"suite": "claims", "runs": records}
     tables.suite_chart(suite, str(tmp_path / "claims.png"))
     assert (tmp_path / "claims.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _with_curve(record: dict, joint_by_step: dict[int, float], seconds_per_step: float) -> dict:
+    """`record` with a step curve (joint coherence per step; cross at 0.5) and its timing."""
+    points = [{"step": step, "joint": joint, "cross": {"a->b": 0.5, "b->a": 0.5},
+               "cross_mean": 0.5, "collapsed": []} for step, joint in joint_by_step.items()]
+    return {**record, "curve": {"curve_every": 500, "num_samples": 100, "points": points,
+                                "skipped": []},
+            "train_wall_s": seconds_per_step * record["steps"]}
+
+
+def test_matched_wall_time_reads_the_curve_at_the_baselines_training_time():
+    base = [{**_record("p_mmvae", s, "mmvae", 0.6, joint=0.3), "train_wall_s": 1200.0}
+            for s in range(3)]
+    curve = {500: 0.20, 1000: 0.62, 1500: 0.70, 2000: 0.75}
+    one = [_with_curve(_record("p_mmali", 0, "mmali", 0.6, steps=2000), curve, 1.0)]
+    (joint, *_), = [claims.matched_time_rows(base + one)]
+    # 1,200 s of mmALI training (1 s/step) reach step 1,000 of its curve, not 1,500
+    assert (joint["measure"], joint["baseline"], joint["steps"]) == (
+        "joint coherence (p)", "mmvae", [1000])
+    assert joint["ours"][0] == pytest.approx(0.62)
+    assert joint["verdict"] == "undecided" and "1 seed(s) < 3" in joint["reason"]
+    # three seeds whose curves sit far above the baseline at that time: holds
+    three = [_with_curve(_record("p_mmali", s, "mmali", 0.6, steps=2000),
+                         {**curve, 1000: 0.60 + 0.01 * s}, 1.0) for s in range(3)]
+    joint = claims.matched_time_rows(base + three)[0]
+    assert joint["verdict"] == "holds", joint["reason"]
+    text = claims.matched_time_markdown(claims.matched_time_rows(base + three))
+    assert "| joint coherence (p) | mmvae | 20.0 min | 1,000 | 61.0 +- 0.6 |" in text
+    # a slower mmALI (2 s/step) has reached only step 500 at 1,200 s: reversed
+    slow = [_with_curve(_record("p_mmali", s, "mmali", 0.6, steps=2000),
+                        {**curve, 500: 0.10 + 0.01 * s}, 2.0) for s in range(3)]
+    assert claims.matched_time_rows(base + slow)[0]["verdict"] == "does not hold"
+    # slower still (3 s/step): no curve point within the time, said so
+    slower = [_with_curve(r, curve, 3.0) for r in slow]
+    row = claims.matched_time_rows(base + slower)[0]
+    assert (row["ours"], row["reason"]) == (None, "no mmALI curve point within 20.0 min")
+    # no curve, no row
+    assert claims.matched_time_rows(base + [_record("p_mmali", 0, "mmali", 0.6)]) == []

@@ -237,6 +237,98 @@ def _content_rows(found: Mapping[str, Group]) -> list[dict[str, Any]]:
     return rows
 
 
+def _seconds_per_step(run: Mapping[str, Any]) -> float | None:
+    """Training wall seconds per step of a run (tracing included), None when unknown."""
+    wall, steps = run.get("train_wall_s"), run.get("steps")
+    return wall / steps if wall and steps else None
+
+
+def _mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error over seeds (nan SE for one value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.nan
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var / len(values))
+
+
+def _curve_value(run: Mapping[str, Any], budget_s: float, key: str, pair: str | None
+                 ) -> tuple[int, float] | None:
+    """(step, value) of the run's last curve point reached within `budget_s` of training."""
+    per_step = _seconds_per_step(run)
+    points = [p for p in (run.get("curve") or {}).get("points", [])
+              if per_step and p["step"] * per_step <= budget_s]
+    if not points:
+        return None
+    point = points[-1]
+    return point["step"], point[key] if pair is None else point[key][pair]
+
+
+def matched_time_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Claim 2 at matched wall time: per mmALI group and measure, the best baseline (as in
+    the claims table) at its full steps against mmALI's step curve read at the last step
+    mmALI reached within the baseline's mean training time (fractions; mean and SE over the
+    seeds that have a curve, the SE across seeds only: curve points keep no per-input
+    results)."""
+    found = groups(records)
+    rows = []
+    for name, mmali in found.items():
+        prefix = name.removesuffix("_mmali")
+        baselines = [g for n, g in found.items()
+                     if n.startswith(prefix + "_") and not g.model.startswith("mmali")]
+        if mmali.model != "mmali" or not baselines:
+            continue
+        first, second = mmali.modalities()[:2]
+        for label, number, key, pair in (
+                ("joint coherence", "joint/all", "joint", None),
+                (f"cross {first}->{second}", f"cross/{first}->{second}", "cross",
+                 f"{first}->{second}"),
+                (f"cross {second}->{first}", f"cross/{second}->{first}", "cross",
+                 f"{second}->{first}")):
+            best, _ = _best_baseline(baselines, number)
+            walls = [r["train_wall_s"] for r in best.runs if r.get("train_wall_s")] \
+                if best is not None else []
+            if not walls:
+                continue
+            budget_s = sum(walls) / len(walls)
+            if not any(r.get("curve") for r in mmali.runs):
+                continue
+            read = [v for r in mmali.runs if (v := _curve_value(r, budget_s, key, pair))]
+            other = _mean_se(best.number(number)[0])
+            ours = _mean_se([v for _, v in read]) if read else None
+            if ours is None:
+                decision, reason = "undecided", (f"no mmALI curve point within "
+                                                 f"{budget_s / 60:.1f} min")
+            else:
+                decision, reason = verdict(
+                    ours[0] - other[0], math.sqrt(ours[1] ** 2 + other[1] ** 2),
+                    [len(read), len(best.runs)], floor_failures(mmali) + floor_failures(best),
+                    [best.name] if best.short_budget() else [])
+            rows.append({"measure": f"{label} ({prefix})", "baseline": best.model,
+                         "budget_min": budget_s / 60, "steps": sorted({s for s, _ in read}),
+                         "ours": ours, "other": other,
+                         "verdict": decision, "reason": reason})
+    return rows
+
+
+def matched_time_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The matched-wall-time table (empty when no mmALI run has a step curve)."""
+    if not rows:
+        return ""
+    lines = ["Claim 2 at matched wall time: mmALI's step curve (`--curve_every`) read at the "
+             "last step its training reached within the best baseline's mean training time "
+             "(both timed in the same suite, loads as in the runs table); SE across seeds "
+             "only (curve points keep no per-input results), so the rule needs >= "
+             f"{MIN_SEEDS} seeds with a curve:", "",
+             "| measure | best baseline (full steps) | wall time | mmALI step(s) | mmALI | "
+             "baseline | verdict |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['measure']} | {r['baseline']} | {r['budget_min']:.1f} min | "
+                     f"{', '.join(f'{s:,}' for s in r['steps'])} | {_cell(r['ours'])} | "
+                     f"{_cell(r['other'])} | **{r['verdict']}**: {r['reason']} |")
+    return "\n".join(lines) + "\n"
+
+
 def claims_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per tested claim and group (fractions; numbers are (mean, SE) or None)."""
     found = groups(records)

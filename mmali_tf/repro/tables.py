@@ -130,7 +130,9 @@ def readme_block(suite: Mapping[str, Any]) -> str:
     """README's generated text for a suite (runs table(s), and the claims table)."""
     parts = [protocol_line(suite), ""]
     if suite["suite"] == "claims":
+        matched = claims_lib.matched_time_markdown(claims_lib.matched_time_rows(suite["runs"]))
         parts += [claims_lib.claims_markdown(claims_lib.claims_rows(suite["runs"]))]
+        parts += [matched] if matched else []
     elif suite["suite"] == "digits_study":
         parts += ["Targets, on the shipped configs:", "", study.targets_markdown(suite["runs"]),
                   "One change at a time (content / style: probes of the two parts of the code; "
