@@ -88,8 +88,11 @@ def test_suites_list_every_shipped_config():
         "fashion_rotated2_mmali", "fashion_rotated2_mmali_joint", "fashion_pair_mmali",
         "fashion_pair_mvae", "fashion_pair_mmvae", "fashion_pair_mmjsd", "fashion_pair_mopoe")}
     flags = claim_runs["fashion_rotated2_mmali_joint_s1"].config_flags()
-    assert (flags["base_set"], flags["num_views"], flags["model"], flags["seed"]) == (
-        "fashion", "2", "mmali_joint", "1")
+    assert (flags["dataset"], flags["num_views"], flags["model"], flags["seed"]) == (
+        "fashion_rotated", "2", "mmali_joint", "1")
+    factorised = claim_runs["fashion_rotated2_mmali_s1"].config_flags()
+    differ = {k for k in set(flags) | set(factorised) if flags.get(k) != factorised.get(k)}
+    assert differ == {"model", "run_dir", "lambda_unimodal"}   # the critic only
     assert claim_runs["fashion_pair_mopoe_s2"].config_flags()["dataset"] == "fashion_pair"
     with pytest.raises(ValueError, match="unknown suite 'x'"):
         suite_runs("x", REPO)

@@ -18,9 +18,6 @@ DIGITS_TEXT_MODELS = ("mmjsd", "mmali", "mopoe", "mvae", "mmvae")
 DIGITS_TEXT_EVAL = ("--ll_items=0",)
 #: training seeds of every config of the `claims` suite (runs `<config>_s<seed>`).
 CLAIMS_SEEDS = (0, 1, 2)
-#: claim 1's runs: two rotated views of the real Fashion-MNIST images (paper Table 1, 2 views);
-#: the multimnist configs' --base_set=fashion reads the Debian IDX files.
-FASHION_VIEWS = ("--base_set=fashion", "--num_views=2")
 #: claim 2's models on `fashion_pair` (configs/fashion_pair_<model>.cfg).
 FASHION_PAIR_MODELS = ("mmali", "mvae", "mmvae", "mmjsd", "mopoe")
 
@@ -66,7 +63,7 @@ def suite_runs(suite: str, root: str = ".") -> list[RunSpec]:
     runs = []
     for model in ("mmali", "mmali_joint"):
         runs += seeded(f"fashion_rotated2_{model}",
-                       os.path.join(root, "configs", f"multimnist_{model}.cfg"), FASHION_VIEWS)
+                       os.path.join(root, "configs", f"fashion_rotated_{model}.cfg"))
     for model in FASHION_PAIR_MODELS:
         runs += seeded(f"fashion_pair_{model}",
                        os.path.join(root, "configs", f"fashion_pair_{model}.cfg"))
