@@ -252,6 +252,10 @@ class MultimodalModel(keras.Model):
                                   seed)
         return latent_lib.reparameterize(mean[:s], logvar[:s], noise, self.posterior_family)
 
+    def join_prior_style(self, content: tf.Tensor, seed: Any = None) -> tf.Tensor:
+        """Content codes (n, content_dim) joined with n style codes drawn from the prior."""
+        return self.layout.join(self.prior_style(tf.shape(content)[0], seed), content)
+
     def cross_latent(self, z_source: tf.Tensor, target: str, seed: Any = None) -> tf.Tensor:
         """Latent decoded in `target` to translate a source sample `z_source`.
 

@@ -74,7 +74,7 @@ class MMJSD(VAEModel):
         if not self.uses_style:
             return super().synergy_latent(content, z_target, target, seed)
         self._check_modality(target)
-        return self.layout.join(self.prior_style(tf.shape(content)[0], seed), content)
+        return self.join_prior_style(content, seed)
 
     def loss_term_names(self) -> list[str]:
         return ["recon", "js"] + (["kl_style"] if self.uses_style else [])

@@ -93,6 +93,13 @@ class MMVAEPlus(MMVAE):
         encoder weights (DReG, Tucker et al. 2019)."""
         return self.dreg_estimator == "paper"
 
+    # ----------------------------------------------------------------- evaluation
+    def cross_latent(self, z_source: tf.Tensor, target: str, seed: Any = None) -> tf.Tensor:
+        """The source's content z with a target style w ~ p(w): a decoder never sees another
+        modality's w in training (epalu/mmvaeplus `reconstruct_and_cross_reconstruct_forw`)."""
+        self._check_modality(target)
+        return self.join_prior_style(self.layout.content(z_source), seed)
+
     # ----------------------------------------------------------------- forward
     def cross_styles(self, target: int, own: tf.Tensor) -> tf.Tensor:
         """Styles fed to decoder `target` for latents (M, K, B, D_w) of every source: the
