@@ -124,15 +124,23 @@ def select_runs(specs: Sequence[Any], pattern: str) -> list[Any]:
     return chosen
 
 
+def _with_current_steps(record: dict[str, Any], spec: Any) -> dict[str, Any]:
+    """A previous record with its config's current `--max_steps` as `config_steps`, so a run
+    whose config has grown since shows as below its config's steps."""
+    if "config_steps" not in record or not os.path.isfile(spec.config):
+        return record
+    return {**record, "config_steps": spec.config_steps()}
+
+
 def merge_previous(out: dict[str, Any], specs: Sequence[Any], path: str) -> None:
     """Put the records of `path` (the suite's previous JSON) for runs not in `out` back into
-    `out["runs"]`, in the suite's order."""
+    `out["runs"]`, in the suite's order (`config_steps` read from their configs now)."""
     if not os.path.isfile(path):
         return
     with open(path, encoding="utf-8") as f:
         old = {r["name"]: r for r in json.load(f).get("runs", [])}
     new = {r["name"]: r for r in out["runs"]}
-    out["runs"] = [new.get(s.name) or old[s.name] for s in specs
+    out["runs"] = [new.get(s.name) or _with_current_steps(old[s.name], s) for s in specs
                    if s.name in new or s.name in old]
     labels = sorted({r["budget_label"] for r in out["runs"] if r.get("budget_label")})
     if len(labels) > 1:

@@ -350,6 +350,13 @@ def test_runs_filter_keeps_the_other_records(tmp_path):
     assert [r["name"] for r in out["runs"]] == ["a_s0", "b_s0"]   # suite order, new wins
     assert out["runs"][0]["budget_label"] == "at most 500 steps"
     assert out["budget"]["label"] == "per run, one of: at most 300 steps; at most 500 steps"
+    # a kept record whose config has grown since shows the config's current steps
+    cfg = tmp_path / "b.cfg"
+    cfg.write_text("--max_steps=5000\n")
+    path.write_text(json.dumps({"runs": [{"name": "b_s0", "config_steps": 500, "steps": 500}]}))
+    out = {"runs": [], "budget": {"label": "x"}}
+    reproduce.merge_previous(out, [RunSpec("b_s0", str(cfg))], str(path))
+    assert (out["runs"][0]["steps"], out["runs"][0]["config_steps"]) == (500, 5000)
 
 
 def test_tables_add_fid_columns_when_a_run_has_sample_quality():
