@@ -22,18 +22,18 @@ NEXT_LEVER = {
                           "the encoders stayed at the prior); next: the config's full steps, "
                           "then as many steps as configs/digits_mmali.cfg, whose content codes "
                           "hold the class",
-    "digits_mopoe": "the config's full steps (compare this row with the previous config's "
-                    "shorter run in git history: steps were the lever)",
     "digits_mmjsd_ms": "the config's full steps (print probe and coherences still rising with "
                        "steps); then a larger style weight if the style code keeps the class",
-    "digits_mmvae_plus": "the config's full steps, then more steps as for MMVAE",
-    "digits_jmvae": "more steps, as for the other VAE configs (not run in this session)",
+    "digits_mmvae_plus": "the config's full steps (cross generation now takes the target's "
+                         "style from the prior, as the authors' code), then more steps as "
+                         "for MMVAE",
     "digits_mmali_long": "the config's full steps",
 }
-CONTRASTIVE_LEVER = ("the base model's steps and batch (these configs train on a small "
-                     "fraction of the examples their base configs see), within the time "
-                     "target: a contrastive step costs more than a base-model step (ms/step "
-                     "above)")
+CONTRASTIVE_LEVER = ("the config's full steps: the contrastive configs now train at their "
+                     "base model's steps and batch, without the KL warm-up that made the "
+                     "loss unbounded below (cc_mvae met every target so); a contrastive step "
+                     "costs 3-5 base-model steps (ms/step above), so the time target needs "
+                     "fewer negatives or samples")
 
 
 def _pct(value: float | None) -> float | None:
