@@ -24,9 +24,10 @@ NEXT_LEVER = {
                           "hold the class",
     "digits_mmjsd_ms": "the config's full steps (print probe and coherences still rising with "
                        "steps); then a larger style weight if the style code keeps the class",
-    "digits_mmvae_plus": "the config's full steps (cross generation now takes the target's "
-                         "style from the prior, as the authors' code), then more steps as "
-                         "for MMVAE",
+    "digits_mmvae_plus": "at its full 1,000 steps the class sits in the private codes w "
+                         "(hand style probe above content): more steps as MMVAE's 2,000, then "
+                         "a larger beta on w (cross generation already takes w from the prior, "
+                         "as the authors' code)",
     "digits_mmali_long": "the config's full steps",
 }
 CONTRASTIVE_LEVER = ("the config's full steps: the contrastive configs now train at their "
