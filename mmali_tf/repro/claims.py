@@ -276,7 +276,8 @@ def matched_time_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, An
         prefix = name.removesuffix("_mmali")
         baselines = [g for n, g in found.items()
                      if n.startswith(prefix + "_") and not g.model.startswith("mmali")]
-        if mmali.model != "mmali" or not baselines:
+        if mmali.model != "mmali" or not baselines or not any(r.get("curve")
+                                                                for r in mmali.runs):
             continue
         first, second = mmali.modalities()[:2]
         for label, number, key, pair in (
@@ -291,8 +292,6 @@ def matched_time_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, An
             if not walls:
                 continue
             budget_s = sum(walls) / len(walls)
-            if not any(r.get("curve") for r in mmali.runs):
-                continue
             read = [v for r in mmali.runs if (v := _curve_value(r, budget_s, key, pair))]
             other = _mean_se(best.number(number)[0])
             ours = _mean_se([v for _, v in read]) if read else None
