@@ -85,7 +85,8 @@ def test_suites_list_every_shipped_config():
     assert text[:2] == ["digits_text_mmjsd", "digits_text_mmali"]
     claim_runs = {s.name: s for s in suite_runs("claims", REPO)}
     assert set(claim_runs) == {f"{g}_s{seed}" for seed in (0, 1, 2) for g in (
-        "fashion_rotated2_mmali", "fashion_rotated2_mmali_joint", "fashion_pair_mmali",
+        "fashion_rotated2_mmali", "fashion_rotated2_mmali_joint", "fashion_rotated3_mmali",
+        "fashion_rotated3_mmali_joint", "fashion_pair_mmali",
         "fashion_pair_mvae", "fashion_pair_mmvae", "fashion_pair_mmjsd", "fashion_pair_mopoe")}
     flags = claim_runs["fashion_rotated2_mmali_joint_s1"].config_flags()
     assert (flags["dataset"], flags["num_views"], flags["model"], flags["seed"]) == (
@@ -93,6 +94,8 @@ def test_suites_list_every_shipped_config():
     factorised = claim_runs["fashion_rotated2_mmali_s1"].config_flags()
     differ = {k for k in set(flags) | set(factorised) if flags.get(k) != factorised.get(k)}
     assert differ == {"model", "run_dir", "lambda_unimodal"}   # the critic only
+    assert claim_runs["fashion_rotated3_mmali_s0"].config_flags()["num_views"] == "3"
+    assert claim_runs["fashion_rotated2_mmali_s0"].overrides == ("--seed=0",)
     assert claim_runs["fashion_pair_mopoe_s2"].config_flags()["dataset"] == "fashion_pair"
     with pytest.raises(ValueError, match="unknown suite 'x'"):
         suite_runs("x", REPO)
@@ -219,6 +222,24 @@ def test_digits_targets_say_met_or_missed_with_what_was_measured():
     assert "| `digits_mmali` | met (not judged: idle training time <= 20 min) |" in table
     checks = {t: (met, v) for t, met, v in targets.config_checks(runs[2])}
     assert checks["hand content - style >= 20 points"] == (True, "50.0")
+
+
+def test_text_targets_hold_mmjsd_and_mmali_to_coherence_into_and_out_of_text():
+    def run(name: str, model: str, to_text: float, from_text: float, steps: int = 1000) -> dict:
+        m = _metrics(model, 0.5, dataset="digits_text")
+        m["cross_coherence"].update({"hand->text": to_text, "text->hand": from_text})
+        return _record(name, m, steps)
+
+    runs = [run("digits_text_mmjsd", "mmjsd", 0.9755, 0.997),
+            run("digits_text_mmali", "mmali", 0.6895, 0.8575, steps=600),
+            run("digits_text_mvae", "mvae", 0.3, 0.2)]
+    table = tables.readme_block(_suite("digits_text", runs))
+    assert "hand->text and text->hand coherence >= 80 for mmjsd, mmali" in table
+    assert "| `digits_text_mmjsd` | met | - | - |" in table
+    assert ("| `digits_text_mmali` | **missed** | full steps (600 of 1,000); hand->text >= 80 "
+            "(69.0) |") in table
+    assert "`digits_text_mvae` |" not in table.split("Targets")[1]   # no target for MVAE
+    assert targets.targets_markdown(runs[2:], "digits_text").count("\n") == 2   # header only
 
 
 def test_load_sampler_and_the_runs_load_record(tmp_path):

@@ -148,6 +148,11 @@ def readme_block(suite: Mapping[str, Any]) -> str:
                       f"- style probe >= {targets.CONTENT_GAP:g} points where a style code "
                       f"exists, training time <= {targets.MINUTES:g} min when measured on an "
                       "idle machine:", "", targets.targets_markdown(suite["runs"])]
+        if suite["suite"] == "digits_text":
+            parts += [f"Targets (`mmali_tf/repro/targets.py`): full steps, hand->text and "
+                      f"text->hand coherence >= {targets.TEXT_COHERENCE:g} for "
+                      f"{', '.join(targets.TEXT_TARGET_MODELS)}:", "",
+                      targets.targets_markdown(suite["runs"], "digits_text")]
     curved = curves.with_curves(suite["runs"])
     if curved:
         parts += [curves.curve_markdown(suite["suite"], curved)]

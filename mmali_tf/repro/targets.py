@@ -1,4 +1,5 @@
-"""The targets every shipped `digits` config is held to, checked on its run (suite `digits`).
+"""The targets shipped configs are held to, checked on their runs: every `digits` config
+(suite `digits`), and the text coherence of the trimodal configs (suite `digits_text`).
 
 A config meets its targets when its run reached the config's full steps and its latent probes,
 coherences and content/style split clear the bounds below; a time is judged only when it was
@@ -16,6 +17,8 @@ from mmali_tf.repro.runner import load_note
 from mmali_tf.repro.study import EXPECTED_COLLAPSE
 
 PROBE_HAND, PROBE_PRINT, CONTENT_GAP, MINUTES = 85.0, 50.0, 20.0, 20.0
+#: trimodal configs: hand->text and text->hand coherence (%) of the models held to it.
+TEXT_COHERENCE, TEXT_TARGET_MODELS = 80.0, ("mmjsd", "mmali")
 #: what to try next when a config misses; the reasons themselves come from its run.
 NEXT_LEVER = {
     "digits_mmali_joint": "the factorised model's reconstruction terms are on (without them "
@@ -70,20 +73,38 @@ def config_checks(record: Mapping[str, Any]) -> list[tuple[str, bool | None, str
     return checks
 
 
-def targets_markdown(records: Sequence[Mapping[str, Any]]) -> str:
-    """One row per digits run: met or missed, what missed (measured), the next lever."""
+def text_checks(record: Mapping[str, Any]) -> list[tuple[str, bool | None, str]]:
+    """(target, met, measured) of one digits_text run: full steps and cross coherence
+    between hand and text both ways >= TEXT_COHERENCE."""
+    checks = [("full steps", record["steps"] >= record["config_steps"],
+               f"{record['steps']:,} of {record['config_steps']:,}")]
+    for pair in ("hand->text", "text->hand"):
+        value = _pct(record["metrics"]["cross_coherence"].get(pair))
+        checks.append((f"{pair} >= {TEXT_COHERENCE:g}", None if value is None
+                       else value >= TEXT_COHERENCE, "-" if value is None else f"{value:.1f}"))
+    return checks
+
+
+def _lever(record: Mapping[str, Any]) -> str:
+    if str(record["model"]).startswith(("ci_", "cc_")):
+        return NEXT_LEVER.get(record["name"], CONTRASTIVE_LEVER)
+    return NEXT_LEVER.get(record["name"], "-")
+
+
+def targets_markdown(records: Sequence[Mapping[str, Any]], suite: str = "digits") -> str:
+    """One row per run the suite's targets apply to (`digits`: every run; `digits_text`: the
+    TEXT_TARGET_MODELS): met or missed, what missed (measured), the next lever."""
     lines = ["| config | verdict | missed (measured) | next lever |", "|---|---|---|---|"]
     for rec in records:
         if rec.get("status") != "ok":
             continue
-        checks = config_checks(rec)
+        if suite == "digits_text" and rec["model"] not in TEXT_TARGET_MODELS:
+            continue
+        checks = text_checks(rec) if suite == "digits_text" else config_checks(rec)
         missed = [f"{target} ({value})" for target, met, value in checks if met is False]
         unjudged = [target for target, met, _ in checks if met is None]
         verdict = "**missed**" if missed else "met" + (
             f" (not judged: {', '.join(unjudged)})" if unjudged else "")
-        lever = "-"
-        if missed:
-            lever = NEXT_LEVER.get(rec["name"], CONTRASTIVE_LEVER if str(rec["model"]).startswith(
-                ("ci_", "cc_")) else "-")
+        lever = _lever(rec) if missed else "-"
         lines.append(f"| `{rec['name']}` | {verdict} | {'; '.join(missed) or '-'} | {lever} |")
     return "\n".join(lines) + "\n"
