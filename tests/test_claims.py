@@ -149,9 +149,18 @@ def test_matched_wall_time_reads_the_curve_at_the_baselines_training_time():
     slow = [_with_curve(_record("p_mmali", s, "mmali", 0.6, steps=2000),
                         {**curve, 500: 0.10 + 0.01 * s}, 2.0) for s in range(3)]
     assert claims.matched_time_rows(base + slow)[0]["verdict"] == "does not hold"
-    # slower still (3 s/step): no curve point within the time, said so
+    # slower still (3 s/step): step 500 comes after the 20 min, so it is read as an upper
+    # bound, which can refute the claim (0.20 < 0.30) ...
     slower = [_with_curve(r, curve, 3.0) for r in slow]
     row = claims.matched_time_rows(base + slower)[0]
-    assert (row["ours"], row["reason"]) == (None, "no mmALI curve point within 20.0 min")
+    assert (row["steps"], row["late"], row["ours"][0]) == ([500], 3, pytest.approx(0.20))
+    assert row["verdict"] == "does not hold"
+    assert row["reason"].endswith("3 seed(s) read at their first curve point, reached after "
+                                  "20.0 min: an upper bound on mmALI at that time")
+    # ... but not confirm it
+    high = [_with_curve(r, {**curve, 500: 0.9 + 0.01 * i}, 3.0) for i, r in enumerate(slow)]
+    row = claims.matched_time_rows(base + high)[0]
+    assert (row["verdict"], row["late"]) == ("undecided", 3)
+    assert row["reason"].startswith("3 seed(s) read at their first curve point")
     # no curve, no row
     assert claims.matched_time_rows(base + [_record("p_mmali", 0, "mmali", 0.6)]) == []
