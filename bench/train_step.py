@@ -7,7 +7,9 @@ One iteration is one `train_step` (for mmALI: critic + generator update + EMA) o
 of `batch_size * model.draws_per_step` rows. Setups:
 
 * `mnist_svhn`: mnist (28,28,1) mnist_mlp + svhn (32,32,3) svhn_conv;
-* `digits`: hand (28,28,1) + print (32,32,3).
+* `digits`: hand (28,28,1) + print (32,32,3);
+* `fashion_pair`: grey (28,28,1) mnist_mlp + colour (32,32,3) svhn_conv, the `claims` suite's
+  claim-2 configs (`configs/fashion_pair_<model>.cfg`).
 
 `--models` takes registered model names (`all`: every one). Each model's hyper-parameters and
 batch size come from its own `configs/<setup>_<model>.cfg` (every model has a digits config; a
@@ -37,6 +39,7 @@ import tensorflow as tf  # noqa: E402
 
 from mmali_tf import flags as mflags  # noqa: E402
 from mmali_tf import models  # noqa: E402
+from mmali_tf.data.fashion_pair import COLOUR, GREY  # noqa: E402
 from mmali_tf.data.specs import ModalitySpec  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,6 +48,7 @@ SETUPS = {
                    ModalitySpec("svhn", (32, 32, 3), "image", "svhn_conv")),
     "digits": (ModalitySpec("hand", (28, 28, 1), "image", "mnist_mlp"),
                ModalitySpec("print", (32, 32, 3), "image", "svhn_conv")),
+    "fashion_pair": (GREY, COLOUR),   # the dataset's order
 }
 
 
