@@ -184,6 +184,10 @@ def test_curve_table_and_passing_lines_are_rendered_from_the_records(tmp_path):
     reproduce.write_suite(suite, str(tmp_path))
     assert (tmp_path / "digits_curve.png").stat().st_size > 0
     assert "Step curve" in (tmp_path / "digits.md").read_text()
+    # seeds of one config are not compared with each other
+    seed = {**mmali, "name": "digits_mmali_s1"}
+    assert curves.passing_lines([mmali, seed]) == []
+    assert len(curves.passing_lines([mmali, seed, mmjsd])) == 2
     # a suite without curves renders as before (no curve text, no curve chart)
     assert "Step curve" not in tables.readme_block(_suite("digits", [plain]))
 
