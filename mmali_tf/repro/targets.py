@@ -21,10 +21,10 @@ PROBE_HAND, PROBE_PRINT, CONTENT_GAP, MINUTES = 85.0, 50.0, 20.0, 20.0
 TEXT_COHERENCE, TEXT_TARGET_MODELS = 80.0, ("mmjsd", "mmali")
 #: what to try next when a config misses; the reasons themselves come from its run.
 NEXT_LEVER = {
-    "digits_mmali_joint": "the factorised model's reconstruction terms are on (without them "
-                          "the encoders stayed at the prior); next: the config's full steps, "
-                          "then as many steps as configs/digits_mmali.cfg, whose content codes "
-                          "hold the class",
+    "digits_mmali_joint": "at its full steps (the factorised model's reconstruction terms "
+                          "on) the hand probe is high but the class sits in the style codes "
+                          "(style probe above content); next: as many steps as "
+                          "configs/digits_mmali.cfg, whose content codes hold the class",
     "digits_mmjsd_ms": "the config's full steps (print probe and coherences still rising with "
                        "steps); then a larger style weight if the style code keeps the class",
     "digits_mmvae_plus": "at its full 1,000 steps the class sits in the private codes w "
