@@ -48,13 +48,17 @@ def _probe(metrics: Mapping[str, Any], modality: str, part: str = "both") -> flo
     return _pct(metrics["latent_accuracy"].get(modality, {}).get(part))
 
 
+def _steps_check(record: Mapping[str, Any]) -> tuple[str, bool, str]:
+    return ("full steps", record["steps"] >= record["config_steps"],
+            f"{record['steps']:,} of {record['config_steps']:,}")
+
+
 def config_checks(record: Mapping[str, Any]) -> list[tuple[str, bool | None, str]]:
     """(target, met (None: not measurable here), measured) of one digits run."""
     m, model = record["metrics"], str(record["model"])
     minutes = record["train_wall_s"] / 60.0
     note = load_note(record)
-    checks = [("full steps", record["steps"] >= record["config_steps"],
-               f"{record['steps']:,} of {record['config_steps']:,}"),
+    checks = [_steps_check(record),
               (f"idle training time <= {MINUTES:g} min", None if note else minutes <= MINUTES,
                f"{minutes:.1f} min{note}")]
     for modality, bound in (("hand", PROBE_HAND), ("print", PROBE_PRINT)):
@@ -76,8 +80,7 @@ def config_checks(record: Mapping[str, Any]) -> list[tuple[str, bool | None, str
 def text_checks(record: Mapping[str, Any]) -> list[tuple[str, bool | None, str]]:
     """(target, met, measured) of one digits_text run: full steps and cross coherence
     between hand and text both ways >= TEXT_COHERENCE."""
-    checks = [("full steps", record["steps"] >= record["config_steps"],
-               f"{record['steps']:,} of {record['config_steps']:,}")]
+    checks = [_steps_check(record)]
     for pair in ("hand->text", "text->hand"):
         value = _pct(record["metrics"]["cross_coherence"].get(pair))
         checks.append((f"{pair} >= {TEXT_COHERENCE:g}", None if value is None
