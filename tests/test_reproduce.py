@@ -397,3 +397,38 @@ def test_tables_add_fid_columns_when_a_run_has_sample_quality():
     assert table.splitlines()[2].endswith("| - | - |")
     assert table.splitlines()[3].endswith("| 15.0 | 3.5 |")
     assert tables.FID_LEGEND in table
+
+
+def test_contrastive_comparison_sets_each_variant_beside_its_base_of_the_same_data():
+    from mmali_tf.repro import contrastive
+
+    names = [s.name for s in suite_runs("digits_contrastive", REPO)]
+    assert names[:3] == ["digits_pairs20_mvae", "digits_pairs20_ci_mvae", "digits_pairs20_cc_mvae"]
+    assert len(names) == 9
+    assert all(s.overrides == ("--percentage=0.2",) and s.config_flags()["percentage"] == "0.2"
+               for s in suite_runs("digits_contrastive", REPO))
+    runs = [_record("digits_pairs20_mmvae", _metrics("mmvae", 0.5), 1000),
+            _record("digits_pairs20_ci_mmvae", _metrics("ci_mmvae", 0.6), 1000),   # cross +10/+5
+            _record("digits_pairs20_cc_mmvae", _metrics("cc_mmvae", 0.4, joint=0.2), 1000),
+            _record("digits_pairs20_ci_mvae", _metrics("ci_mvae", 0.5), 500),      # no base run
+            _record("digits_pairs20_jmvae", _metrics("jmvae", 0.5), 1000),
+            _record("digits_pairs20_ci_jmvae", _metrics("ci_jmvae", 0.9), 500)]   # short
+    rows = {r["run"]: r for r in contrastive.comparison_rows(runs)}
+    assert set(rows) == {"digits_pairs20_ci_mmvae", "digits_pairs20_cc_mmvae",
+                         "digits_pairs20_ci_jmvae"}
+    ci = rows["digits_pairs20_ci_mmvae"]
+    assert ci["diffs"] == pytest.approx([0.0, 0.0, 0.0, 10.0, 5.0])
+    assert ci["mean_diff"] == pytest.approx(3.0) and ci["verdict"] == "beats"
+    cc = rows["digits_pairs20_cc_mmvae"]   # joint -10, cross -10 and -5: mean -5
+    assert cc["mean_diff"] == pytest.approx(-5.0) and cc["verdict"] == "loses"
+    assert rows["digits_pairs20_ci_jmvae"]["verdict"] == "not comparable"
+    table = tables.readme_block(_suite("digits_contrastive", runs))
+    assert "Contrastive variants vs their base models, 20 % of each class before pairing" in table
+    assert ("| `digits_pairs20_ci_mmvae` | `digits_pairs20_mmvae` | 1,000/1,000, 1,000/1,000 | "
+            "60.0 (+0.0) | 60.0 (+0.0) | 30.0 (+0.0) | 60.0 (+10.0) | 30.0 (+5.0) | +3.0 | beats |"
+            ) in table
+    assert "| `digits_pairs20_ci_jmvae` | `digits_pairs20_jmvae` | 500/1,000, 1,000/1,000 |" in table
+    matched = contrastive.comparison_rows(runs[:1] + [_record(
+        "digits_pairs20_ci_mmvae", _metrics("ci_mmvae", 0.52), 1000)])
+    assert matched[0]["verdict"] == "matches"
+    assert contrastive.comparison_markdown(runs[3:4], "all pairs") == ""

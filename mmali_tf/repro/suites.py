@@ -5,12 +5,14 @@ from __future__ import annotations
 import glob
 import os
 
+from mmali_tf.repro.contrastive import contrastive_runs
 from mmali_tf.repro.run_spec import RunSpec
 from mmali_tf.repro.study import study_runs
 
 __all__ = ["SUITES", "RunSpec", "suite_runs"]
 
-SUITES = ("digits", "claims", "mnist_svhn", "polydigits", "digits_study", "digits_text")
+SUITES = ("digits", "claims", "mnist_svhn", "polydigits", "digits_study", "digits_text",
+          "digits_contrastive")
 #: the trimodal suite's models, in training order (the two with coherence targets first)
 DIGITS_TEXT_MODELS = ("mmjsd", "mmali", "mopoe", "mvae", "mmvae")
 #: its table has no log-likelihoods, whose IWAE estimates over every conditional of three
@@ -61,6 +63,8 @@ def suite_runs(suite: str, root: str = ".") -> list[RunSpec]:
         return [RunSpec(_stem(p), p) for p in _configs(root, "polydigits_*.cfg")]
     if suite == "digits_study":
         return study_runs(root)
+    if suite == "digits_contrastive":  # the 20 %-data comparison; its table: repro/contrastive.py
+        return contrastive_runs(root)
     # claims, every config over CLAIMS_SEEDS: the critic ablation on rotated Fashion-MNIST
     # views (claim 1), then mmALI and four VAE baselines on fashion_pair (claim 2); claim 3
     # reads every mmALI run of both.

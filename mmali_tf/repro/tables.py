@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from mmali_tf.metrics import report
 from mmali_tf.repro import claims as claims_lib
-from mmali_tf.repro import curves, many_modalities, study, targets
+from mmali_tf.repro import contrastive, curves, many_modalities, study, targets
 from mmali_tf.repro.runner import IDLE_LOAD, load_note
 
 BEGIN, END = "<!-- reproduction:{}:begin -->", "<!-- reproduction:{}:end -->"
@@ -148,6 +148,11 @@ def readme_block(suite: Mapping[str, Any]) -> str:
                       f"- style probe >= {targets.CONTENT_GAP:g} points where a style code "
                       f"exists, training time <= {targets.MINUTES:g} min when measured on an "
                       "idle machine:", "", targets.targets_markdown(suite["runs"])]
+        if suite["suite"] in ("digits", "digits_contrastive"):
+            data = ("all pairs" if suite["suite"] == "digits" else
+                    f"{100 * contrastive.PAIRS_SHARE:g} % of each class before pairing")
+            compared = contrastive.comparison_markdown(suite["runs"], data)
+            parts += [compared] if compared else []
         if suite["suite"] == "digits_text":
             parts += [f"Targets (`mmali_tf/repro/targets.py`): full steps, hand->text and "
                       f"text->hand coherence >= {targets.TEXT_COHERENCE:g} for "
