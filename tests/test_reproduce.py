@@ -215,14 +215,14 @@ def test_digits_targets_say_met_or_missed_with_what_was_measured():
     styled = _metrics("mmali", 0.5, style=True)  # content 70, style 20: gap 50 points
     styled["latent_accuracy"]["hand"]["both"] = 0.9
     runs = [_record("digits_mvae", good, 1000, load=1.0),
-            _record("digits_mmjsd_ms", _metrics("mopoe", 0.095, top_share=0.9)),
+            _record("digits_mmali_long", _metrics("mopoe", 0.095, top_share=0.9)),
             _record("digits_mmali", styled, 1000, load=3.0)]
     table = tables.readme_block(_suite("digits", runs))
     assert "| `digits_mvae` | met | - | - |" in table
-    assert ("| `digits_mmjsd_ms` | **missed** | full steps (500 of 1,000); latent hand >= 85 "
+    assert ("| `digits_mmali_long` | **missed** | full steps (500 of 1,000); latent hand >= 85 "
             "(60.0); no collapsed joint/cross set (joint/hand, joint/print, cross/hand->print, "
             "cross/print->hand) |") in table
-    assert targets.NEXT_LEVER["digits_mmjsd_ms"] in table
+    assert targets.NEXT_LEVER["digits_mmali_long"] in table
     assert "| `digits_mmali` | met (not judged: idle training time <= 20 min) |" in table
     checks = {t: (met, v) for t, met, v in targets.config_checks(runs[2])}
     assert checks["hand content - style >= 20 points"] == (True, "50.0")
