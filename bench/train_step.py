@@ -2,6 +2,7 @@
 
     python bench/train_step.py [--models mmali,mvae|all] [--steps 20] [--jit on,off]
                                [--setups mnist_svhn,digits] [--profile] [--flops]
+                               [--json bench/results/train_step_digits_idle.json]
 
 One iteration is one `train_step` (for mmALI: critic + generator update + EMA) on random data
 of `batch_size * model.draws_per_step` rows. Setups:
@@ -19,7 +20,9 @@ critic sub-network at the row counts one step uses. `--flops` counts the floatin
 operations of one iteration's graph (TensorFlow's static count, forward and backward) and
 compares the measured time with the machine's float32 matrix-multiply peak (NumPy's BLAS on
 2048 x 2048), i.e. the fastest any implementation of the same arithmetic could run here.
-Prints markdown tables.
+Prints markdown tables; `--json` also writes the rows with the machine (ISA flags, load average
+at the start and the end: `bench/host.py`), the record `repro/targets.py` reads for its
+idle-machine estimate of each digits config's training time.
 """
 
 from __future__ import annotations
@@ -33,10 +36,13 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import host  # noqa: E402
+import provenance  # noqa: E402
 from mmali_tf import flags as mflags  # noqa: E402
 from mmali_tf import models  # noqa: E402
 from mmali_tf.data.fashion_pair import COLOUR, GREY  # noqa: E402
@@ -184,6 +190,7 @@ def main(argv=None) -> None:
     p.add_argument("--profile", action="store_true")
     p.add_argument("--flops", action="store_true",
                    help="count GFLOP per iteration and compare with the sgemm peak")
+    p.add_argument("--json", default="", help="also write the rows and the machine here")
     args = p.parse_args(argv)
     names = models.model_names() if args.models == "all" else args.models.split(",")
     unknown = [n for n in names if n not in models.model_names()]
@@ -191,6 +198,8 @@ def main(argv=None) -> None:
         p.error(f"--models: unknown model {unknown[0]!r}; registered: "
                 f"{', '.join(models.model_names())}")
     tf.config.threading.set_inter_op_parallelism_threads(2)
+    start = host.machine()
+    records = []
     jits = [j.strip() == "on" for j in args.jit.split(",") if j.strip()]
     print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs, median of {args.steps} steps\n")
     peak = sgemm_peak_gflops() if args.flops else None
@@ -204,10 +213,17 @@ def main(argv=None) -> None:
             gflop = step_gflop(name, setup) if peak else None
             for jit in jits:
                 ms, batch = bench_step(name, setup, args.steps, jit)
+                records.append({"model": name, "setup": setup, "batch": batch,
+                                "jit": jit, "ms": round(ms, 1)})
                 row = f"| {name} | {setup} | {batch} | {'on' if jit else 'off'} | {ms:.1f} |"
                 if gflop:
                     row += f" {gflop:.1f} | {gflop / ms * 1e3:.0f} | {gflop / peak * 1e3:.0f} |"
                 print(row, flush=True)
+    if args.json:
+        host.write_record(args.json, {"command": provenance.command_line("bench/train_step.py"),
+                                      "steps": args.steps, "machine": start,
+                                      "load_average_end": list(os.getloadavg()),
+                                      "rows": records})
     if args.profile:
         for name in names:
             for jit in jits:

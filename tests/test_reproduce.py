@@ -432,3 +432,27 @@ def test_contrastive_comparison_sets_each_variant_beside_its_base_of_the_same_da
         "digits_pairs20_ci_mmvae", _metrics("ci_mmvae", 0.52), 1000)])
     assert matched[0]["verdict"] == "matches"
     assert contrastive.comparison_markdown(runs[3:4], "all pairs") == ""
+
+
+def test_time_target_under_load_is_missed_only_when_the_idle_benchmark_alone_exceeds_it(tmp_path):
+    bench = tmp_path / "train_step_digits_idle.json"
+    bench.write_text(json.dumps({"rows": [
+        {"model": "ci_mvae", "setup": "digits", "batch": 64, "jit": True, "ms": 300.0},
+        {"model": "ci_mvae", "setup": "digits", "batch": 64, "jit": False, "ms": 250.0},
+        {"model": "mvae", "setup": "digits", "batch": 64, "jit": False, "ms": 60.0},
+        {"model": "mvae", "setup": "mnist_svhn", "batch": 64, "jit": False, "ms": 1.0}]}))
+    idle = targets.idle_step_ms(str(bench))
+    assert idle == {("ci_mvae", 64): 250.0, ("mvae", 64): 60.0}
+    assert targets.idle_step_ms(str(tmp_path / "missing.json")) == {}
+
+    def time_check(model: str, load: float) -> tuple:
+        rec = _record(f"digits_{model}", _metrics(model, 0.5), 5000, 5000, load=load)
+        return next(c for c in targets.config_checks(rec, idle) if "time" in c[0])
+
+    # 250 ms x 5,000 steps = 20.8 min > 20 even on an idle machine
+    assert time_check("ci_mvae", 2.0) == (
+        "idle training time <= 20 min", False,
+        "1.5 min (load 2.0); idle step benchmark x steps: at least 20.8 min")
+    assert time_check("mvae", 2.0)[1] is None          # 5.0 min: cannot tell under load
+    assert time_check("mvae", 1.0)[1] is True          # an idle run is judged on its own time
+    assert time_check("mmvae", 2.0) == ("idle training time <= 20 min", None, "1.5 min (load 2.0)")
