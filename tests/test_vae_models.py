@@ -177,3 +177,21 @@ def test_keras_round_trip(tmp_path, small_ds):
     for a, b in zip(model.prior_params(), loaded.prior_params()):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
     assert int(loaded.g_optimizer.iterations) == 2
+
+
+@pytest.mark.parametrize("name", ("ci_jmvae", "cc_jmvae"))
+def test_contrastive_jmvae_negatives_train_the_decoders_not_the_joint_encoder(name):
+    model = _model(name)
+    batch = {s.name: tf.random.stateless_uniform((4,) + s.shape, seed=(3, i))
+             for i, s in enumerate(SMALL)}
+    encoder = model.joint_encoder.trainable_variables
+    decoders = [v for m in model.modalities for v in model.decoders[m].trainable_variables]
+    with tf.GradientTape(persistent=True) as tape:
+        _, _, cache = model.native(batch)
+        negative = tf.reduce_sum(model.negative_term(batch, cache))
+    assert all(g is None for g in tape.gradient(negative, encoder))
+    grads = tape.gradient(negative, decoders)
+    assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+    with tf.GradientTape() as tape:   # the native term still trains it
+        positive = tf.reduce_sum(model.native(batch)[0])
+    assert any(g is not None for g in tape.gradient(positive, encoder))
