@@ -134,14 +134,16 @@ def _with_current_steps(record: dict[str, Any], spec: Any) -> dict[str, Any]:
 
 def merge_previous(out: dict[str, Any], specs: Sequence[Any], path: str) -> None:
     """Put the records of `path` (the suite's previous JSON) for runs not in `out` back into
-    `out["runs"]`, in the suite's order (`config_steps` read from their configs now)."""
-    if not os.path.isfile(path):
-        return
-    with open(path, encoding="utf-8") as f:
-        old = {r["name"]: r for r in json.load(f).get("runs", [])}
+    `out["runs"]`, in the suite's order (`config_steps` read from their configs now), and
+    name the suite's runs that have no record in either as `out["not_run"]`."""
+    old = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            old = {r["name"]: r for r in json.load(f).get("runs", [])}
     new = {r["name"]: r for r in out["runs"]}
     out["runs"] = [new.get(s.name) or _with_current_steps(old[s.name], s) for s in specs
                    if s.name in new or s.name in old]
+    out["not_run"] = [s.name for s in specs if s.name not in new and s.name not in old]
     labels = sorted({r["budget_label"] for r in out["runs"] if r.get("budget_label")})
     if len(labels) > 1:
         out["budget"]["label"] = "per run, one of: " + "; ".join(labels)

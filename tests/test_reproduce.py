@@ -375,6 +375,12 @@ def test_runs_filter_keeps_the_other_records(tmp_path):
     assert [r["name"] for r in out["runs"]] == ["a_s0", "b_s0"]   # suite order, new wins
     assert out["runs"][0]["budget_label"] == "at most 500 steps"
     assert out["budget"]["label"] == "per run, one of: at most 300 steps; at most 500 steps"
+    assert out["not_run"] == ["a_s1"]   # the suite's run with no record, named in the budget
+    line = tables.budget_line(out["runs"][:0], out["not_run"])
+    assert line == "every run (0) at its config's full steps; not run yet (1): `a_s1`"
+    first = {"runs": [{"name": "b_s0"}], "budget": {"label": "x"}}   # no previous JSON
+    reproduce.merge_previous(first, specs, str(tmp_path / "none.json"))
+    assert first["not_run"] == ["a_s0", "a_s1"]
     # a kept record whose config has grown since shows the config's current steps
     cfg = tmp_path / "b.cfg"
     cfg.write_text("--max_steps=5000\n")

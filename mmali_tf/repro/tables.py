@@ -39,15 +39,20 @@ def budget_cell(record: Mapping[str, Any]) -> str:
     return cell
 
 
-def budget_line(records: Sequence[Mapping[str, Any]]) -> str:
-    """What actually ran: how many runs reached their config's steps, and the others."""
+def budget_line(records: Sequence[Mapping[str, Any]], not_run: Sequence[str] = ()) -> str:
+    """What actually ran: how many runs reached their config's steps, the others, and the
+    suite's runs that have no record yet (`not_run`)."""
     ok = [r for r in records if r.get("status") == "ok"]
     short = [r for r in ok if r["steps"] < r["config_steps"]]
     if not short:
-        return f"every run ({len(ok)}) at its config's full steps"
-    return (f"{len(ok) - len(short)} of {len(ok)} runs at their configs' full steps; the "
-            "others: " + ", ".join(f"`{r['name']}` {r['steps']:,} of {r['config_steps']:,}"
-                                   for r in short))
+        line = f"every run ({len(ok)}) at its config's full steps"
+    else:
+        line = (f"{len(ok) - len(short)} of {len(ok)} runs at their configs' full steps; the "
+                "others: " + ", ".join(f"`{r['name']}` {r['steps']:,} of {r['config_steps']:,}"
+                                       for r in short))
+    if not_run:
+        line += f"; not run yet ({len(not_run)}): " + ", ".join(f"`{n}`" for n in not_run)
+    return line
 
 
 def _groups(suite: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
@@ -117,7 +122,7 @@ def protocol_line(suite: Mapping[str, Any]) -> str:
     """What the numbers are: protocol, evaluation size, budget, machine."""
     b, machine = suite["budget"], suite["machine"]
     return (f"Protocol `{b['protocol']}` (Shi probe), {b['num_samples']:,} test pairs and prior "
-            f"samples, seed 0; budget: {budget_line(suite['runs'])}; machine: {machine['cpu']} "
+            f"samples, seed 0; budget: {budget_line(suite['runs'], suite.get('not_run', ()))}; machine: {machine['cpu']} "
             f"({machine['cores']} cores; load average {machine['load_avg']} at the harness's "
             f"start), TensorFlow {machine['tensorflow']}. Times are wall times; one measured "
             f"while the 1-minute load average was above {IDLE_LOAD:g} (other jobs running) is "
