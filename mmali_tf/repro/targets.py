@@ -39,9 +39,11 @@ NEXT_LEVER = {
                          "as the authors' code)",
     "digits_mmali_long": "the config's full steps",
 }
-CONTRASTIVE_LEVER = ("the config's full steps: the contrastive configs now train at their "
-                     "base model's steps and batch, without the KL warm-up that made the "
-                     "loss unbounded below (cc_mvae met every target so); a contrastive step "
+CONTRASTIVE_LEVER = ("the config's full steps: the contrastive configs train at their base "
+                     "model's steps and batch, without the KL warm-up that made the loss "
+                     "unbounded below (cc_mvae and ci_mvae met every target so), and the "
+                     "JMVAE variants' negatives no longer train the joint encoder (at full "
+                     "steps it drove the loss to -inf, NaN at step 4,500); a contrastive step "
                      "costs 3-5 base-model steps (ms/step above), so the time target needs "
                      "fewer negatives or samples")
 
