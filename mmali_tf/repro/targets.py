@@ -39,6 +39,16 @@ NEXT_LEVER = {
                          "as the authors' code)",
     "digits_mmali_long": "the config's full steps",
 }
+#: the JMVAE variants at full steps (their negatives no longer train the joint encoder): good
+#: probes and cross coherence, but prior samples collapse to one class
+JMVAE_CONTRASTIVE_LEVER = ("probes and cross generation learn, but samples from the prior "
+                           "collapse: the positive term's KL, steady for the first half of "
+                           "training, then rose steeply as the negatives sharpened the decoders "
+                           "(the run's train_log.csv), so the aggregate posterior left the "
+                           "prior; next: a step curve of "
+                           "joint coherence, then fewer negatives or a smaller gamma")
+NEXT_LEVER.update({"digits_ci_jmvae": JMVAE_CONTRASTIVE_LEVER,
+                   "digits_cc_jmvae": JMVAE_CONTRASTIVE_LEVER})
 CONTRASTIVE_LEVER = ("the config's full steps: the contrastive configs train at their base "
                      "model's steps and batch, without the KL warm-up that made the loss "
                      "unbounded below (cc_mvae and ci_mvae met every target so), and the "
