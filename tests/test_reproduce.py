@@ -462,3 +462,5 @@ def test_time_target_under_load_is_missed_only_when_the_idle_benchmark_alone_exc
     assert time_check("mvae", 2.0)[1] is None          # 5.0 min: cannot tell under load
     assert time_check("mvae", 1.0)[1] is True          # an idle run is judged on its own time
     assert time_check("mmvae", 2.0) == ("idle training time <= 20 min", None, "1.5 min (load 2.0)")
+    long_run = _record("digits_ci_mvae_long", _metrics("ci_mvae", 0.5), 5000, 5000, load=2.0)
+    assert not any("time" in c[0] for c in targets.config_checks(long_run, idle))
