@@ -433,7 +433,8 @@ def test_contrastive_comparison_sets_each_variant_beside_its_base_of_the_same_da
     assert ("| `digits_pairs20_ci_mmvae` | `digits_pairs20_mmvae` | 1,000/1,000, 1,000/1,000 | "
             "60.0 (+0.0) | 60.0 (+0.0) | 30.0 (+0.0) | 60.0 (+10.0) | 30.0 (+5.0) | +3.0 | beats |"
             ) in table
-    assert "| `digits_pairs20_ci_jmvae` | `digits_pairs20_jmvae` | 500/1,000, 1,000/1,000 |" in table
+    assert ("| `digits_pairs20_ci_jmvae` | `digits_pairs20_jmvae` | 500/1,000, 1,000/1,000 |"
+            in table)
     matched = contrastive.comparison_rows(runs[:1] + [_record(
         "digits_pairs20_ci_mmvae", _metrics("ci_mmvae", 0.52), 1000)])
     assert matched[0]["verdict"] == "matches"

@@ -23,8 +23,10 @@ FAMILIES = {"mvae": ("ci_mvae", "cc_mvae"), "jmvae": ("ci_jmvae", "cc_jmvae"),
 #: the share of each class's instances the reduced-data runs keep (the paper's 20 %).
 PAIRS_SHARE = 0.2
 #: the compared metrics: (column, metrics section, key)
-METRICS = (("latent hand", "latent_accuracy", "hand"), ("latent print", "latent_accuracy", "print"),
-           ("joint", "joint_coherence", "all"), ("cross hand->print", "cross_coherence", "hand->print"),
+METRICS = (("latent hand", "latent_accuracy", "hand"),
+           ("latent print", "latent_accuracy", "print"),
+           ("joint", "joint_coherence", "all"),
+           ("cross hand->print", "cross_coherence", "hand->print"),
            ("cross print->hand", "cross_coherence", "print->hand"))
 #: mean difference (points) inside which a variant "matches" its base (one seed each: the
 #: seed-to-seed spread of these metrics on digits is a few points).

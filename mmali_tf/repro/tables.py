@@ -121,8 +121,9 @@ def runs_table(records: Sequence[Mapping[str, Any]]) -> str:
 def protocol_line(suite: Mapping[str, Any]) -> str:
     """What the numbers are: protocol, evaluation size, budget, machine."""
     b, machine = suite["budget"], suite["machine"]
+    budget = budget_line(suite["runs"], suite.get("not_run", ()))
     return (f"Protocol `{b['protocol']}` (Shi probe), {b['num_samples']:,} test pairs and prior "
-            f"samples, seed 0; budget: {budget_line(suite['runs'], suite.get('not_run', ()))}; machine: {machine['cpu']} "
+            f"samples, seed 0; budget: {budget}; machine: {machine['cpu']} "
             f"({machine['cores']} cores; load average {machine['load_avg']} at the harness's "
             f"start), TensorFlow {machine['tensorflow']}. Times are wall times; one measured "
             f"while the 1-minute load average was above {IDLE_LOAD:g} (other jobs running) is "
